@@ -1,0 +1,27 @@
+# Run `make help` for the list. `make reports` and `make test` set up what is missing first.
+.DEFAULT_GOAL := help
+SHELL := /bin/bash
+PY := .venv/bin/python
+
+.PHONY: help setup reports test validate-ledger lock clean
+
+help: ## list the targets
+	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  make %-16s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+
+setup: ## install what is missing: Chromium + fonts (apt), the locked Python environment (.venv)
+	@bash scripts/setup.sh
+
+reports: setup ## build every report in reports.yaml into reports/ (HTML, PDF, executed notebook)
+	$(PY) -m milcourts build
+
+test: setup ## run the whole test suite
+	$(PY) -m pytest
+
+validate-ledger: setup ## check data/raw/published_figures.csv and print a one-line summary
+	$(PY) -m milcourts validate-ledger data/raw/published_figures.csv
+
+lock: setup ## re-resolve uv.lock after editing the dependencies in pyproject.toml
+	.tools/bin/uv lock
+
+clean: ## remove build/ (staging, failed runs); reports/ and .venv are kept
+	rm -rf build

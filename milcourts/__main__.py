@@ -1,0 +1,63 @@
+"""Command line: `python -m milcourts validate-ledger PATH` and `python -m milcourts build`."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+
+def _validate_ledger(args: argparse.Namespace) -> int:
+    from milcourts.ledger import check_ledger, summarise_ledger
+
+    frame, issues = check_ledger(args.path)
+    if issues:
+        print(f"{args.path}: INVALID, {len(issues)} problem(s):", file=sys.stderr)
+        for issue in issues:
+            print(f"  {issue}", file=sys.stderr)
+        return 1
+    print(summarise_ledger(frame, args.path))
+    return 0
+
+
+def _build(args: argparse.Namespace) -> int:
+    from milcourts.build import BuildError, BuildSettings, build
+    from milcourts.ledger import LedgerValidationError
+    from milcourts.provenance import ProvenanceError
+    from milcourts.render import RenderError
+    from milcourts.runfile import RunFileError
+
+    settings = BuildSettings(make_pdf=not args.no_pdf)
+    if args.run_file:
+        settings = BuildSettings(run_file=Path(args.run_file).resolve(), make_pdf=not args.no_pdf)
+    try:
+        build(only=args.only, settings=settings)
+    except (BuildError, LedgerValidationError, ProvenanceError, RenderError, RunFileError) as exc:
+        print(f"build failed; reports/ left as it was.\n{exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("build interrupted; reports/ left as it was.", file=sys.stderr)
+        return 130
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m milcourts", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    validate = commands.add_parser("validate-ledger", help="check a ledger CSV; exit 1 listing every problem")
+    validate.add_argument("path", help="ledger CSV, e.g. data/raw/published_figures.csv")
+    validate.set_defaults(handler=_validate_ledger)
+
+    build = commands.add_parser("build", help="execute and render the reports in the run file")
+    build.add_argument("--only", action="append", metavar="NAME", help="build only this run (repeatable)")
+    build.add_argument("--run-file", help="run file to use instead of reports.yaml")
+    build.add_argument("--no-pdf", action="store_true", help="HTML only, for quick drafts (`make reports` always makes PDFs)")
+    build.set_defaults(handler=_build)
+
+    args = parser.parse_args(argv)
+    return args.handler(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

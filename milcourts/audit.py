@@ -1,0 +1,88 @@
+"""What the ledger holds: the tables behind the ledger-audit report."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+
+from milcourts import paths
+from milcourts.constraints import ConstraintView, build_constraint_view
+from milcourts.ledger import load_ledger
+
+ARTICLE_LABELS = {
+    "337": "Art. 337 (AWOL)",
+    "338": "Art. 338 (desertion)",
+    "332": "Art. 332 (refusing orders)",
+    "all_refusal": "All refusal articles",
+    "na": "No article",
+}
+MEASURE_FAMILIES = {
+    "count": "count in period",
+    "cumulative": "running total",
+    "count_persons": "persons",
+    "cumulative_persons": "persons",
+    "daily_rate": "rate",
+    "weekly_rate": "rate",
+    "monthly_rate": "rate",
+    "share": "share or change",
+    "pct_change": "share or change",
+    "ratio_vs_prior_year": "share or change",
+    "count_helped": "Idite Lesom help",
+    "cumulative_helped": "Idite Lesom help",
+    "cumulative_advised": "Idite Lesom help",
+    "cumulative_counseled": "Idite Lesom help",
+}
+
+
+@dataclass
+class LedgerAudit:
+    ledger_csv: Path
+    ledger: pd.DataFrame
+    view: ConstraintView
+
+
+def load_audit(ledger_csv: str | Path = paths.LEDGER_CSV, series: str = "court_filings",
+               first_month: str = "2021-01") -> LedgerAudit:
+    """Validated ledger plus the constraint view of `series` on cases."""
+    path = paths.resolve(ledger_csv)
+    ledger = load_ledger(path)
+    return LedgerAudit(path, ledger, build_constraint_view(ledger, series=series, first_month=first_month))
+
+
+def count_table(ledger: pd.DataFrame, column: str, label: str) -> pd.DataFrame:
+    counts = ledger[column].value_counts().rename_axis(label).reset_index(name="figures")
+    return counts.sort_values(["figures", label], ascending=[False, True]).reset_index(drop=True)
+
+
+def series_by_article(ledger: pd.DataFrame) -> pd.DataFrame:
+    table = pd.crosstab(ledger["series"], ledger["article"].map(ARTICLE_LABELS), margins=True,
+                        margins_name="total")
+    table.index.name, table.columns.name = "series", None
+    return table
+
+
+def revisions_table(view: ConstraintView) -> pd.DataFrame:
+    table = view.revisions.copy()
+    table["period"] = table["period_start"].dt.date.astype(str) + " to " + table["period_end"].dt.date.astype(str)
+    table["article"] = table["article"].map(ARTICLE_LABELS)
+    table["source_date"] = table["source_date"].dt.date.astype("string")
+    table["preferred"] = table["is_preferred"].map({True: "yes", False: ""})
+    return table[["article", "period", "figure_id", "value", "value_qualifier", "source_date", "preferred"]]
+
+
+def conflicts_table(view: ConstraintView) -> pd.DataFrame:
+    kinds = {
+        "parts_exceed_whole": "parts exceed whole",
+        "same_period_disagreement": "same period, same date, different values",
+        "downward_revision": "later vintage lower",
+    }
+    table = view.conflicts.assign(kind=view.conflicts["kind"].map(kinds))
+    return table[["kind", "whole_figure_id", "part_figure_ids", "excess", "description"]]
+
+
+def excluded_table(view: ConstraintView) -> pd.DataFrame:
+    table = view.excluded.copy()
+    table["article"] = table["article"].map(ARTICLE_LABELS)
+    return table[["figure_id", "article", "measure", "value", "exclusion_reason"]]

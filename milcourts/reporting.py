@@ -1,0 +1,73 @@
+"""Put figures, tables and sentences into a notebook's output so the exported report reads well.
+
+Charts are inline SVG inside <figure> with a caption and alt text (vector in the PDF, accessible in
+the HTML). Every piece of text that may come from the ledger is HTML-escaped here, once, so a
+field containing `<script>` shows as text in every report.
+"""
+
+from __future__ import annotations
+
+import html
+import io
+import itertools
+import re
+import warnings
+
+import matplotlib
+import matplotlib.pyplot as plt
+import pandas as pd
+import seaborn as sns
+from IPython.display import HTML, display
+
+PALETTE = "colorblind"  # seaborn's colour-blind-safe qualitative palette
+_figure_counter = itertools.count(1)
+
+
+def setup_report_style() -> None:
+    """Deterministic, readable charts: fixed SVG ids, DejaVu Sans (covers Cyrillic), no date stamp."""
+    sns.set_theme(context="notebook", style="whitegrid", palette=PALETTE, font="DejaVu Sans")
+    matplotlib.rcParams.update({
+        "svg.hashsalt": "milcourts",  # stable element ids -> same inputs give the same HTML
+        "svg.fonttype": "path",       # glyphs as paths: the PDF needs no font for chart text
+        "figure.dpi": 100,
+        "axes.titlesize": 12,
+        "axes.titleweight": "bold",
+    })
+    # pandas/matplotlib deprecation chatter is not for readers; real errors still raise.
+    warnings.filterwarnings("ignore", category=FutureWarning)
+    warnings.filterwarnings("ignore", category=DeprecationWarning)
+
+
+def figure_to_svg(fig: plt.Figure, prefix: str) -> str:
+    """The figure as an inline <svg> whose ids are unique on a page holding several charts."""
+    buffer = io.StringIO()
+    fig.savefig(buffer, format="svg", bbox_inches="tight", metadata={"Date": None})
+    svg = buffer.getvalue()
+    svg = svg[svg.index("<svg"):]
+    svg = re.sub(r'id="([^"]+)"', rf'id="{prefix}-\1"', svg)
+    svg = re.sub(r"url\(#([^)]+)\)", rf"url(#{prefix}-\1)", svg)
+    svg = re.sub(r'href="#([^"]+)"', rf'href="#{prefix}-\1"', svg)
+    return svg
+
+
+def show_figure(fig: plt.Figure, caption: str, alt_text: str) -> None:
+    """Display a chart with its caption and alt text, then close it so it is not drawn twice."""
+    prefix = f"fig{next(_figure_counter)}"
+    svg = figure_to_svg(fig, prefix).replace("<svg ", f'<svg role="img" aria-label="{html.escape(alt_text)}" ', 1)
+    plt.close(fig)
+    display(HTML(
+        f'<figure class="report-figure">{svg}'
+        f"<figcaption>{html.escape(caption)}</figcaption></figure>"
+    ))
+
+
+def show_table(frame: pd.DataFrame, caption: str | None = None, index: bool = False) -> None:
+    """Display a table with every cell escaped; missing values show as an em dash."""
+    table = frame.to_html(index=index, escape=True, border=0, na_rep="—", classes="report-table")
+    title = f"<p><em>{html.escape(caption)}</em></p>" if caption else ""
+    display(HTML(title + table))
+
+
+def show_paragraphs(sentences: list[str]) -> None:
+    """Display generated prose, one paragraph per sentence, escaped."""
+    display(HTML("".join(f"<p>{html.escape(s)}</p>" for s in sentences)))

@@ -1,0 +1,66 @@
+"""Shared fixtures: tiny ledgers and tiny notebooks built in tmp_path, never the real outputs."""
+
+from __future__ import annotations
+
+import csv
+import io
+from pathlib import Path
+
+import nbformat
+import pytest
+from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
+
+from milcourts import paths
+from milcourts.ledger import LEDGER_COLUMNS
+
+GOOD_ROW = {
+    "figure_id": "F001", "series": "court_filings", "article": "337", "measure": "count",
+    "period_start": "2023-01-01", "period_end": "2023-12-31", "value": "5092",
+    "value_qualifier": "exact", "source_publisher": "Mediazona", "source_title": "Desertion day",
+    "source_url": "https://zona.media/article/2024/02/29/desertion-day", "source_date": "2024-03-04",
+    "quote": "5,092 AWOL cases in 2023", "notes": "",
+}
+
+
+def ledger_text(rows: list[dict], columns=LEDGER_COLUMNS) -> str:
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=list(columns), lineterminator="\n", extrasaction="ignore")
+    writer.writeheader()
+    for row in rows:
+        writer.writerow(row)
+    return buffer.getvalue()
+
+
+def row(**changes) -> dict:
+    return {**GOOD_ROW, **changes}
+
+
+@pytest.fixture
+def write_ledger(tmp_path):
+    """write_ledger(rows) -> path of a ledger CSV holding those rows."""
+    def write(rows: list[dict], name: str = "ledger.csv", columns=LEDGER_COLUMNS) -> Path:
+        path = tmp_path / name
+        path.write_text(ledger_text(rows, columns), encoding="utf-8")
+        return path
+    return write
+
+
+@pytest.fixture
+def make_notebook(tmp_path):
+    """make_notebook(name, code_cells, parameters=...) -> path of a tiny notebook."""
+    def make(name: str, cells: list[str], parameters: str | None = 'greeting: str = "hello"  # word to print') -> Path:
+        notebook = new_notebook(metadata={"kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"}})
+        notebook.cells.append(new_markdown_cell(f"# {name}"))
+        if parameters is not None:
+            notebook.cells.append(new_code_cell(parameters, metadata={"tags": ["parameters"]}))
+        notebook.cells += [new_code_cell(c) for c in cells]
+        path = tmp_path / "notebooks" / f"{name}.ipynb"
+        path.parent.mkdir(exist_ok=True)
+        nbformat.write(notebook, path)
+        return path
+    return make
+
+
+@pytest.fixture
+def real_ledger() -> Path:
+    return paths.LEDGER_CSV
