@@ -86,14 +86,17 @@ def _git_commit(root: Path) -> str:
 
 
 def describe_failure(run: Run, error: pm.PapermillExecutionError) -> str:
-    """Name the report, the notebook, the cell and the error, with the end of the traceback."""
+    """Name the report, the notebook, the cell (as the user sees it) and the error."""
+    source_cells = nbformat.read(run.notebook, as_version=4).cells
+    positions = [i for i, cell in enumerate(source_cells, start=1) if cell.source == error.source]
+    where = f"cell {positions[0]} of {len(source_cells)}" if positions else "a cell"
     traceback = _ANSI.sub("", "\n".join(error.traceback))
     tail = "\n".join("    " + line for line in traceback.strip().splitlines()[-12:])
     first_line = (error.source or "").strip().splitlines()[:1]
     source = f"\n  cell source starts: {first_line[0]}" if first_line else ""
     return (
-        f"report {run.name!r} failed: notebook {run.notebook.name}, cell {error.cell_index} "
-        f"(execution count {error.exec_count}): {error.ename}: {error.evalue}{source}\n{tail}"
+        f"report {run.name!r} failed: notebook {run.notebook.name}, {where} "
+        f"(In [{error.exec_count}]): {error.ename}: {error.evalue}{source}\n{tail}"
     )
 
 

@@ -1,0 +1,191 @@
+"""The build on tiny notebooks: success, failures that leave reports/ untouched, parameters, PDF."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import nbformat
+import pypdf
+import pytest
+import yaml
+
+from milcourts import paths
+from milcourts.build import BuildError, BuildSettings, build
+from milcourts.runfile import RunFileError
+
+
+def snapshot(directory: Path) -> dict[str, str]:
+    """Every file under a directory with its checksum: 'untouched' means equal snapshots."""
+    return {
+        str(p.relative_to(directory)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(directory.rglob("*")) if p.is_file()
+    }
+
+
+@pytest.fixture
+def project(tmp_path, make_notebook):
+    """A tiny project root: run file writer and settings pointing into tmp_path."""
+    def settings_for(runs: list[dict], make_pdf: bool = False) -> BuildSettings:
+        run_file = tmp_path / "reports.yaml"
+        run_file.write_text(yaml.safe_dump({"reports": runs}), encoding="utf-8")
+        return BuildSettings(run_file=run_file, root=tmp_path, reports_dir=tmp_path / "reports",
+                             build_dir=tmp_path / "build", make_pdf=make_pdf)
+    make_notebook("hello", ["print(greeting * 2)"])
+    make_notebook("boom", ["x = 1", "1 / 0"])
+    return settings_for
+
+
+HELLO = {"name": "hello", "notebook": "notebooks/hello.ipynb", "title": "Hello report",
+         "parameters": {"greeting": "hi"}}
+BOOM = {"name": "boom", "notebook": "notebooks/boom.ipynb", "title": "Boom"}
+
+
+def test_success_publishes_html_notebook_manifest_and_index(project):
+    settings = project([HELLO])
+    (entry,) = build(settings=settings)
+    reports = settings.reports_dir
+    assert sorted(p.name for p in reports.iterdir()) == ["hello.html", "hello.ipynb", "index.html", "manifest.json"]
+    html = (reports / "hello.html").read_text(encoding="utf-8")
+    assert "hihi" in html                      # the output, with the injected parameter
+    assert "print(greeting" not in html        # no code
+    assert "<h1>Hello report</h1>" in html     # title page, not the file name
+    executed = nbformat.read(reports / "hello.ipynb", as_version=4)
+    assert any("injected-parameters" in c.metadata.get("tags", []) for c in executed.cells)
+    manifest = json.loads((reports / "manifest.json").read_text())
+    assert manifest["reports"]["hello"]["outputs"]["hello.html"] == hashlib.sha256((reports / "hello.html").read_bytes()).hexdigest()
+    assert entry["data_vintage"] == "2026-01-02"
+    index = (reports / "index.html").read_text(encoding="utf-8")
+    assert 'href="hello.html"' in index and "2026-01-02" in index
+    assert not list(settings.build_dir.glob("staging-*")), "staging must be cleaned up"
+
+
+def test_raising_cell_names_notebook_cell_and_error_and_leaves_reports_untouched(project):
+    good = project([HELLO])
+    build(settings=good)
+    before = snapshot(good.reports_dir)
+    settings = project([HELLO, BOOM])
+    with pytest.raises(BuildError) as raised:
+        build(settings=settings)
+    message = str(raised.value)
+    assert "report 'boom' failed: notebook boom.ipynb, cell 4 of 4 (In [3]): ZeroDivisionError: division by zero" in message
+    assert "cell source starts: 1 / 0" in message
+    assert snapshot(settings.reports_dir) == before   # hello was rebuilt fine but not published alone
+    assert (settings.build_dir / "failed" / "boom.ipynb").is_file()
+    assert not list(settings.build_dir.glob("staging-*"))
+
+
+def test_unknown_parameter_is_an_error_before_any_kernel(project):
+    settings = project([{**HELLO, "parameters": {"greetin": "typo"}}])
+    with pytest.raises(RunFileError, match=r"unknown parameter 'greetin' for hello.ipynb \(it declares: greeting\)"):
+        build(settings=settings)
+    assert not settings.reports_dir.exists()
+
+
+def test_wrong_parameter_type_is_an_error(project):
+    settings = project([{**HELLO, "parameters": {"greeting": 3}}])
+    with pytest.raises(RunFileError, match="parameter 'greeting' must be str, got int 3"):
+        build(settings=settings)
+
+
+def test_notebook_without_parameters_cell_is_an_error(project, make_notebook):
+    make_notebook("bare", ["print(1)"], parameters=None)
+    settings = project([{"name": "bare", "notebook": "notebooks/bare.ipynb", "title": "Bare"}])
+    with pytest.raises(RunFileError, match="has no cell tagged 'parameters'"):
+        build(settings=settings)
+
+
+def test_run_file_problems_are_all_listed(project):
+    settings = project([
+        {"name": "Bad Name", "notebook": "notebooks/hello.ipynb", "title": "x"},
+        {"name": "missing", "notebook": "notebooks/nope.ipynb", "title": "x"},
+        {"name": "hello", "notebook": "notebooks/hello.ipynb"},
+    ])
+    with pytest.raises(RunFileError) as raised:
+        build(settings=settings)
+    message = str(raised.value)
+    assert "name must be lower-case letters" in message
+    assert "notebook notebooks/nope.ipynb does not exist" in message
+    assert "missing key 'title'" in message
+
+
+def test_only_builds_one_run_and_keeps_the_others_in_the_index(project, make_notebook):
+    make_notebook("other", ["print('other')"])
+    other = {"name": "other", "notebook": "notebooks/other.ipynb", "title": "Other"}
+    settings = project([HELLO, other])
+    build(only=["hello"], settings=settings)
+    assert not (settings.reports_dir / "other.html").exists()
+    build(only=["other"], settings=settings)
+    manifest = json.loads((settings.reports_dir / "manifest.json").read_text())
+    assert sorted(manifest["reports"]) == ["hello", "other"]
+    with pytest.raises(RunFileError, match="no run named nope; runs are: hello, other"):
+        build(only=["nope"], settings=settings)
+
+
+def test_stderr_output_fails_the_build(project, make_notebook):
+    make_notebook("noisy", ["import warnings; warnings.warn('stray warning')"])
+    settings = project([{"name": "noisy", "notebook": "notebooks/noisy.ipynb", "title": "Noisy"}])
+    with pytest.raises(BuildError, match="(?s)wrote to stderr.*cell 2: .*UserWarning: stray warning"):
+        build(settings=settings)
+
+
+def test_ledger_text_in_titles_is_escaped(project):
+    settings = project([{**HELLO, "title": "<script>alert(1)</script>", "subtitle": "<img src=x onerror=alert(1)>"}])
+    build(settings=settings)
+    for name in ("hello.html", "index.html"):
+        text = (settings.reports_dir / name).read_text(encoding="utf-8")
+        assert "<script>alert(1)</script>" not in text and "<img src=x" not in text
+        assert "&lt;script&gt;alert(1)&lt;/script&gt;" in text
+
+
+@pytest.mark.slow
+def test_pdf_has_title_and_cyrillic_text_and_no_code(project, make_notebook):
+    make_notebook("cyrillic", ['from IPython.display import HTML, display\n'
+                               'display(HTML("<p>Самовольное оставление части, статья 337</p>"))'])
+    settings = project([{"name": "cyrillic", "notebook": "notebooks/cyrillic.ipynb",
+                         "title": "Отказ воевать: a test report"}], make_pdf=True)
+    build(settings=settings)
+    pdf = pypdf.PdfReader(settings.reports_dir / "cyrillic.pdf")
+    text = "\n".join(page.extract_text() for page in pdf.pages)
+    assert "Отказ воевать: a test report" in pdf.pages[0].extract_text()   # title page
+    assert "Самовольное оставление части, статья 337" in text
+    assert "display(HTML" not in text
+    assert pdf.pages[0].mediabox.width == pytest.approx(595, abs=2)         # A4, not Letter
+    fonts = {str(f.get_object().get("/BaseFont")) for p in pdf.pages
+             for f in p.get("/Resources", {}).get("/Font", {}).values()}
+    assert any("DejaVuSans" in f for f in fonts), fonts                    # embedded, Cyrillic-capable
+
+
+@pytest.mark.slow
+def test_sigterm_during_build_leaves_reports_untouched(tmp_path, make_notebook):
+    """A real interrupted build, in its own process, against a copy of the project layout."""
+    root = tmp_path
+    shutil.copytree(paths.RAW_DATA_DIR, root / "data" / "raw")
+    make_notebook("slow", ["import pathlib, time\npathlib.Path('started').touch()\ntime.sleep(120)"])
+    (root / "reports.yaml").write_text(yaml.safe_dump({"reports": [
+        {"name": "slow", "notebook": "notebooks/slow.ipynb", "title": "Slow"}]}))
+    reports = root / "reports"
+    reports.mkdir()
+    (reports / "slow.html").write_text("last good report")
+    before = snapshot(reports)
+    env = {**os.environ, "MILCOURTS_ROOT": str(root)}
+    process = subprocess.Popen([sys.executable, "-m", "milcourts", "build", "--no-pdf"], cwd=root, env=env,
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 60
+    while not (root / "started").exists():
+        assert process.poll() is None, process.communicate()
+        assert time.monotonic() < deadline, "notebook never started"
+        time.sleep(0.1)
+    process.send_signal(signal.SIGTERM)
+    _, err = process.communicate(timeout=60)
+    assert process.returncode == 1
+    assert "build interrupted by signal 15; reports/ left untouched" in err
+    assert snapshot(reports) == before
+    assert not list((root / "build").glob("staging-*"))
