@@ -133,6 +133,9 @@ def execute_run(run: Run, staging: Path, settings: BuildSettings, context: dict)
     if leaks:
         raise BuildError(f"report {run.name!r} wrote to stderr, which would show in the report:\n  "
                          + "\n  ".join(leaks))
+    for cell in notebook.cells:  # papermill gives this cell a random id; same inputs -> same HTML
+        if "injected-parameters" in cell.metadata.get("tags", []):
+            cell["id"] = "injected-parameters"
     notebook.metadata["title"] = run.title
     notebook.metadata["milcourts"] = {
         "subtitle": run.subtitle, "data_vintage": context["data_vintage"],

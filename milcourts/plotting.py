@@ -12,8 +12,8 @@ from milcourts.audit import ARTICLE_LABELS, MEASURE_FAMILIES
 from milcourts.constraints import ConstraintView
 from milcourts.reporting import PALETTE
 
-# At 10 in wide a chart prints at about 0.7 scale on A4; 12.5 in tall then fits one page.
-MAX_FIGURE_HEIGHT_IN = 12.5
+# At 10 in wide a chart prints at about 0.7 scale on A4; 11.5 in tall fits one page with heading and caption.
+MAX_FIGURE_HEIGHT_IN = 11.5
 
 
 def plot_ledger_timeline(ledger: pd.DataFrame, first_year: int = 2020) -> plt.Figure:

@@ -189,3 +189,14 @@ def test_sigterm_during_build_leaves_reports_untouched(tmp_path, make_notebook):
     assert "build interrupted by signal 15; reports/ left untouched" in err
     assert snapshot(reports) == before
     assert not list((root / "build").glob("staging-*"))
+
+
+def test_same_inputs_give_byte_identical_html(project, monkeypatch):
+    monkeypatch.setenv("SOURCE_DATE_EPOCH", "1763740800")
+    settings = project([HELLO])
+    outputs = []
+    for _ in range(2):
+        build(settings=settings)
+        outputs.append((settings.reports_dir / "hello.html").read_bytes())
+    assert outputs[0] == outputs[1]
+    assert b"2025-11-21 16:00 UTC" in outputs[0]  # the stamp comes from SOURCE_DATE_EPOCH
