@@ -3,7 +3,7 @@
 SHELL := /bin/bash
 PY := .venv/bin/python
 
-.PHONY: help setup reports test validate-ledger lock clean
+.PHONY: help setup reports test model validate-ledger lock clean
 
 help: ## list the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  make %-16s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -16,6 +16,9 @@ reports: setup ## build every report in reports.yaml into reports/ (HTML, PDF, e
 
 test: setup ## run the whole test suite
 	$(PY) -m pytest
+
+model: setup ## fit the monthly filings model; write data/processed/*.csv
+	$(PY) -m milcourts fit
 
 validate-ledger: setup ## check data/raw/published_figures.csv and print a one-line summary
 	$(PY) -m milcourts validate-ledger data/raw/published_figures.csv

@@ -1,4 +1,4 @@
-"""Command line: `python -m milcourts validate-ledger PATH` and `python -m milcourts build`."""
+"""Command line: validate-ledger, build, fit and predict (`python -m milcourts --help`)."""
 
 from __future__ import annotations
 
@@ -41,6 +41,37 @@ def _build(args: argparse.Namespace) -> int:
     return 0
 
 
+def _fit(args: argparse.Namespace) -> int:
+    from milcourts.filings import fit_from_ledger, model_outputs, write_model_outputs
+    from milcourts.ledger import LedgerValidationError
+
+    try:
+        fit = fit_from_ledger(args.ledger)
+    except LedgerValidationError as exc:
+        print(exc, file=sys.stderr)
+        return 1
+    for path in write_model_outputs(model_outputs(fit)):
+        print(f"wrote {path}")
+    return 0
+
+
+def _predict(args: argparse.Namespace) -> int:
+    import json
+
+    from milcourts.filings import fit_from_ledger
+    from milcourts.ledger import LedgerValidationError
+    from milcourts.model import predict_total
+
+    try:
+        fit = fit_from_ledger(args.ledger, train_end=args.train_end, through=args.end)
+        result = predict_total(fit.draws, args.article, args.start, args.end)
+    except (LedgerValidationError, ValueError) as exc:
+        print(f"predict failed: {exc}", file=sys.stderr)
+        return 1
+    print(json.dumps(result))
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m milcourts", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -54,6 +85,18 @@ def main(argv: list[str] | None = None) -> int:
     build.add_argument("--run-file", help="run file to use instead of reports.yaml")
     build.add_argument("--no-pdf", action="store_true", help="HTML only, for quick drafts (`make reports` always makes PDFs)")
     build.set_defaults(handler=_build)
+
+    fit = commands.add_parser("fit", help="fit the monthly filings model; write data/processed/*.csv")
+    fit.add_argument("--ledger", default="data/raw/published_figures.csv", help="ledger CSV")
+    fit.set_defaults(handler=_fit)
+
+    predict = commands.add_parser("predict", help="total cases received in a window, as JSON with intervals")
+    predict.add_argument("--article", required=True, choices=["337", "338", "332", "all_refusal"])
+    predict.add_argument("--start", required=True, help="first day, YYYY-MM-DD")
+    predict.add_argument("--end", required=True, help="last day, YYYY-MM-DD (inclusive)")
+    predict.add_argument("--train-end", help="fit only on figures published on or before this date")
+    predict.add_argument("--ledger", default="data/raw/published_figures.csv", help="ledger CSV")
+    predict.set_defaults(handler=_predict)
 
     args = parser.parse_args(argv)
     return args.handler(args)

@@ -33,6 +33,7 @@ import nbformat  # noqa: E402
 import papermill as pm  # noqa: E402
 
 from milcourts import __version__, paths  # noqa: E402
+from milcourts.atomic import signals_held, write_text_atomically  # noqa: E402
 from milcourts.ledger import load_ledger  # noqa: E402
 from milcourts.provenance import sha256_of, verify_provenance  # noqa: E402
 from milcourts.render import export_html, find_browser, print_pdf  # noqa: E402
@@ -161,34 +162,30 @@ def execute_run(run: Run, staging: Path, settings: BuildSettings, context: dict)
 
 
 @contextlib.contextmanager
-def _signals_held():
-    """Hold SIGINT/SIGTERM while files are renamed, so no interruption lands between renames."""
-    held = {signal.SIGINT, signal.SIGTERM}
-    previous = signal.pthread_sigmask(signal.SIG_BLOCK, held)
-    try:
-        yield
-    finally:
-        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
-
-
-@contextlib.contextmanager
 def _interrupts_as_errors():
-    """Turn SIGTERM into an exception so staging is cleaned up and reports/ stays untouched."""
+    """Turn SIGTERM into BuildInterrupted so staging is cleaned up and reports/ stays untouched.
+
+    The exception raised in the handler may surface wrapped by whatever was running (papermill's
+    asyncio loop, a kernel client), so the arrival of the signal is remembered and any exception
+    leaving the block after it is reported as the interruption it is.
+    """
+    received: list[int] = []
+
     def handler(signum, frame):
+        received.append(signum)
         raise BuildInterrupted(f"build interrupted by signal {signum}; reports/ left untouched")
+
     previous = signal.signal(signal.SIGTERM, handler)
     try:
         yield
+    except BuildInterrupted:
+        raise
+    except BaseException as exc:
+        if received:
+            raise BuildInterrupted(f"build interrupted by signal {received[0]}; reports/ left untouched") from exc
+        raise
     finally:
         signal.signal(signal.SIGTERM, previous)
-
-
-def _write_atomically(path: Path, text: str) -> None:
-    with tempfile.NamedTemporaryFile("w", encoding="utf-8", dir=path.parent, prefix=f".{path.name}.",
-                                     delete=False) as handle:
-        handle.write(text)
-    os.chmod(handle.name, 0o644)  # NamedTemporaryFile is private; published files are for readers
-    os.replace(handle.name, path)
 
 
 def read_manifest(reports_dir: Path) -> dict:
@@ -237,12 +234,12 @@ def publish(staging: Path, entries: list[dict], reports_dir: Path) -> None:
     manifest = read_manifest(reports_dir)
     for entry in entries:
         manifest["reports"][entry["name"]] = entry
-    with _signals_held():
+    with signals_held():
         for entry in entries:
             for name in entry["outputs"]:
                 os.replace(staging / name, reports_dir / name)
-        _write_atomically(reports_dir / "manifest.json", json.dumps(manifest, indent=2, sort_keys=True) + "\n")
-        _write_atomically(reports_dir / "index.html", render_index(manifest))
+        write_text_atomically(reports_dir / "manifest.json", json.dumps(manifest, indent=2, sort_keys=True) + "\n")
+        write_text_atomically(reports_dir / "index.html", render_index(manifest))
 
 
 def build(only: list[str] | None = None, settings: BuildSettings = BuildSettings()) -> list[dict]:

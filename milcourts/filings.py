@@ -1,0 +1,83 @@
+"""From the ledger to the modelled monthly filings and the files others read in data/processed."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import pandas as pd
+
+from milcourts import paths
+from milcourts.atomic import replace_all, temporary_sibling
+from milcourts.constraints import build_constraint_view
+from milcourts.ledger import load_ledger
+from milcourts.model import (Draws, FittedModel, ModelSpec, effects_table, fit_filings_model,
+                             fit_to_ledger_table, monthly_filings_table, simulate)
+
+OUTPUT_FILES = {
+    "monthly_filings": "monthly_filings.csv",
+    "effects": "effects.csv",
+    "fit_to_ledger": "fit_to_ledger.csv",
+    "model_selection": "model_selection.csv",
+}
+
+
+@dataclass
+class FilingsFit:
+    fitted: FittedModel
+    draws: Draws
+
+
+def published_by(ledger: pd.DataFrame, train_end: str | pd.Timestamp) -> pd.DataFrame:
+    """What was known on `train_end`: figures published by then whose period had ended by then.
+
+    A figure with no publication date counts as published at its period end (the earliest it can
+    have been), so it is kept only if that is on or before `train_end`.
+    """
+    moment = pd.Timestamp(train_end)
+    published = ledger["source_date"].fillna(ledger["period_end"])
+    return ledger[(published <= moment) & (ledger["period_end"] <= moment)].reset_index(drop=True)
+
+
+def fit_from_ledger(ledger_csv: str | Path = paths.LEDGER_CSV, spec: ModelSpec = ModelSpec(),
+                    train_end: str | None = None, through: str | None = None) -> FilingsFit:
+    """Fit the joint model to the court-filing figures of a ledger and simulate from it.
+
+    `through` (YYYY-MM-DD) extends the forecast horizon so that a window ending then can be predicted.
+    """
+    ledger = load_ledger(paths.resolve(ledger_csv))
+    if train_end is not None:
+        ledger = published_by(ledger, train_end)
+    view = build_constraint_view(ledger)
+    if through is not None and len(view.months):
+        needed = (pd.Timestamp(through).to_period("M") - view.months[-1]).n
+        spec = replace(spec, forecast_months=max(spec.forecast_months, needed))
+    fitted = fit_filings_model(view, spec)
+    return FilingsFit(fitted, simulate(fitted))
+
+
+def model_outputs(fit: FilingsFit) -> dict[str, pd.DataFrame]:
+    return {
+        "monthly_filings": monthly_filings_table(fit.fitted, fit.draws),
+        "effects": effects_table(fit.fitted, fit.draws),
+        "fit_to_ledger": fit_to_ledger_table(fit.fitted, fit.draws),
+        "model_selection": fit.fitted.selection,
+    }
+
+
+def write_model_outputs(outputs: dict[str, pd.DataFrame], directory: Path = paths.PROCESSED_DATA_DIR) -> list[Path]:
+    """Write every output to a temporary sibling first, then rename them all together."""
+    directory.mkdir(parents=True, exist_ok=True)
+    pairs = []
+    try:
+        for name, frame in outputs.items():
+            final = directory / OUTPUT_FILES[name]
+            temporary = temporary_sibling(final)
+            frame.to_csv(temporary, index=False, float_format="%.6g")
+            temporary.chmod(0o644)
+            pairs.append((temporary, final))
+        replace_all(pairs)
+    finally:
+        for temporary, _ in pairs:
+            temporary.unlink(missing_ok=True)
+    return [final for _, final in pairs]

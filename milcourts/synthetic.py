@@ -1,0 +1,103 @@
+"""Ledgers with a known answer: true monthly counts from chosen effects, published as aggregates.
+
+Used by the unit tests (does the fit recover the truth?) and by the simulation study on the real
+observation pattern (bias and coverage over many replicates).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from milcourts.constraints import ALL_ARTICLES, month_weights
+from milcourts.ledger import LEDGER_COLUMNS
+from milcourts.model import ARTICLES, MONTHS_PER_YEAR, design_matrix
+
+
+@dataclass(frozen=True)
+class Truth:
+    """Per-article monthly log-rate coefficients in the model's own terms (slopes per year)."""
+
+    months: pd.PeriodIndex
+    break_month: str
+    knot_offsets_months: tuple[int, ...]
+    coef: np.ndarray          # 3 articles x (intercept, slope, step, knot changes...)
+    phi: float = 0.01         # month-to-month count dispersion
+
+    @property
+    def break_index(self) -> int:
+        return int((pd.Period(self.break_month, "M") - self.months[0]).n)
+
+    def monthly_means(self) -> np.ndarray:
+        design = design_matrix(len(self.months), self.break_index, self.knot_offsets_months)
+        days = np.array([m.days_in_month for m in self.months], dtype=float)
+        return np.exp(self.coef @ design.T) * days
+
+    def monthly_growth_pct(self, article: str, segment: int) -> float:
+        """Growth per month in segment 0 (before the break), 1 (break to first knot), 2, ..."""
+        c = self.coef[ARTICLES.index(article)]
+        slope = c[1] + (c[3:3 + segment - 1].sum() if segment > 1 else 0.0)
+        return float(100 * np.expm1(slope / MONTHS_PER_YEAR))
+
+
+def default_truth(months: pd.PeriodIndex | None = None) -> Truth:
+    """A rise like the real one: flat-ish before the break, a doubling at it, fast growth for a
+    few months as filings catch up with offences, then slower growth."""
+    months = months if months is not None else pd.period_range("2021-01", "2024-12", freq="M")
+    knots = (3, 6, 9, 12, 18)
+    coef = np.zeros((3, 3 + len(knots)))
+    coef[:, 0] = np.log(np.array([40.0, 2.0, 1.0]) / 30.4)     # about 40, 2, 1 cases a month before
+    coef[:, 1] = 0.24                                           # 2% a month before the break
+    coef[:, 2] = np.log(2.0)                                    # level doubles at the break
+    coef[:, 3] = 2.4 - 0.24                                     # 22% a month from the first knot ...
+    coef[:, 4] = -2.4 + 0.6                                     # ... then 5% a month
+    return Truth(months=months, break_month="2022-10", knot_offsets_months=knots, coef=coef)
+
+
+def simulate_counts(truth: Truth, rng: np.random.Generator) -> np.ndarray:
+    mu = truth.monthly_means()
+    size = 1.0 / truth.phi
+    return rng.negative_binomial(size, size / (size + mu)).astype(float)
+
+
+def publish(truth: Truth, counts: np.ndarray, pattern: pd.DataFrame) -> pd.DataFrame:
+    """The pattern's figures (article, period_start, period_end, source_date, qualifier) with the
+    values the true counts imply; a partial month contributes its share of the month's count."""
+    rows = []
+    for i, spec in enumerate(pattern.itertuples(), start=1):
+        start, end = pd.Timestamp(spec.period_start), pd.Timestamp(spec.period_end)
+        shares = month_weights(start, end)
+        idx = [truth.months.get_loc(m) for m in shares]
+        articles = range(3) if spec.article == ALL_ARTICLES else [ARTICLES.index(spec.article)]
+        value = sum(counts[a, j] * w for a in articles for j, w in zip(idx, shares.values()))
+        rows.append({
+            "figure_id": f"F{i:03d}", "series": "court_filings", "article": spec.article,
+            "measure": "cumulative" if start.day != 1 else "count",
+            "period_start": start, "period_end": end, "value": float(round(value)),
+            "value_qualifier": getattr(spec, "value_qualifier", "exact"),
+            "source_publisher": "Synthetic", "source_title": "synthetic", "source_url": "https://example.org/",
+            "source_date": pd.Timestamp(spec.source_date), "quote": "synthetic figure", "notes": "",
+        })
+    ledger = pd.DataFrame(rows, columns=list(LEDGER_COLUMNS))
+    ledger.insert(0, "ledger_line", np.arange(2, len(ledger) + 2))
+    return ledger
+
+
+def aggregate_pattern(articles=ARTICLES, include_all_articles: bool = True, months_2024: bool = False) -> pd.DataFrame:
+    """Annual totals 2021-2024, running totals since mobilisation, all published well after."""
+    late = "2025-06-30"
+    rows = []
+    for article in articles:
+        for year in (2021, 2022, 2023, 2024):
+            rows.append((article, f"{year}-01-01", f"{year}-12-31", late))
+        for end in ("2023-03-21", "2023-11-21", "2024-06-18"):
+            rows.append((article, "2022-09-21", end, late))
+        rows.append((article, "2023-01-01", "2023-06-30", late))
+        if months_2024:
+            rows += [(article, f"2024-{m:02d}-01", str(pd.Period(f"2024-{m:02d}", "M").end_time.date()), late)
+                     for m in range(1, 13)]
+    if include_all_articles:
+        rows += [(ALL_ARTICLES, f"{y}-01-01", f"{y}-12-31", late) for y in (2023, 2024)]
+    return pd.DataFrame(rows, columns=["article", "period_start", "period_end", "source_date"])

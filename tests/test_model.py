@@ -1,0 +1,132 @@
+"""The monthly filings model on synthetic ledgers whose true monthly series is known."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from milcourts.__main__ import main
+from milcourts.constraints import build_constraint_view
+from milcourts.filings import model_outputs, published_by, write_model_outputs, FilingsFit
+from milcourts.model import ModelSpec, effects_table, fit_filings_model, predict_total, simulate
+from milcourts.synthetic import aggregate_pattern, default_truth, publish, simulate_counts
+
+FAST = ModelSpec(penalty_grid=(0.1, 1.0), n_draws=1000)
+
+
+def effect(effects: pd.DataFrame, article: str, starts: str) -> pd.Series:
+    rows = effects[(effects["article"] == article) & effects["effect"].str.startswith(starts)]
+    assert len(rows) == 1, f"expected one effect starting {starts!r} for {article}, got {rows['effect'].tolist()}"
+    return rows.iloc[0]
+
+
+@pytest.fixture(scope="module")
+def synthetic_fit():
+    truth = default_truth()
+    counts = simulate_counts(truth, np.random.default_rng(7))
+    ledger = publish(truth, counts, aggregate_pattern(months_2024=True))
+    fitted = fit_filings_model(build_constraint_view(ledger), FAST)
+    return truth, counts, fitted, simulate(fitted)
+
+
+def test_recovers_known_effects_within_their_intervals(synthetic_fit):
+    truth, _, fitted, draws = synthetic_fit
+    effects = effects_table(fitted, draws)
+    step = effect(effects, "337", "level rate ratio at the break")
+    assert step["lower_95"] <= 2.0 <= step["upper_95"]
+    late_growth = effect(effects, "337", "monthly growth 2023-04 to 2023-06")
+    assert late_growth["lower_95"] <= truth.monthly_growth_pct("337", 3) <= late_growth["upper_95"]
+    assert all(fitted.selection["converged"])
+
+
+def test_monthly_intervals_cover_the_true_counts(synthetic_fit):
+    truth, counts, fitted, draws = synthetic_fit
+    observed = slice(0, len(truth.months))
+    lower = np.quantile(draws.counts[:, :, observed], 0.025, axis=0)
+    upper = np.quantile(draws.counts[:, :, observed], 0.975, axis=0)
+    coverage = np.mean((counts >= lower) & (counts <= upper))
+    assert coverage >= 0.85, f"95% monthly prediction intervals covered only {coverage:.0%} of true counts"
+
+
+def test_aggregate_only_pattern_still_recovers_the_slope():
+    truth = default_truth()
+    counts = simulate_counts(truth, np.random.default_rng(11))
+    ledger = publish(truth, counts, aggregate_pattern(months_2024=False))
+    fitted = fit_filings_model(build_constraint_view(ledger), FAST)
+    effects = effects_table(fitted, simulate(fitted))
+    last = effects[(effects["article"] == "337") & effects["effect"].str.startswith("monthly growth 2024-04")].iloc[0]
+    assert last["lower_95"] <= truth.monthly_growth_pct("337", 3) <= last["upper_95"]
+
+
+def test_contradictory_ledger_is_reported_not_crashed():
+    truth = default_truth()
+    counts = simulate_counts(truth, np.random.default_rng(3))
+    ledger = publish(truth, counts, aggregate_pattern(articles=("337",), include_all_articles=False))
+    # a whole published later than its parts but smaller than them: no revision explains it
+    whole = ledger.iloc[[0]].assign(figure_id="F900", period_start=pd.Timestamp("2021-01-01"),
+                                    period_end=pd.Timestamp("2022-12-31"),
+                                    value=float(ledger.iloc[0]["value"]) / 2,
+                                    source_date=pd.Timestamp("2025-07-01"))
+    ledger = pd.concat([ledger, whole], ignore_index=True)
+    view = build_constraint_view(ledger)
+    assert "F900" in set(view.conflicts["whole_figure_id"])
+    fitted = fit_filings_model(view, FAST)
+    outputs = model_outputs(FilingsFit(fitted, simulate(fitted)))
+    row = outputs["fit_to_ledger"].set_index("figure_id").loc["F900"]
+    assert row["is_used"] and "parts_exceed_whole" in row["conflicts"]
+    assert row["standardised_residual"] < -2
+
+
+def test_output_tables_follow_the_documented_interfaces(synthetic_fit, tmp_path):
+    truth, _, fitted, draws = synthetic_fit
+    outputs = model_outputs(FilingsFit(fitted, draws))
+    monthly = outputs["monthly_filings"]
+    assert list(monthly.columns) == ["article", "month", "expected", "lower_80", "upper_80", "lower_95",
+                                     "upper_95", "has_published_month", "is_forecast"]
+    assert set(monthly["article"]) == {"337", "338", "332", "all_refusal"}
+    assert (monthly["lower_95"] <= monthly["lower_80"]).all() and (monthly["upper_80"] <= monthly["upper_95"]).all()
+    assert monthly.groupby("article")["is_forecast"].sum().eq(FAST.forecast_months).all()
+    per_article = monthly[monthly["article"] != "all_refusal"].groupby("month")["expected"].sum()
+    total = monthly[monthly["article"] == "all_refusal"].set_index("month")["expected"]
+    assert np.allclose(per_article.loc[total.index], total, atol=0.2)  # each is rounded to 0.1
+    assert monthly[(monthly["article"] == "337") & (monthly["month"] == "2024-03")]["has_published_month"].item()
+    effects = outputs["effects"]
+    assert list(effects.columns) == ["article", "effect", "estimate", "lower_95", "upper_95", "method"]
+    assert (effects["lower_95"] <= effects["upper_95"]).all()
+    written = write_model_outputs(outputs, tmp_path)
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(p.name for p in written)
+
+
+def test_window_prediction_agrees_with_the_monthly_table(synthetic_fit):
+    _, _, fitted, draws = synthetic_fit
+    one_month = predict_total(draws, "337", "2024-03-01", "2024-03-31")
+    monthly = model_outputs(FilingsFit(fitted, draws))["monthly_filings"]
+    row = monthly[(monthly["article"] == "337") & (monthly["month"] == "2024-03")].iloc[0]
+    assert one_month["estimate"] == pytest.approx(row["expected"], rel=1e-3)
+    assert one_month["lower_95"] == row["lower_95"] and one_month["upper_95"] == row["upper_95"]
+    half = predict_total(draws, "337", "2024-03-01", "2024-03-16")  # 16 of 31 days
+    assert half["estimate"] == pytest.approx(one_month["estimate"] * 16 / 31, rel=1e-3)
+    with pytest.raises(ValueError, match="outside the modelled months"):
+        predict_total(draws, "337", "2030-01-01", "2030-02-01")
+
+
+def test_published_by_keeps_only_what_was_known(real_ledger):
+    from milcourts.ledger import load_ledger
+
+    ledger = load_ledger(real_ledger)
+    known = published_by(ledger, "2023-12-31")
+    published = known["source_date"].fillna(known["period_end"])
+    assert (published <= pd.Timestamp("2023-12-31")).all()
+    assert (known["period_end"] <= pd.Timestamp("2023-12-31")).all()
+    assert "F042" in set(known["figure_id"]) and "F019" not in set(known["figure_id"])
+
+
+@pytest.mark.slow
+def test_predict_cli_prints_json_with_intervals(capsys):
+    assert main(["predict", "--article", "337", "--start", "2024-01-01", "--end", "2024-06-30"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert set(result) == {"estimate", "lower_95", "upper_95", "lower_80", "upper_80"}
+    assert result["lower_95"] <= result["lower_80"] <= result["estimate"] <= result["upper_80"] <= result["upper_95"]
