@@ -3,7 +3,7 @@
 SHELL := /bin/bash
 PY := .venv/bin/python
 
-.PHONY: help setup reports test model validate-ledger lock clean
+.PHONY: help setup reports test model validate bench validate-ledger lock clean
 
 help: ## list the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  make %-16s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -19,6 +19,12 @@ test: setup ## run the whole test suite
 
 model: setup ## fit the monthly filings model; write data/processed/*.csv
 	$(PY) -m milcourts fit
+
+validate: setup ## leave-one-out, rolling-origin and simulation checks of the model; data/processed/validation_*.csv
+	$(PY) -m milcourts validate
+
+bench: setup ## time the model fit, the validation and the report build; print ratios to their goals
+	$(PY) -m milcourts.bench
 
 validate-ledger: setup ## check data/raw/published_figures.csv and print a one-line summary
 	$(PY) -m milcourts validate-ledger data/raw/published_figures.csv

@@ -1,4 +1,4 @@
-"""Command line: validate-ledger, build, fit and predict (`python -m milcourts --help`)."""
+"""Command line: validate-ledger, build, fit, predict and validate (`python -m milcourts --help`)."""
 
 from __future__ import annotations
 
@@ -72,6 +72,27 @@ def _predict(args: argparse.Namespace) -> int:
     return 0
 
 
+def _validate(args: argparse.Namespace) -> int:
+    from milcourts import paths
+    from milcourts.filings import write_model_outputs
+    from milcourts.ledger import LedgerValidationError, load_ledger
+    from milcourts.validation import VALIDATION_FILES, run_validation
+
+    try:
+        ledger = load_ledger(paths.resolve(args.ledger))
+    except LedgerValidationError as exc:
+        print(exc, file=sys.stderr)
+        return 1
+    outputs = run_validation(ledger, replicates=args.replicates, workers=args.workers)
+    for path in write_model_outputs(outputs, file_names=VALIDATION_FILES):
+        print(f"wrote {path}")
+    for name in ("rolling_origin_summary", "simulation_summary"):
+        print(outputs[name].to_string(index=False))
+    print(f"leave-one-out coverage: {outputs['leave_one_out']['is_covered'].mean():.2f} "
+          f"of {len(outputs['leave_one_out'])} figures")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m milcourts", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -97,6 +118,12 @@ def main(argv: list[str] | None = None) -> int:
     predict.add_argument("--train-end", help="fit only on figures published on or before this date")
     predict.add_argument("--ledger", default="data/raw/published_figures.csv", help="ledger CSV")
     predict.set_defaults(handler=_predict)
+
+    validate = commands.add_parser("validate", help="leave-one-out, rolling origin and simulation recovery")
+    validate.add_argument("--ledger", default="data/raw/published_figures.csv", help="ledger CSV")
+    validate.add_argument("--replicates", type=int, default=200, help="simulation replicates per scenario")
+    validate.add_argument("--workers", type=int, default=2, help="processes for the simulation")
+    validate.set_defaults(handler=_validate)
 
     args = parser.parse_args(argv)
     return args.handler(args)

@@ -65,13 +65,14 @@ def model_outputs(fit: FilingsFit) -> dict[str, pd.DataFrame]:
     }
 
 
-def write_model_outputs(outputs: dict[str, pd.DataFrame], directory: Path = paths.PROCESSED_DATA_DIR) -> list[Path]:
+def write_model_outputs(outputs: dict[str, pd.DataFrame], directory: Path = paths.PROCESSED_DATA_DIR,
+                        file_names: dict[str, str] = OUTPUT_FILES) -> list[Path]:
     """Write every output to a temporary sibling first, then rename them all together."""
     directory.mkdir(parents=True, exist_ok=True)
     pairs = []
     try:
         for name, frame in outputs.items():
-            final = directory / OUTPUT_FILES[name]
+            final = directory / file_names[name]
             temporary = temporary_sibling(final)
             frame.to_csv(temporary, index=False, float_format="%.6g")
             temporary.chmod(0o644)

@@ -46,9 +46,16 @@ APPROX_RELATIVE_SD = 0.05
 # Cases posted this long before a release are all in it (see completeness()).
 COMPLETE_AFTER_DAYS = 365
 # Weak priors (penalties) that keep variance and lag parameters finite on a few dozen figures.
-PRIOR_LOG_PHI = (np.log(0.02), 2.0)
+# phi (month-to-month variation of real counts around the trend) is not identified by a ledger with
+# almost no single months: its posterior simply repeats any wide prior, and every monthly band then
+# carries that width. Assumed instead: coefficient of variation about 10% (95% range 4% to 25%),
+# plausible for monthly court intake in the hundreds. A sensitivity parameter, stated in reports.
+PRIOR_LOG_PHI = (np.log(0.01), 0.7)
 PRIOR_LOG_ALPHA = (np.log(0.002), 2.0)
-PRIOR_LOG_TAU_DAYS = (np.log(7.0), 1.5)
+# Court websites post most cases within days of receipt (the ledger's revisions of 2023 totals,
+# +1.35% for Art. 337 between 29 Dec and 4 Mar, agree): time constant about 3 days, 95% range
+# 0.7-13. Without it, a ledger cut before any revised pair leaves tau free to absorb misfit.
+PRIOR_LOG_TAU_DAYS = (np.log(3.0), 0.75)
 # Strength of shrinkage of the small series towards Art. 337, relative to the knot penalty.
 ARTICLE_DEVIATION_PENALTY_RATIO = 4.0
 PRE_TREND_SHRINKAGE = 50.0
@@ -57,6 +64,8 @@ PRE_TREND_SHRINKAGE = 50.0
 # the prior keeps the step finite and its interval then says how little the data tell.
 PRIOR_STEP_SD = 3.0
 PENALTY_GRID = (0.03, 0.1, 0.3, 1.0, 3.0)
+# Largest absolute gradient of the penalised log-likelihood accepted as an optimum.
+CONVERGED_GRADIENT = 0.05
 
 
 @dataclass(frozen=True)
@@ -66,6 +75,7 @@ class ModelSpec:
     break_month: str = "2022-10"
     knot_offsets_months: tuple[int, ...] = (3, 6, 9, 12, 18, 24)
     forecast_months: int = 6
+    forecast_damping: float = 0.8  # slope kept per month past the data (1 = undamped log-linear trend)
     penalty_grid: tuple[float, ...] = PENALTY_GRID
     n_draws: int = 2000
     seed: int = 20221021
@@ -100,6 +110,7 @@ class FittedModel:
     names: list[str] = field(repr=False)
     knots: tuple[int, ...] = ()
     conflicts: pd.DataFrame = field(default_factory=pd.DataFrame, repr=False)
+    hess_lik: np.ndarray | None = field(default=None, repr=False)
 
 
 def _fmt(value: float) -> str:
@@ -181,7 +192,9 @@ def prepare_observations(view: ConstraintView, train_end: pd.Timestamp | None = 
 
 # A knot needs this many modelled months after it, or its slope change rests on one or two figures
 # at the edge of the data, where reporting lag also bites.
-MIN_MONTHS_AFTER_KNOT = 6
+MIN_MONTHS_AFTER_KNOT = 3
+# Forecasts follow the average slope of this many last modelled months (see design_matrix).
+FORECAST_SLOPE_MONTHS = 6
 MONTHS_PER_YEAR = 12.0  # slopes are fitted per year (better conditioned) and reported per month
 
 
@@ -193,12 +206,27 @@ def supported_knots(spec: ModelSpec, n_observed: int, break_index: int) -> tuple
     return tuple(k for k in spec.knot_offsets_months if break_index + k <= n_observed - MIN_MONTHS_AFTER_KNOT)
 
 
-def design_matrix(n_months: int, break_index: int, knot_offsets: tuple[int, ...]) -> np.ndarray:
-    """Columns: intercept, slope (years from the break), step, then one hinge per knot (years)."""
+def design_matrix(n_months: int, break_index: int, knot_offsets: tuple[int, ...],
+                  n_observed: int | None = None, damping: float = 1.0) -> np.ndarray:
+    """Columns: intercept, slope (years from the break), step, then one hinge per knot (years).
+
+    Rows past `n_observed` (forecasts) continue from the last modelled month along the average
+    slope of the last FORECAST_SLOPE_MONTHS, damped by `damping` per month (Gardner-McKenzie):
+    h months ahead adds sum_{i<=h} damping^i months of that slope. The final segment alone rests
+    on a few under-reported months; compounding its uncertain slope made forecast bands explode.
+    """
     t = np.arange(n_months, dtype=float)
     columns = [np.ones(n_months), (t - break_index) / MONTHS_PER_YEAR, (t >= break_index).astype(float)]
     columns += [np.clip(t - (break_index + k), 0, None) / MONTHS_PER_YEAR for k in knot_offsets]
-    return np.column_stack(columns)
+    design = np.column_stack(columns)
+    if n_observed is not None and n_observed < n_months:
+        last = design[n_observed - 1]
+        span = min(FORECAST_SLOPE_MONTHS, n_observed - 1)
+        slope = (last - design[n_observed - 1 - span]) / span
+        h = np.arange(1, n_months - n_observed + 1)
+        ahead = damping * (1 - damping ** h) / (1 - damping) if damping < 1 else h.astype(float)
+        design[n_observed:] = last + ahead[:, None] * slope
+    return design
 
 
 def parameter_names(knots: tuple[int, ...]) -> list[str]:
@@ -219,8 +247,9 @@ def unpack(params: np.ndarray, n_knots: int):
     coef = np.zeros((params.shape[0], 3, 3 + k))
     coef[:, :, :3] = base
     coef[:, 1:, 1] += base[:, :1, 1]           # small series' pre-slope = 337's + shrunk deviation
-    coef[:, :, 3:] = params[:, None, 9:9 + k]
-    coef[:, 1:, 3:] += params[:, 9 + k:9 + 3 * k].reshape(-1, 2, k)
+    if k:  # an early training origin may support no knot at all
+        coef[:, :, 3:] = params[:, None, 9:9 + k]
+        coef[:, 1:, 3:] += params[:, 9 + k:9 + 3 * k].reshape(-1, 2, k)
     log_phi, log_alpha, log_tau = params[:, 9 + 3 * k], params[:, 10 + 3 * k], params[:, 11 + 3 * k]
     return coef, np.exp(log_phi), np.exp(log_alpha), np.exp(log_tau)
 
@@ -253,50 +282,90 @@ def _nb_size(mean, var):
     return mean ** 2 / np.maximum(var - mean, 1e-9 * mean)
 
 
-def _nb_logpmf(y, mean, size):
-    return (special.gammaln(y + size) - special.gammaln(size) - special.gammaln(y + 1)
-            + size * np.log(size / (size + mean)) + y * np.log(mean / (size + mean)))
-
-
 def _binom_logpmf(k, n, p):
     return (special.gammaln(n + 1) - special.gammaln(k + 1) - special.gammaln(n - k + 1)
             + k * np.log(p) + (n - k) * np.log1p(-p))
 
 
-def figure_expectations(params, obs, design):
-    """Each figure's expectation as published (with its vintage's completeness) and its variance parts."""
+def _loadings(params, obs, design):
+    """Share of each article-month's cases that each figure counts: (B, figures, articles, months)."""
     n_knots = design.shape[1] - 3
     coef, phi, alpha, tau = unpack(params, n_knots)
     mu = monthly_means(coef, design[: len(obs.months)], obs.days)            # B x articles x months
-    per_month = (obs.article_mask @ mu) * obs.weights * completeness(obs, tau)
-    expected = np.maximum(per_month.sum(axis=2), 1e-9)
-    month_var = phi[:, None] * (per_month ** 2).sum(axis=2)
+    seen = obs.weights[None] * completeness(obs, tau)                        # B x figures x months
+    loadings = obs.article_mask[None, :, :, None] * seen[:, :, None, :]
+    return loadings, mu, phi, alpha
+
+
+def figure_expectations(params, obs, design):
+    """Each figure's expectation as published (with its vintage's completeness) and its variance parts."""
+    loadings, mu, phi, alpha = _loadings(params, obs, design)
+    per_cell = loadings * mu[:, None]
+    expected = np.maximum(per_cell.sum(axis=(2, 3)), 1e-9)
+    month_var = phi[:, None] * (per_cell ** 2).sum(axis=(2, 3))
     return expected, month_var, alpha
 
 
-def figure_loglik(params, obs, design) -> np.ndarray:
-    """(B, figures) log-likelihood contributions."""
-    expected, month_var, alpha = figure_expectations(params, obs, design)
-    approx_var = np.where(obs.qualifier == "approx", APPROX_RELATIVE_SD ** 2, 0.0) * expected ** 2
-    var = expected + month_var + alpha[:, None] * expected ** 2 + approx_var
-    size = _nb_size(expected, var)
+def point_covariance(loadings, mu, phi, alpha, expected, approx_mask):
+    """Joint covariance of point figures: overlapping windows share the same months' counts.
+
+    Cov(y_j, y_k) = sum over article-months of L_j L_k (mu + phi mu^2), plus the Poisson part of
+    thinning on the diagonal (a figure that sees a share L of a month counts L mu on average), plus
+    each figure's own release discrepancy alpha E^2 and rounding error of approximate figures.
+    """
+    month_variance = (mu + phi[:, None, None] * mu ** 2).reshape(len(mu), 1, -1)   # B x 1 x (A*T)
+    flat = loadings.reshape(loadings.shape[0], loadings.shape[1], -1)             # B x J x (A*T)
+    cov = (flat * month_variance) @ flat.transpose(0, 2, 1)                      # batched GEMM
+    thinning = ((flat - flat ** 2) * mu.reshape(len(mu), 1, -1)).sum(axis=2)
+    own = alpha[:, None] * expected ** 2 + approx_mask * (APPROX_RELATIVE_SD * expected) ** 2
+    index = np.arange(cov.shape[1])
+    cov[:, index, index] += thinning + own
+    return cov
+
+
+def _mvn_logpdf(residual, cov):
+    chol = np.linalg.cholesky(cov)
+    solved = np.linalg.solve(chol, residual[..., None])[..., 0]
+    logdet = 2 * np.log(np.diagonal(chol, axis1=1, axis2=2)).sum(axis=1)
+    return -0.5 * ((solved ** 2).sum(axis=1) + logdet + residual.shape[1] * np.log(2 * np.pi))
+
+
+def total_loglik(params, obs, design) -> np.ndarray:
+    """(B,) log-likelihood: joint normal for point figures (their windows overlap), negative
+    binomial tails for bounds, binomial for earlier vintages given the later one."""
+    params = np.atleast_2d(params)
+    loadings, mu, phi, alpha = _loadings(params, obs, design)
+    per_cell = loadings * mu[:, None]
+    expected = np.maximum(per_cell.sum(axis=(2, 3)), 1e-9)
     y = np.round(obs.value)[None]
-    ll = np.zeros_like(expected)
     revision = obs.later_partner >= 0
+    total = np.zeros(len(params))
     point = ~revision & np.isin(obs.qualifier, ("exact", "approx"))
-    ll[:, point] = _nb_logpmf(y[:, point], expected[:, point], size[:, point])
-    prob = size / (size + expected)
-    lower = ~revision & (obs.qualifier == "at_least")
-    if lower.any():  # P(Y >= y) = I_{1-p}(y, size)
-        ll[:, lower] = np.log(np.maximum(special.betainc(y[:, lower], size[:, lower], 1 - prob[:, lower]), 1e-300))
-    upper = ~revision & (obs.qualifier == "at_most")
-    if upper.any():  # P(Y <= y) = I_p(size, y + 1)
-        ll[:, upper] = np.log(np.maximum(special.betainc(size[:, upper], y[:, upper] + 1, prob[:, upper]), 1e-300))
+    if point.any():
+        approx_mask = (obs.qualifier[point] == "approx").astype(float)[None]
+        cov = point_covariance(loadings[:, point], mu, phi, alpha, expected[:, point], approx_mask)
+        try:
+            total += _mvn_logpdf(y[:, point] - expected[:, point], cov)
+        except np.linalg.LinAlgError:
+            return np.full(len(params), -np.inf)
+    bounds = ~revision & np.isin(obs.qualifier, ("at_least", "at_most"))
+    if bounds.any():
+        month_var = phi[:, None] * (per_cell[:, bounds] ** 2).sum(axis=(2, 3))
+        e = expected[:, bounds]
+        var = e + month_var + alpha[:, None] * e ** 2
+        size = _nb_size(e, var)
+        prob = size / (size + e)
+        yb = y[:, bounds]
+        lower = obs.qualifier[bounds] == "at_least"
+        tail = np.where(lower,
+                        special.betainc(np.maximum(yb, 1e-9), size, 1 - prob),      # P(Y >= y)
+                        special.betainc(size, yb + 1, prob))                        # P(Y <= y)
+        total += np.log(np.maximum(tail, 1e-300)).sum(axis=1)
     if revision.any():
         later = obs.later_partner[revision]
         share = np.clip(expected[:, revision] / expected[:, later], 1e-9, 1 - 1e-9)
-        ll[:, revision] = _binom_logpmf(y[:, revision], np.round(obs.value)[later][None], share)
-    return ll
+        total += _binom_logpmf(y[:, revision], np.round(obs.value)[later][None], share).sum(axis=1)
+    return total
 
 
 def penalty_terms(params, n_knots: int, penalty: float) -> np.ndarray:
@@ -348,7 +417,7 @@ class _Objective:
         self.include_penalty = include_penalty
 
     def batch(self, params: np.ndarray) -> np.ndarray:
-        value = -figure_loglik(params, self.obs, self.design).sum(axis=1)
+        value = -total_loglik(params, self.obs, self.design)
         if self.include_penalty:
             value = value + penalty_terms(params, self.n_knots, self.penalty)
         return np.where(np.isfinite(value), value, 1e12)
@@ -357,19 +426,45 @@ class _Objective:
         return float(self.batch(p[None])[0])
 
     def gradient(self, p: np.ndarray) -> np.ndarray:
+        """Central differences: accurate enough to build the Hessian from."""
         eye = np.eye(len(p)) * self.STEP
         values = self.batch(np.vstack([p + eye, p - eye]))
         return (values[: len(p)] - values[len(p):]) / (2 * self.STEP)
 
+    def value_and_forward_gradient(self, p: np.ndarray) -> tuple[float, np.ndarray]:
+        """For the optimiser: the value and forward differences in one batch (half the cost)."""
+        values = self.batch(np.vstack([p, p + np.eye(len(p)) * self.STEP]))
+        return float(values[0]), (values[1:] - values[0]) / self.STEP
+
     def hessian(self, p: np.ndarray) -> np.ndarray:
-        n, h = len(p), 1e-4
-        columns = [(self.gradient(p + h * e) - self.gradient(p - h * e)) / (2 * h) for e in np.eye(n)]
-        hess = np.column_stack(columns)
+        """Forward differences of the central-difference gradient, symmetrised (P + 1 gradients)."""
+        h = 1e-4
+        base = self.gradient(p)
+        hess = np.column_stack([(self.gradient(p + h * e) - base) / h for e in np.eye(len(p))])
         return (hess + hess.T) / 2
 
 
+def _minimise(objective: _Objective, start: np.ndarray, previous_hess_lik: np.ndarray | None,
+              hess_penalty: np.ndarray):
+    """L-BFGS-B from scratch; with the curvature of a previous fit, BFGS seeded with the inverse
+    of (that likelihood Hessian + this penalty's), which removes most iterations along the nearly
+    flat directions a small penalty leaves."""
+    options = {"maxiter": 3000, "gtol": 1e-4}
+    if previous_hess_lik is not None:
+        hess = previous_hess_lik + hess_penalty
+        eigenvalues, vectors = np.linalg.eigh((hess + hess.T) / 2)
+        inverse = (vectors / np.maximum(eigenvalues, 1e-6 * eigenvalues.max())) @ vectors.T
+        inverse = (inverse + inverse.T) / 2  # positive definite by construction, symmetric to rounding
+        result = optimize.minimize(objective.value_and_forward_gradient, start, jac=True, method="BFGS",
+                                   options={**options, "hess_inv0": inverse})
+        if np.isfinite(result.fun):
+            return result
+    return optimize.minimize(objective.value_and_forward_gradient, start, jac=True, method="L-BFGS-B",
+                             options={**options, "ftol": 1e-10})
+
+
 def fit_filings_model(view: ConstraintView, spec: ModelSpec = ModelSpec(),
-                      train_end: pd.Timestamp | None = None) -> FittedModel:
+                      train_end: pd.Timestamp | None = None, warm_start: FittedModel | None = None) -> FittedModel:
     """Penalised maximum likelihood; the penalty on slope changes is chosen by AIC with effective
     degrees of freedom (trace of the unpenalised information times the penalised covariance)."""
     obs = prepare_observations(view, train_end)
@@ -379,27 +474,36 @@ def fit_filings_model(view: ConstraintView, spec: ModelSpec = ModelSpec(),
     knots = supported_knots(spec, len(obs.months), break_index)
     design = design_matrix(len(obs.months), break_index, knots)
     start = _start_values(len(knots), obs)
-    rows, best = [], None
-    for penalty in sorted(spec.penalty_grid):
+    rows, best, hess_lik = [], None, None
+    if warm_start is not None and warm_start.knots == knots:
+        # same design (e.g. a simulated replicate of the same pattern): start from its optimum and
+        # curvature, which cuts the optimiser's iterations several-fold
+        start = warm_start.params
+        hess_lik = warm_start.hess_lik
+    for penalty in sorted(spec.penalty_grid, reverse=True):  # smooth first: each warm-starts the next
         objective = _Objective(obs, design, penalty)
-        result = optimize.minimize(objective, start, jac=objective.gradient, method="L-BFGS-B",
-                                   options={"maxiter": 3000, "ftol": 1e-12, "gtol": 1e-6})
-        loglik = float(figure_loglik(result.x, obs, design).sum())
+        result = _minimise(objective, start, hess_lik, penalty_hessian(len(knots), penalty))
+        loglik = float(total_loglik(result.x, obs, design)[0])
         hess_lik = _Objective(obs, design, penalty, include_penalty=False).hessian(result.x)
         cov = np.linalg.pinv(hess_lik + penalty_hessian(len(knots), penalty))
         edf = float(np.trace(hess_lik @ cov))
         aic = -2 * loglik + 2 * edf
+        gradient_norm = float(np.abs(objective.gradient(result.x)).max())
         rows.append({"penalty": penalty, "loglik": loglik, "effective_df": edf, "aic": aic,
-                     "converged": bool(result.success), "gradient_norm": float(np.abs(result.jac).max())})
+                     # BFGS stops on "precision loss" with finite-difference gradients; what matters
+                     # is whether the (central-difference) gradient has vanished
+                     "converged": gradient_norm < CONVERGED_GRADIENT, "iterations": int(result.nit),
+                     "gradient_norm": gradient_norm})
         if best is None or aic < best[0]:
-            best = (aic, penalty, result, cov)
+            best = (aic, penalty, result, cov, hess_lik)
         start = result.x
-    _, penalty, result, cov = best
+    _, penalty, result, cov, best_hess_lik = best
     selection = pd.DataFrame(rows)
     selection["is_chosen"] = selection["penalty"] == penalty
     return FittedModel(spec=spec, obs=obs, params=result.x, cov=cov, penalty=penalty,
                        penalised_loglik=-float(result.fun), selection=selection,
-                       names=parameter_names(knots), knots=knots, conflicts=view.conflicts)
+                       names=parameter_names(knots), knots=knots, conflicts=view.conflicts,
+                       hess_lik=best_hess_lik)
 
 
 # ----------------------------------------------------------------------------- simulation
@@ -414,6 +518,9 @@ class Draws:
     counterfactual: np.ndarray  # draws x articles x months, expected cases with no break terms
     coef: np.ndarray            # draws x articles x (3 + knots)
     n_observed: int
+    alpha: np.ndarray = None    # draws: figure-level relative variance (release discrepancies)
+    tau: np.ndarray = None      # draws: reporting-lag time constant, days
+    is_conditioned: bool = False  # observed months drawn given the published figures
 
 
 def all_months(fitted: FittedModel) -> pd.PeriodIndex:
@@ -422,12 +529,15 @@ def all_months(fitted: FittedModel) -> pd.PeriodIndex:
 
 
 def _full_design(fitted: FittedModel, months: pd.PeriodIndex) -> np.ndarray:
-    return design_matrix(len(months), _month_index(months, fitted.spec.break_month), fitted.knots)
+    return design_matrix(len(months), _month_index(months, fitted.spec.break_month), fitted.knots,
+                         n_observed=len(fitted.obs.months), damping=fitted.spec.forecast_damping)
 
 
-def simulate(fitted: FittedModel, n_draws: int | None = None, seed: int | None = None) -> Draws:
-    """Draws from the Laplace approximation of the penalised likelihood, then negative binomial
-    month counts with the fitted month-level dispersion: prediction, not just mean, uncertainty."""
+def simulate(fitted: FittedModel, n_draws: int | None = None, seed: int | None = None,
+             condition: bool = True) -> Draws:
+    """Draws from the Laplace approximation of the penalised likelihood, then month counts:
+    for modelled months conditioned on the published figures (reconstruct), for forecast months
+    negative binomial with the fitted month-level dispersion. Prediction, not just mean, uncertainty."""
     spec = fitted.spec
     rng = np.random.default_rng(spec.seed if seed is None else seed)
     n_draws = n_draws or spec.n_draws
@@ -435,15 +545,59 @@ def simulate(fitted: FittedModel, n_draws: int | None = None, seed: int | None =
     days = np.array([m.days_in_month for m in months], dtype=float)
     design = _full_design(fitted, months)
     params = rng.multivariate_normal(fitted.params, fitted.cov, size=n_draws, method="eigh")
-    coef, phi, _, _ = unpack(params, len(fitted.knots))
+    coef, phi, alpha, tau = unpack(params, len(fitted.knots))
     mu = monthly_means(coef, design, days)
     flat = coef.copy()
     flat[:, :, 2:] = 0.0  # no step, no slope changes: the pre-break trend continued
     counterfactual = monthly_means(flat, design, days)
     size = (1.0 / phi)[:, None, None]
     counts = rng.negative_binomial(size, size / (size + mu)).astype(float)
+    n_observed = len(fitted.obs.months)
+    if condition:
+        counts[:, :, :n_observed] = reconstruct(fitted, params, rng)
     return Draws(months=months, mu=mu, counts=counts, counterfactual=counterfactual, coef=coef,
-                 n_observed=len(fitted.obs.months))
+                 n_observed=n_observed, alpha=alpha, tau=tau, is_conditioned=condition)
+
+
+RECONSTRUCTION_CHUNK = 200  # draws conditioned at once (memory: chunk x 144^2 doubles)
+
+
+def reconstruct(fitted: FittedModel, params: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Monthly counts per article given the published figures, one draw per parameter draw.
+
+    Counts Y (article-months) and point figures y = L Y + e are jointly normal under the model
+    (Y ~ mean mu, variance mu + phi mu^2; e the release discrepancy and rounding of each figure),
+    so Y | y is normal with mean mu + D L' S^-1 (y - L mu) and covariance D - D L' S^-1 L D, where
+    S = Cov(y): the generalised Chow-Lin / Litterman disaggregation, drawn per parameter draw so
+    parameter uncertainty carries through. Months inside a published window then cannot stray
+    from what the window allows beyond the figure's own error. Rounded to integers, floored at 0.
+    """
+    obs = fitted.obs
+    design = design_matrix(len(obs.months), _month_index(obs.months, fitted.spec.break_month), fitted.knots)
+    point = (obs.later_partner < 0) & np.isin(obs.qualifier, ("exact", "approx"))
+    y = np.round(obs.value[point])
+    approx_mask = (obs.qualifier[point] == "approx").astype(float)[None]
+    n_articles, n_months = len(ARTICLES), len(obs.months)
+    out = np.empty((len(params), n_articles, n_months))
+    for first in range(0, len(params), RECONSTRUCTION_CHUNK):
+        chunk = params[first:first + RECONSTRUCTION_CHUNK]
+        loadings, mu, phi, alpha = _loadings(chunk, obs, design)
+        loadings = loadings[:, point]
+        expected = np.maximum((loadings * mu[:, None]).sum(axis=(2, 3)), 1e-9)
+        cov_y = point_covariance(loadings, mu, phi, alpha, expected, approx_mask)
+        flat = loadings.reshape(len(chunk), point.sum(), -1)                    # B x J x C
+        variance = (mu + phi[:, None, None] * mu ** 2).reshape(len(chunk), -1)  # B x C
+        cross = flat * variance[:, None, :]                                     # Cov(y, Y): B x J x C
+        weights = np.linalg.solve(cov_y, cross)                                 # S^-1 Cov(y, Y)
+        mean = mu.reshape(len(chunk), -1) + np.einsum("bjc,bj->bc", weights, y[None] - expected)
+        cov = -np.einsum("bjc,bjd->bcd", cross, weights)
+        index = np.arange(cov.shape[1])
+        cov[:, index, index] += variance
+        eigenvalues, vectors = np.linalg.eigh(cov)                              # PSD square root
+        root = vectors * np.sqrt(np.clip(eigenvalues, 0, None))[:, None, :]
+        noise = np.einsum("bcd,bd->bc", root, rng.standard_normal(mean.shape))
+        out[first:first + len(chunk)] = np.clip(np.round(mean + noise), 0, None).reshape(len(chunk), n_articles, n_months)
+    return out
 
 
 def window_weights(months: pd.PeriodIndex, start: pd.Timestamp, end: pd.Timestamp) -> np.ndarray:
@@ -467,9 +621,35 @@ def window_draws(draws: Draws, article: str, start, end) -> tuple[np.ndarray, np
     """Simulated totals and expected totals of a window (partial months by their share of days)."""
     weights = window_weights(draws.months, pd.Timestamp(start), pd.Timestamp(end))
     rows = article_rows(article)
-    totals = (draws.counts[:, rows, :].sum(axis=1) * weights).sum(axis=1)
-    expected = (draws.mu[:, rows, :].sum(axis=1) * weights).sum(axis=1)
+    counts = draws.counts[:, rows, :].sum(axis=1)
+    totals = (counts * weights).sum(axis=1)
+    # the expectation given the published figures: conditioned counts where the data are, the model
+    # mean for forecast months (the same numbers as the `expected` column of the monthly table)
+    observed = np.arange(len(draws.months)) < draws.n_observed
+    means = np.where(observed, counts.mean(axis=0), draws.mu[:, rows, :].sum(axis=1))
+    expected = (means * weights).sum(axis=1)
     return totals, expected
+
+
+def published_figure_draws(draws: Draws, article: str, start, end, source_date, qualifier: str,
+                           rng: np.random.Generator) -> np.ndarray:
+    """Predictive draws of a figure as it would be published: the window's simulated counts,
+    thinned by the completeness of its vintage, times the figure-level release discrepancy
+    (and the rounding error of an approximate figure)."""
+    start, end, published = pd.Timestamp(start), pd.Timestamp(end), pd.Timestamp(source_date)
+    weights = window_weights(draws.months, start, end)
+    first = np.array([max(m.start_time, start) for m in draws.months], dtype="datetime64[D]")
+    last = np.array([min(m.end_time.normalize(), end) for m in draws.months], dtype="datetime64[D]")
+    covered = np.clip((last - first).astype(int) + 1, 0, None).astype(float)
+    lag = np.clip((np.datetime64(published.date(), "D") - last).astype(int), 0, None).astype(float)
+    tau = draws.tau[:, None]
+    q = np.exp(-1.0 / tau)
+    n = np.maximum(covered, 1)
+    complete = np.where(covered > 0, 1 - np.exp(-lag / tau) * (1 - q ** n) / (1 - q) / n, 0.0)
+    rows = article_rows(article)
+    totals = (draws.counts[:, rows, :].sum(axis=1) * weights * complete).sum(axis=1)
+    spread = np.sqrt(np.log1p(draws.alpha + (APPROX_RELATIVE_SD ** 2 if qualifier == "approx" else 0.0)))
+    return totals * np.exp(rng.normal(-spread ** 2 / 2, spread))
 
 
 def predict_total(draws: Draws, article: str, start: str, end: str) -> dict:
@@ -493,8 +673,10 @@ def monthly_filings_table(fitted: FittedModel, draws: Draws) -> pd.DataFrame:
         counts = draws.counts[:, rows, :].sum(axis=1)
         mu = draws.mu[:, rows, :].sum(axis=1)
         q = np.quantile(counts, [0.025, 0.1, 0.9, 0.975], axis=0)
+        # modelled months: expected count given the published figures; forecast: the model mean
+        expected = np.where(np.arange(len(draws.months)) < draws.n_observed, counts.mean(axis=0), mu.mean(axis=0))
         frames.append(pd.DataFrame({
-            "article": article, "month": draws.months.astype(str), "expected": mu.mean(axis=0).round(1),
+            "article": article, "month": draws.months.astype(str), "expected": expected.round(1),
             "lower_80": q[1], "upper_80": q[2], "lower_95": q[0], "upper_95": q[3],
             "has_published_month": [(article, m) in published for m in draws.months],
             "is_forecast": np.arange(len(draws.months)) >= draws.n_observed,

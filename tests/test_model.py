@@ -130,3 +130,21 @@ def test_predict_cli_prints_json_with_intervals(capsys):
     result = json.loads(capsys.readouterr().out)
     assert set(result) == {"estimate", "lower_95", "upper_95", "lower_80", "upper_80"}
     assert result["lower_95"] <= result["lower_80"] <= result["estimate"] <= result["upper_80"] <= result["upper_95"]
+
+
+def test_reconstruction_is_integer_nonnegative_and_pinned_by_a_published_month():
+    truth = default_truth()
+    counts = simulate_counts(truth, np.random.default_rng(5))
+    ledger = publish(truth, counts, aggregate_pattern(articles=("337",), include_all_articles=False, months_2024=True))
+    fitted = fit_filings_model(build_constraint_view(ledger), FAST)
+    conditioned = simulate(fitted, seed=1)
+    free = simulate(fitted, seed=1, condition=False)
+    assert conditioned.is_conditioned and not free.is_conditioned
+    observed = conditioned.counts[:, :, : conditioned.n_observed]
+    assert (observed >= 0).all() and np.array_equal(observed, np.round(observed))
+    march = list(conditioned.months.astype(str)).index("2024-03")
+    published = ledger.set_index(["period_start"]).loc[pd.Timestamp("2024-03-01"), "value"]
+    given = conditioned.counts[:, 0, march]
+    assert abs(np.median(given) - published) < 0.05 * published            # pinned to the figure
+    width = lambda x: np.subtract(*np.quantile(x, [0.975, 0.025]))
+    assert width(given) < 0.5 * width(free.counts[:, 0, march])             # and sharper for it

@@ -1,0 +1,257 @@
+"""Is the model calibrated and useful? Measured three ways, all written to data/processed/.
+
+1. Leave-one-out: refit without each published single month or short window; does its 95%
+   predictive interval (as published: its vintage's completeness, count noise, release error)
+   cover the value?
+2. Rolling origin by vintage: fit on what was published by each release date, score the figures
+   of the next release against a naive benchmark (the latest known daily rate carried forward).
+3. Simulation recovery on the real observation pattern: the ledger's own usable figures, with
+   values drawn from a known monthly series; bias and coverage of the break effects, and how often
+   a break is "found" when there is none.
+
+Refits use the penalty chosen on the full ledger (re-selecting it every time would multiply the
+cost by the grid size); that is stated in every output's method column.
+"""
+
+from __future__ import annotations
+
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass, replace
+
+import numpy as np
+import pandas as pd
+
+from milcourts.constraints import ALL_ARTICLES, ConstraintView, build_constraint_view
+from milcourts.filings import published_by
+from milcourts.model import (ARTICLES, ModelSpec, fit_filings_model, published_figure_draws, simulate,
+                             supported_knots)
+from milcourts.synthetic import Truth, publish, simulate_counts
+
+SHORT_WINDOW_MAX_DAYS = 92  # "short window": a quarter at most
+EARLIEST_ORIGIN = pd.Timestamp("2023-04-01")  # before it the ledger has almost nothing to learn from
+
+
+@dataclass(frozen=True)
+class ValidationSettings:
+    penalty: float
+    n_draws: int = 1000
+    seed: int = 20240301
+    condition: bool = True  # predictive draws conditioned on the other published figures
+
+
+def _spec_for(settings: ValidationSettings, base: ModelSpec = ModelSpec(), **changes) -> ModelSpec:
+    return replace(base, **{"penalty_grid": (settings.penalty,), "n_draws": settings.n_draws, **changes})
+
+
+def _interval(draws: np.ndarray) -> tuple[float, float, float]:
+    lo, mid, hi = np.quantile(draws, [0.025, 0.5, 0.975])
+    return float(lo), float(mid), float(hi)
+
+
+def _covers(value: float, qualifier: str, lo: float, hi: float) -> bool:
+    if qualifier == "at_least":
+        return value <= hi
+    if qualifier == "at_most":
+        return value >= lo
+    return lo <= value <= hi
+
+
+def _months_needed(view: ConstraintView, end: pd.Timestamp) -> int:
+    return max(0, (end.to_period("M") - view.months[-1]).n)
+
+
+def leave_one_out(ledger: pd.DataFrame, settings: ValidationSettings) -> pd.DataFrame:
+    """Refit without each single-month or short-window figure and score its predictive interval."""
+    view = build_constraint_view(ledger)
+    figures = view.figures
+    days = (figures["period_end"] - figures["period_start"]).dt.days + 1
+    targets = figures[(days <= SHORT_WINDOW_MAX_DAYS) & figures["is_preferred"]]
+    rng = np.random.default_rng(settings.seed)
+    records = []
+    for target in targets.itertuples():
+        kept = ledger[ledger["figure_id"] != target.figure_id]
+        fitted = fit_filings_model(build_constraint_view(kept), _spec_for(settings))
+        draws = simulate(fitted, seed=settings.seed, condition=settings.condition)
+        predictive = published_figure_draws(draws, target.article, target.period_start, target.period_end,
+                                            target.vintage_date, target.value_qualifier, rng)
+        lo, mid, hi = _interval(predictive)
+        records.append({
+            "figure_id": target.figure_id, "article": target.article,
+            "period_start": target.period_start.date(), "period_end": target.period_end.date(),
+            "value": target.value, "value_qualifier": target.value_qualifier,
+            "predicted_median": round(mid, 1), "lower_95": round(lo, 1), "upper_95": round(hi, 1),
+            "is_covered": _covers(target.value, target.value_qualifier, lo, hi),
+            "method": f"refit without the figure (penalty {settings.penalty}); 95% predictive interval "
+                      "of the figure as published",
+        })
+    return pd.DataFrame.from_records(records)
+
+
+def _naive_forecast(known: pd.DataFrame, target) -> float | None:
+    """Latest known daily rate of the same article (shortest window among the latest), times days."""
+    same = known[(known["article"] == target.article) & known["is_preferred"]]
+    if same.empty:
+        return None
+    latest = same[same["period_end"] == same["period_end"].max()]
+    days = (latest["period_end"] - latest["period_start"]).dt.days + 1
+    best = latest.loc[days.idxmin()]
+    rate = best["value"] / ((best["period_end"] - best["period_start"]).days + 1)
+    return float(rate * ((target.period_end - target.period_start).days + 1))
+
+
+def rolling_origin(ledger: pd.DataFrame, settings: ValidationSettings) -> pd.DataFrame:
+    """Fit on what each release date knew; score the figures first published in the next release."""
+    full = build_constraint_view(ledger).figures
+    dated = full[full["is_vintage_known"] & (full["value_qualifier"] != "at_most")]
+    origins = sorted(d for d in dated["vintage_date"].unique() if pd.Timestamp(d) >= EARLIEST_ORIGIN)
+    rng = np.random.default_rng(settings.seed)
+    records = []
+    for origin, following in zip(origins, origins[1:]):
+        origin, following = pd.Timestamp(origin), pd.Timestamp(following)
+        targets = dated[(dated["vintage_date"] > origin) & (dated["vintage_date"] <= following)]
+        known_view = build_constraint_view(published_by(ledger, origin))
+        if targets.empty or known_view.figures.empty:
+            continue
+        spec = _spec_for(settings, forecast_months=_months_needed(known_view, targets["period_end"].max()) + 1)
+        fitted = fit_filings_model(known_view, spec)
+        draws = simulate(fitted, seed=settings.seed, condition=settings.condition)
+        for target in targets.itertuples():
+            predictive = published_figure_draws(draws, target.article, target.period_start, target.period_end,
+                                                target.vintage_date, target.value_qualifier, rng)
+            lo, mid, hi = _interval(predictive)
+            naive = _naive_forecast(known_view.figures, target)
+            records.append({
+                "origin": origin.date(), "figure_id": target.figure_id, "article": target.article,
+                "period_start": target.period_start.date(), "period_end": target.period_end.date(),
+                "months_after_origin": max(0, (target.period_end.to_period("M") - origin.to_period("M")).n),
+                "value": target.value, "value_qualifier": target.value_qualifier,
+                "predicted_median": round(mid, 1), "lower_95": round(lo, 1), "upper_95": round(hi, 1),
+                "is_covered": _covers(target.value, target.value_qualifier, lo, hi),
+                "model_abs_error": abs(mid - target.value) if target.value_qualifier != "at_least" else np.nan,
+                "naive_forecast": naive,
+                "naive_abs_error": abs(naive - target.value)
+                if naive is not None and target.value_qualifier != "at_least" else np.nan,
+            })
+    return pd.DataFrame.from_records(records)
+
+
+def summarise_rolling_origin(scores: pd.DataFrame) -> pd.DataFrame:
+    """Coverage and the model's error relative to the naive benchmark (below 1: model better)."""
+    scored = scores.dropna(subset=["model_abs_error", "naive_abs_error"])
+    return pd.DataFrame([{
+        "origins": scores["origin"].nunique(), "targets": len(scores),
+        "coverage_95": scores["is_covered"].mean(),
+        "targets_with_naive": len(scored),
+        "model_mae": scored["model_abs_error"].mean(), "naive_mae": scored["naive_abs_error"].mean(),
+        "relative_mae": scored["model_abs_error"].mean() / scored["naive_abs_error"].mean(),
+        "median_relative_error": (scored["model_abs_error"] / scored["naive_abs_error"].clip(lower=1)).median(),
+    }])
+
+
+# ----------------------------------------------------------------------------- simulation recovery
+
+def pattern_of(view: ConstraintView) -> pd.DataFrame:
+    """The real observation pattern: every figure the model uses as an observation, values dropped."""
+    figures = view.figures[view.figures["is_preferred"]]
+    return pd.DataFrame({
+        "article": figures["article"], "period_start": figures["period_start"],
+        "period_end": figures["period_end"], "source_date": figures["vintage_date"],
+    }).reset_index(drop=True)
+
+
+def truth_for(view: ConstraintView, spec: ModelSpec, with_break: bool) -> Truth:
+    """Known effects on the real months: pre-break levels like the ledger's, a step and a phase-in."""
+    months = view.months
+    break_index = int((pd.Period(spec.break_month, "M") - months[0]).n)
+    knots = supported_knots(spec, len(months), break_index)
+    coef = np.zeros((3, 3 + len(knots)))
+    coef[:, 0] = np.log(np.array([55.0, 3.0, 1.0]) / 30.4)
+    coef[:, 1] = 0.24
+    if with_break:
+        coef[:, 2] = np.log(2.0)
+        coef[:, 3] = 2.4 - 0.24
+        coef[:, 4] = -2.4 + 0.6
+    return Truth(months=months, break_month=spec.break_month, knot_offsets_months=knots, coef=coef, phi=0.02)
+
+
+def _one_replicate(args) -> dict:
+    pattern, truth, spec, seed, warm_start = args
+    rng = np.random.default_rng(seed)
+    ledger = publish(truth, simulate_counts(truth, rng), pattern)
+    fitted = fit_filings_model(build_constraint_view(ledger), spec, warm_start=warm_start)
+    draws = simulate(fitted, seed=seed, condition=False)  # only parameter draws are scored
+    c = draws.coef[:, ARTICLES.index("337"), :]
+    true = truth.coef[ARTICLES.index("337")]
+    step_lo, step_hi = np.quantile(c[:, 2], [0.025, 0.975])
+    change_lo, change_hi = np.quantile(c[:, 3], [0.025, 0.975])
+    return {
+        "seed": seed, "true_log_step": true[2], "estimated_log_step": float(np.median(c[:, 2])),
+        "step_covered": bool(step_lo <= true[2] <= step_hi),
+        "step_excludes_zero": bool(step_lo > 0 or step_hi < 0),
+        "true_slope_change_per_year": true[3], "estimated_slope_change_per_year": float(np.median(c[:, 3])),
+        "slope_change_covered": bool(change_lo <= true[3] <= change_hi),
+        "slope_change_excludes_zero": bool(change_lo > 0 or change_hi < 0),
+        "converged": bool(fitted.selection["converged"].all()),
+    }
+
+
+def simulation_study(view: ConstraintView, settings: ValidationSettings, replicates: int,
+                     with_break: bool, workers: int = 2) -> pd.DataFrame:
+    """Replicates on the real observation pattern (values simulated, all published complete)."""
+    spec = _spec_for(settings, n_draws=400)
+    truth = truth_for(view, spec, with_break)
+    pattern = pattern_of(view)
+    # one replicate fitted from scratch gives every other one its start and curvature
+    first = publish(truth, simulate_counts(truth, np.random.default_rng(settings.seed - 1)), pattern)
+    warm_start = fit_filings_model(build_constraint_view(first), spec)
+    jobs = [(pattern, truth, spec, settings.seed + i, warm_start) for i in range(replicates)]
+    if workers > 1:
+        with ProcessPoolExecutor(max_workers=workers) as pool:
+            rows = list(pool.map(_one_replicate, jobs, chunksize=max(1, replicates // (4 * workers))))
+    else:
+        rows = [_one_replicate(job) for job in jobs]
+    frame = pd.DataFrame(rows)
+    frame.insert(0, "scenario", "break" if with_break else "no break")
+    return frame
+
+
+def summarise_simulation(replicates: pd.DataFrame) -> pd.DataFrame:
+    rows = []
+    for scenario, group in replicates.groupby("scenario", sort=False):
+        rows.append({
+            "scenario": scenario, "replicates": len(group), "converged": group["converged"].mean(),
+            "bias_log_step": (group["estimated_log_step"] - group["true_log_step"]).mean(),
+            "coverage_95_step": group["step_covered"].mean(),
+            "bias_slope_change_per_year": (group["estimated_slope_change_per_year"]
+                                           - group["true_slope_change_per_year"]).mean(),
+            "coverage_95_slope_change": group["slope_change_covered"].mean(),
+            "rate_step_interval_excludes_no_change": group["step_excludes_zero"].mean(),
+            "rate_slope_change_interval_excludes_zero": group["slope_change_excludes_zero"].mean(),
+        })
+    return pd.DataFrame(rows)
+
+
+# ----------------------------------------------------------------------------- the whole study
+
+VALIDATION_FILES = {
+    "leave_one_out": "validation_leave_one_out.csv",
+    "rolling_origin": "validation_rolling_origin.csv",
+    "rolling_origin_summary": "validation_rolling_origin_summary.csv",
+    "simulation": "validation_simulation_replicates.csv",
+    "simulation_summary": "validation_simulation_summary.csv",
+}
+
+
+def run_validation(ledger: pd.DataFrame, replicates: int = 200, workers: int = 2) -> dict[str, pd.DataFrame]:
+    """Everything `make validate` writes; the penalty is the one chosen on the full ledger."""
+    view = build_constraint_view(ledger)
+    settings = ValidationSettings(penalty=fit_filings_model(view).penalty)
+    loo = leave_one_out(ledger, settings)
+    rolling = rolling_origin(ledger, settings)
+    simulation = pd.concat([simulation_study(view, settings, replicates, True, workers),
+                            simulation_study(view, settings, replicates, False, workers)], ignore_index=True)
+    return {
+        "leave_one_out": loo, "rolling_origin": rolling,
+        "rolling_origin_summary": summarise_rolling_origin(rolling),
+        "simulation": simulation, "simulation_summary": summarise_simulation(simulation),
+    }
