@@ -46,7 +46,7 @@ def _fit(args: argparse.Namespace) -> int:
     from milcourts.ledger import LedgerValidationError
 
     try:
-        fit = fit_from_ledger(args.ledger)
+        fit = fit_from_ledger(args.ledger, with_break_profile=True)
     except LedgerValidationError as exc:
         print(exc, file=sys.stderr)
         return 1

@@ -9,6 +9,7 @@ import pandas as pd
 
 from milcourts import paths
 from milcourts.atomic import replace_all, temporary_sibling
+from milcourts.breakdate import break_effect_rows, profile_break_month, ruptures_break_month
 from milcourts.constraints import build_constraint_view
 from milcourts.ledger import load_ledger
 from milcourts.model import (Draws, FittedModel, ModelSpec, effects_table, fit_filings_model,
@@ -19,6 +20,7 @@ OUTPUT_FILES = {
     "effects": "effects.csv",
     "fit_to_ledger": "fit_to_ledger.csv",
     "model_selection": "model_selection.csv",
+    "break_profile": "break_profile.csv",
 }
 
 
@@ -26,6 +28,8 @@ OUTPUT_FILES = {
 class FilingsFit:
     fitted: FittedModel
     draws: Draws
+    break_profile: pd.DataFrame | None = None
+    ruptures_month: str | None = None
 
 
 def published_by(ledger: pd.DataFrame, train_end: str | pd.Timestamp) -> pd.DataFrame:
@@ -40,7 +44,8 @@ def published_by(ledger: pd.DataFrame, train_end: str | pd.Timestamp) -> pd.Data
 
 
 def fit_from_ledger(ledger_csv: str | Path = paths.LEDGER_CSV, spec: ModelSpec = ModelSpec(),
-                    train_end: str | None = None, through: str | None = None) -> FilingsFit:
+                    train_end: str | None = None, through: str | None = None,
+                    with_break_profile: bool = False) -> FilingsFit:
     """Fit the joint model to the court-filing figures of a ledger and simulate from it.
 
     `through` (YYYY-MM-DD) extends the forecast horizon so that a window ending then can be predicted.
@@ -53,16 +58,27 @@ def fit_from_ledger(ledger_csv: str | Path = paths.LEDGER_CSV, spec: ModelSpec =
         needed = (pd.Timestamp(through).to_period("M") - view.months[-1]).n
         spec = replace(spec, forecast_months=max(spec.forecast_months, needed))
     fitted = fit_filings_model(view, spec)
-    return FilingsFit(fitted, simulate(fitted))
+    fit = FilingsFit(fitted, simulate(fitted))
+    if with_break_profile:
+        fit.break_profile = profile_break_month(view, spec, fitted.penalty)
+        fit.ruptures_month = ruptures_break_month(fit.draws)
+    return fit
 
 
 def model_outputs(fit: FilingsFit) -> dict[str, pd.DataFrame]:
-    return {
+    effects = effects_table(fit.fitted, fit.draws)
+    outputs = {
         "monthly_filings": monthly_filings_table(fit.fitted, fit.draws),
-        "effects": effects_table(fit.fitted, fit.draws),
+        "effects": effects,
         "fit_to_ledger": fit_to_ledger_table(fit.fitted, fit.draws),
         "model_selection": fit.fitted.selection,
     }
+    if fit.break_profile is not None:
+        rows = pd.DataFrame(break_effect_rows(fit.break_profile, fit.ruptures_month, fit.fitted),
+                            columns=effects.columns)
+        outputs["effects"] = pd.concat([effects, rows], ignore_index=True)
+        outputs["break_profile"] = fit.break_profile
+    return outputs
 
 
 def write_model_outputs(outputs: dict[str, pd.DataFrame], directory: Path = paths.PROCESSED_DATA_DIR,

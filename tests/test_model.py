@@ -148,3 +148,15 @@ def test_reconstruction_is_integer_nonnegative_and_pinned_by_a_published_month()
     assert abs(np.median(given) - published) < 0.05 * published            # pinned to the figure
     width = lambda x: np.subtract(*np.quantile(x, [0.975, 0.025]))
     assert width(given) < 0.5 * width(free.counts[:, 0, march])             # and sharper for it
+
+
+def test_break_profile_finds_the_true_break_month(synthetic_fit):
+    from milcourts.breakdate import profile_break_month, ruptures_break_month
+
+    truth, counts, fitted, draws = synthetic_fit
+    ledger = publish(truth, counts, aggregate_pattern(months_2024=True))
+    profile = profile_break_month(build_constraint_view(ledger), FAST, penalty=1.0, first="2022-08", last="2022-12")
+    assert profile["break_month"].tolist() == ["2022-08", "2022-09", "2022-10", "2022-11", "2022-12"]
+    assert truth.break_month in set(profile.loc[profile["is_in_95_interval"], "break_month"])
+    assert profile.loc[profile["drop_from_best"] == 0, "break_month"].item() in ("2022-09", "2022-10", "2022-11")
+    assert ruptures_break_month(draws) in [str(m) for m in pd.period_range("2022-08", "2023-04", freq="M")]
