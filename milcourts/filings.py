@@ -8,6 +8,7 @@ from pathlib import Path
 import pandas as pd
 
 from milcourts import paths
+from milcourts.alternatives import comparison_table
 from milcourts.atomic import replace_all, temporary_sibling
 from milcourts.breakdate import break_effect_rows, profile_break_month, ruptures_break_month
 from milcourts.constraints import build_constraint_view
@@ -21,6 +22,7 @@ OUTPUT_FILES = {
     "fit_to_ledger": "fit_to_ledger.csv",
     "model_selection": "model_selection.csv",
     "break_profile": "break_profile.csv",
+    "alternatives": "alternatives.csv",
 }
 
 
@@ -72,6 +74,7 @@ def model_outputs(fit: FilingsFit) -> dict[str, pd.DataFrame]:
         "effects": effects,
         "fit_to_ledger": fit_to_ledger_table(fit.fitted, fit.draws),
         "model_selection": fit.fitted.selection,
+        "alternatives": comparison_table(fit.fitted, fit.draws, effects),
     }
     if fit.break_profile is not None:
         rows = pd.DataFrame(break_effect_rows(fit.break_profile, fit.ruptures_month, fit.fitted),

@@ -99,6 +99,26 @@ def _naive_forecast(known: pd.DataFrame, target) -> float | None:
     return float(rate * ((target.period_end - target.period_start).days + 1))
 
 
+def _drift_forecast(known: pd.DataFrame, target) -> float | None:
+    """The naive rate moved along the growth between the article's two latest-ending figures."""
+    same = known[(known["article"] == target.article) & known["is_preferred"]].copy()
+    same["days"] = (same["period_end"] - same["period_start"]).dt.days + 1
+    same = same.sort_values(["period_end", "days"], ascending=[False, True]).drop_duplicates("period_end")
+    if len(same) < 2:
+        return None
+    latest, previous = same.iloc[0], same.iloc[1]
+    middle = lambda r: r["period_start"] + (r["period_end"] - r["period_start"]) / 2  # noqa: E731
+    gap = (middle(latest) - middle(previous)).days
+    if gap <= 0:
+        return None
+    rate_latest, rate_previous = latest["value"] / latest["days"], previous["value"] / previous["days"]
+    if rate_latest <= 0 or rate_previous <= 0:
+        return None
+    growth = np.log(rate_latest / rate_previous) / gap
+    ahead = (target.period_start + (target.period_end - target.period_start) / 2 - middle(latest)).days
+    return float(rate_latest * np.exp(growth * ahead) * ((target.period_end - target.period_start).days + 1))
+
+
 def rolling_origin(ledger: pd.DataFrame, settings: ValidationSettings) -> pd.DataFrame:
     """Fit on what each release date knew; score the figures first published in the next release."""
     full = build_constraint_view(ledger).figures
@@ -120,6 +140,7 @@ def rolling_origin(ledger: pd.DataFrame, settings: ValidationSettings) -> pd.Dat
                                                 target.vintage_date, target.value_qualifier, rng)
             lo, mid, hi = _interval(predictive)
             naive = _naive_forecast(known_view.figures, target)
+            drift = _drift_forecast(known_view.figures, target)
             records.append({
                 "origin": origin.date(), "figure_id": target.figure_id, "article": target.article,
                 "period_start": target.period_start.date(), "period_end": target.period_end.date(),
@@ -131,6 +152,9 @@ def rolling_origin(ledger: pd.DataFrame, settings: ValidationSettings) -> pd.Dat
                 "naive_forecast": naive,
                 "naive_abs_error": abs(naive - target.value)
                 if naive is not None and target.value_qualifier != "at_least" else np.nan,
+                "drift_forecast": drift,
+                "drift_abs_error": abs(drift - target.value)
+                if drift is not None and target.value_qualifier != "at_least" else np.nan,
             })
     return pd.DataFrame.from_records(records)
 
@@ -145,6 +169,9 @@ def summarise_rolling_origin(scores: pd.DataFrame) -> pd.DataFrame:
         "model_mae": scored["model_abs_error"].mean(), "naive_mae": scored["naive_abs_error"].mean(),
         "relative_mae": scored["model_abs_error"].mean() / scored["naive_abs_error"].mean(),
         "median_relative_error": (scored["model_abs_error"] / scored["naive_abs_error"].clip(lower=1)).median(),
+        "drift_mae": scored["drift_abs_error"].mean() if "drift_abs_error" in scored else np.nan,
+        "relative_mae_vs_drift": (scored["model_abs_error"].mean() / scored["drift_abs_error"].mean()
+                                  if "drift_abs_error" in scored else np.nan),
     }])
 
 
