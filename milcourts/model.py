@@ -113,10 +113,6 @@ class FittedModel:
     hess_lik: np.ndarray | None = field(default=None, repr=False)
 
 
-def _fmt(value: float) -> str:
-    return f"{value:,.0f}"
-
-
 # ----------------------------------------------------------------------------- observations
 
 def _median_publication_gap_days(figures: pd.DataFrame) -> float:

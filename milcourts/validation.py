@@ -21,7 +21,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 import pandas as pd
 
-from milcourts.constraints import ALL_ARTICLES, ConstraintView, build_constraint_view
+from milcourts.constraints import ConstraintView, build_constraint_view
 from milcourts.filings import published_by
 from milcourts.model import (ARTICLES, ModelSpec, fit_filings_model, published_figure_draws, simulate,
                              supported_knots)
