@@ -88,3 +88,13 @@ def test_raw_data_is_read_only_and_recorded():
     for csv_path in paths.RAW_DATA_DIR.glob("*.csv"):
         record = csv_path.with_suffix(".provenance.yml")
         assert record.is_file(), f"{csv_path.name} has no provenance record"
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_no_figure_is_typed_into_notebook_prose(path):
+    """Numbers in reports come from computations; markdown cells hold no digits at all."""
+    notebook = nbformat.read(path, as_version=4)
+    for index, cell in enumerate(notebook.cells):
+        if cell.cell_type == "markdown":
+            typed = re.findall(r"\d[\d,.%]*", cell.source)
+            assert not typed, f"{path.name} cell {index}: typed figures {typed} belong in a narrative function"
