@@ -250,12 +250,15 @@ def build_constraint_view(
     articles: tuple[str, ...] = (*COMPONENT_ARTICLES, ALL_ARTICLES),
     unit: str = "cases",
     first_month: str | None = "2021-01",
+    with_conflicts: bool = True,
 ) -> ConstraintView:
     """The usable figures of `series` for `articles`, as weights over calendar months.
 
     Every figure of the series appears exactly once: either in `figures` (with its
     month weights, vintage rank and whether it is the preferred vintage) or in `excluded` with the
     reason. Nothing is averaged or dropped silently; conflicts are listed for the model to handle.
+    `with_conflicts=False` skips the conflict search (the slowest step) for ledgers simulated from
+    one consistent monthly series, which have none by construction.
     """
     if unit not in FLOW_MEASURES:
         raise ValueError(f"unit must be one of {sorted(FLOW_MEASURES)}, got {unit!r}")
@@ -284,5 +287,6 @@ def build_constraint_view(
     weights.columns.name = "month"
     return ConstraintView(
         series=series, unit=unit, figures=figures, month_weights=weights, excluded=excluded,
-        revisions=_revisions(figures), conflicts=find_conflicts(figures), months=months,
+        revisions=_revisions(figures), months=months,
+        conflicts=find_conflicts(figures) if with_conflicts else find_conflicts(figures.iloc[:0]),
     )

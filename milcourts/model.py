@@ -9,7 +9,8 @@ Mean, for article a in month t (months counted from the first modelled month):
     log mu[a,t] = b0[a] + b1[a]*(t - T0) + b2[a]*[t >= T0] + sum_k g[a,k]*(t - knot_k)+ + log(days_t)
 
 T0 is the mobilisation break; the knots after it let the rise phase in and slow down, with a ridge
-penalty on the slope changes whose strength is chosen by AIC. Articles share T0 and the knots.
+penalty on the slope changes whose strength is chosen by the Laplace-approximate marginal
+likelihood. Articles share T0 and the knots.
 Art. 337 (many figures) sets the shape; the small series are regularised towards it: the slope
 changes of Art. 338 and 332 are g[337,k] + d[a,k] with d penalised, and their pre-break slope is
 shrunk towards Art. 337's (they have no pre-break figure but a 2022 total). All-article figures
@@ -27,6 +28,9 @@ Reporting lag: a case received on day d appears in a release published on day s 
 1 - exp(-(s - d)/tau). Each figure's expectation carries the completeness of its own vintage; an
 earlier vintage of a period enters as Binomial(later value, E_early / E_late), conditioned on the
 later one, so revised pairs inform tau without counting any case twice.
+
+Counting base: a total "since mobilisation" (from 21 Sep 2022) counts only the share of each
+month's cases that its base includes (MOBILISATION_BASE_START and the priors next to it).
 """
 
 from __future__ import annotations
@@ -59,11 +63,33 @@ PRIOR_LOG_TAU_DAYS = (np.log(3.0), 0.75)
 # Strength of shrinkage of the small series towards Art. 337, relative to the knot penalty.
 ARTICLE_DEVIATION_PENALTY_RATIO = 4.0
 PRE_TREND_SHRINKAGE = 50.0
+# Counting base of "since mobilisation" running totals (period_start 21 Sep 2022). Mediazona's early
+# running totals count cases under the parts of the articles created by the mobilisation law
+# (337 parts 2.1/3.1/5 and their kind): the data README's "changing base" and methods.md section 7.
+# The ledger shows it: Art. 337 since mobilisation to Feb 2024 (6,308) is below 2023 plus Jan-Feb 2024
+# (6,326), Art. 338's (194) is 18% below its parts. Such a figure counts a share of each month's
+# cases: rho[a] from January 2023 on, rho[a]*sigma[a] in Sep-Dec 2022, when most cases received were
+# still for offences under the old parts. Priors on the logit scale: rho median 0.9 (95% 0.55-0.99),
+# sigma median 0.5 (95% 0.05-0.95).
+MOBILISATION_BASE_START = pd.Timestamp("2022-09-21")
+MOBILISATION_BASE_EARLY_MONTHS = pd.period_range("2022-09", "2022-12", freq="M")
+PRIOR_LOGIT_BASE_SHARE = (float(np.log(0.9 / 0.1)), 1.0)
+PRIOR_LOGIT_EARLY_SHARE = (0.0, 1.5)
 # Weak prior on each log level step at the break: N(0, 3^2). A pre-break total that straddles the
 # break (Art. 332: five cases in all of 2022) cannot separate the pre-break level from the step;
 # the prior keeps the step finite and its interval then says how little the data tell.
 PRIOR_STEP_SD = 3.0
-PENALTY_GRID = (0.03, 0.1, 0.3, 1.0, 3.0)
+# Weak proper priors on the otherwise unpenalised trend terms. A fit that sees no pre-break figure
+# (a rolling origin before the 2021 and 2022 totals were published) cannot learn the pre-break
+# slope at all; without a prior its variance is undefined, and a pseudo-inverse reports it as zero,
+# which made back-casts of 2021 look precise. Pre-break slope: N(0, 1.2^2) per year (95% within
+# +-22% a month, far beyond any plausible pre-mobilisation drift). Intercepts (log cases per day):
+# N(0, 5^2), vague on any scale from a case a year to thousands a day.
+PRIOR_PRE_SLOPE_SD = 1.2
+PRIOR_INTERCEPT_SD = 5.0
+# Penalties tried for the slope changes; the one with the largest Laplace-approximate marginal
+# likelihood is kept (fit_filings_model). The grid brackets the optimum on the real ledger.
+PENALTY_GRID = (0.01, 0.03, 0.1, 0.3, 1.0, 3.0)
 # Largest absolute gradient of the penalised log-likelihood accepted as an optimum.
 CONVERGED_GRADIENT = 0.05
 
@@ -95,6 +121,8 @@ class Observations:
     value: np.ndarray
     qualifier: np.ndarray           # "exact" | "approx" | "at_least" | "at_most"
     later_partner: np.ndarray       # index of the later vintage for revision terms, -1 otherwise
+    is_mobilisation_base: np.ndarray = field(default_factory=lambda: np.zeros(0, bool))  # fit figures
+    is_early_base_month: np.ndarray = field(default_factory=lambda: np.zeros(0, bool))   # months
     recent_cells: tuple[np.ndarray, np.ndarray] = (np.array([], int), np.array([], int))
 
 
@@ -181,7 +209,9 @@ def prepare_observations(view: ConstraintView, train_end: pd.Timestamp | None = 
     return Observations(figures=figures, months=months, days=days, weights=weights, article_mask=mask,
                         lag_first=lag_first, covered_days=covered,
                         value=fit["value"].to_numpy(float), qualifier=fit["value_qualifier"].to_numpy(),
-                        later_partner=partner, recent_cells=recent)
+                        later_partner=partner, recent_cells=recent,
+                        is_mobilisation_base=(fit["period_start"] == MOBILISATION_BASE_START).to_numpy(),
+                        is_early_base_month=np.asarray(months.isin(MOBILISATION_BASE_EARLY_MONTHS)))
 
 
 # ----------------------------------------------------------------------------- design
@@ -232,7 +262,24 @@ def parameter_names(knots: tuple[int, ...]) -> list[str]:
     names += [f"337:knot+{k}" for k in knots]
     for a in ARTICLES[1:]:
         names += [f"{a}:knot+{k}_minus_337" for k in knots]
-    return names + ["log_phi", "log_alpha", "log_tau_days"]
+    names += ["log_phi", "log_alpha", "log_tau_days"]
+    names += [f"{a}:logit_mobilisation_base_share" for a in ARTICLES]
+    return names + [f"{a}:logit_mobilisation_base_early_share" for a in ARTICLES]
+
+
+N_BASE_PARAMS = 6  # the last parameters: logit rho (3 articles), logit sigma (3 articles)
+
+
+def base_shares(params: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Batched: params (B, P) -> rho (B, 3) and sigma (B, 3) of the mobilisation counting base."""
+    params = np.atleast_2d(params)
+    logits = params[:, -N_BASE_PARAMS:]
+    return special.expit(logits[:, :3]), special.expit(logits[:, 3:])
+
+
+def base_share_by_month(rho: np.ndarray, sigma: np.ndarray, is_early: np.ndarray) -> np.ndarray:
+    """(B, 3, months): share of each article-month's cases a "since mobilisation" total counts."""
+    return rho[:, :, None] * np.where(is_early[None, None, :], sigma[:, :, None], 1.0)
 
 
 def unpack(params: np.ndarray, n_knots: int):
@@ -290,6 +337,10 @@ def _loadings(params, obs, design):
     mu = monthly_means(coef, design[: len(obs.months)], obs.days)            # B x articles x months
     seen = obs.weights[None] * completeness(obs, tau)                        # B x figures x months
     loadings = obs.article_mask[None, :, :, None] * seen[:, :, None, :]
+    based = np.nonzero(obs.is_mobilisation_base)[0]
+    if len(based):
+        rho, sigma = base_shares(params)
+        loadings[:, based] *= base_share_by_month(rho, sigma, obs.is_early_base_month)[:, None]
     return loadings, mu, phi, alpha
 
 
@@ -374,30 +425,43 @@ def penalty_terms(params, n_knots: int, penalty: float) -> np.ndarray:
     total += 0.5 * penalty * ARTICLE_DEVIATION_PENALTY_RATIO * np.sum(deviations ** 2, axis=1)
     total += 0.5 * PRE_TREND_SHRINKAGE * np.sum(pre_deviation ** 2, axis=1)
     total += 0.5 * np.sum((params[:, [2, 5, 8]] / PRIOR_STEP_SD) ** 2, axis=1)
+    total += 0.5 * (params[:, 1] / PRIOR_PRE_SLOPE_SD) ** 2
+    total += 0.5 * np.sum((params[:, [0, 3, 6]] / PRIOR_INTERCEPT_SD) ** 2, axis=1)
     for column, (mean, sd) in zip((9 + 3 * k, 10 + 3 * k, 11 + 3 * k),
                                   (PRIOR_LOG_PHI, PRIOR_LOG_ALPHA, PRIOR_LOG_TAU_DAYS)):
         total += 0.5 * ((params[:, column] - mean) / sd) ** 2
+    total += 0.5 * np.sum(((params[:, 12 + 3 * k:15 + 3 * k] - PRIOR_LOGIT_BASE_SHARE[0])
+                           / PRIOR_LOGIT_BASE_SHARE[1]) ** 2, axis=1)
+    total += 0.5 * np.sum(((params[:, 15 + 3 * k:] - PRIOR_LOGIT_EARLY_SHARE[0])
+                           / PRIOR_LOGIT_EARLY_SHARE[1]) ** 2, axis=1)
     return total
 
 
 def penalty_hessian(n_knots: int, penalty: float) -> np.ndarray:
     """Every penalty is quadratic, so its Hessian is this constant diagonal (no numerics needed)."""
     k = n_knots
-    diagonal = np.zeros(9 + 3 * k + 3)
+    diagonal = np.zeros(9 + 3 * k + 3 + N_BASE_PARAMS)
     diagonal[9:9 + k] = penalty
     diagonal[9 + k:9 + 3 * k] = penalty * ARTICLE_DEVIATION_PENALTY_RATIO
     diagonal[[4, 7]] = PRE_TREND_SHRINKAGE
     diagonal[[2, 5, 8]] = 1 / PRIOR_STEP_SD ** 2
-    diagonal[9 + 3 * k:] = [1 / PRIOR_LOG_PHI[1] ** 2, 1 / PRIOR_LOG_ALPHA[1] ** 2, 1 / PRIOR_LOG_TAU_DAYS[1] ** 2]
+    diagonal[1] = 1 / PRIOR_PRE_SLOPE_SD ** 2
+    diagonal[[0, 3, 6]] = 1 / PRIOR_INTERCEPT_SD ** 2
+    diagonal[9 + 3 * k:12 + 3 * k] = [1 / PRIOR_LOG_PHI[1] ** 2, 1 / PRIOR_LOG_ALPHA[1] ** 2,
+                                      1 / PRIOR_LOG_TAU_DAYS[1] ** 2]
+    diagonal[12 + 3 * k:15 + 3 * k] = 1 / PRIOR_LOGIT_BASE_SHARE[1] ** 2
+    diagonal[15 + 3 * k:] = 1 / PRIOR_LOGIT_EARLY_SHARE[1] ** 2
     return np.diag(diagonal)
 
 
 def _start_values(n_knots: int, obs: Observations) -> np.ndarray:
     k = n_knots
-    start = np.zeros(9 + 3 * k + 3)
+    start = np.zeros(9 + 3 * k + 3 + N_BASE_PARAMS)
     rate = np.log(max(obs.value.mean() / max(obs.weights.sum(axis=1).mean(), 1), 1) / 30.4)
     start[[0, 3, 6]] = [rate, rate - 3, rate - 2]
-    start[9 + 3 * k:] = [PRIOR_LOG_PHI[0], PRIOR_LOG_ALPHA[0], PRIOR_LOG_TAU_DAYS[0]]
+    start[9 + 3 * k:12 + 3 * k] = [PRIOR_LOG_PHI[0], PRIOR_LOG_ALPHA[0], PRIOR_LOG_TAU_DAYS[0]]
+    start[12 + 3 * k:15 + 3 * k] = PRIOR_LOGIT_BASE_SHARE[0]
+    start[15 + 3 * k:] = PRIOR_LOGIT_EARLY_SHARE[0]
     return start
 
 
@@ -459,10 +523,59 @@ def _minimise(objective: _Objective, start: np.ndarray, previous_hess_lik: np.nd
                              options={**options, "ftol": 1e-10})
 
 
+def _posterior_covariance(hess: np.ndarray, hess_penalty: np.ndarray) -> tuple[np.ndarray, float]:
+    """Inverse of the penalised Hessian and its smallest eigenvalue.
+
+    Every parameter has a proper prior, so the penalised Hessian is positive definite at an optimum;
+    a finite-difference wobble can still leave a tiny negative eigenvalue, which is floored at the
+    weakest prior precision (never at zero: a pseudo-inverse would call an unlearnt direction exact).
+    """
+    eigenvalues, vectors = np.linalg.eigh((hess + hess.T) / 2)
+    floor = float(np.diag(hess_penalty).min())
+    inverse = (vectors / np.maximum(eigenvalues, floor)) @ vectors.T
+    return (inverse + inverse.T) / 2, float(eigenvalues.min())
+
+
+def _newton_polish(objective: _Objective, result, hess_lik: np.ndarray, hess_penalty: np.ndarray,
+                   max_steps: int = 4):
+    """Newton steps with the central-difference Hessian until the gradient vanishes.
+
+    BFGS on forward differences can stall with "precision loss" a little short of the optimum along
+    weakly curved directions (a base share near 1 on the logit scale); a Newton step with the
+    curvature already computed for the covariance finishes the job. Steps are halved until the
+    objective decreases, so a polish can never make the fit worse.
+    """
+    for _ in range(max_steps):
+        gradient = objective.gradient(result.x)
+        if np.abs(gradient).max() < CONVERGED_GRADIENT:
+            break
+        cov, _ = _posterior_covariance(hess_lik + hess_penalty, hess_penalty)
+        step = cov @ gradient
+        for _ in range(8):
+            candidate = result.x - step
+            value = objective(candidate)
+            if value < result.fun:
+                break
+            step = step / 2
+        else:
+            break
+        result = optimize.OptimizeResult(x=candidate, fun=value, nit=result.nit + 1)
+        hess_lik = _Objective(objective.obs, objective.design, objective.penalty,
+                              include_penalty=False).hessian(result.x)
+    return result, hess_lik
+
+
 def fit_filings_model(view: ConstraintView, spec: ModelSpec = ModelSpec(),
                       train_end: pd.Timestamp | None = None, warm_start: FittedModel | None = None) -> FittedModel:
-    """Penalised maximum likelihood; the penalty on slope changes is chosen by AIC with effective
-    degrees of freedom (trace of the unpenalised information times the penalised covariance)."""
+    """Penalised maximum likelihood; the penalty on slope changes is the one with the largest
+    Laplace-approximate marginal likelihood (LAML, Wood 2011):
+
+        LAML(lambda) = penalised loglik at the optimum + (1/2) log|S_lambda|+ - (1/2) log|H + S_lambda|
+
+    AIC with effective degrees of freedom is reported beside it but not used: on this ledger it is
+    flat to within one unit from penalty 0.001 to 0.03 and drifts to the smallest penalty tried
+    (under-smoothing, the known weakness of prediction-error criteria for smoothing parameters),
+    while LAML has a clear interior maximum."""
     obs = prepare_observations(view, train_end)
     if len(obs.value) == 0:
         raise ValueError("no usable figure to fit the model to")
@@ -476,22 +589,28 @@ def fit_filings_model(view: ConstraintView, spec: ModelSpec = ModelSpec(),
         # curvature, which cuts the optimiser's iterations several-fold
         start = warm_start.params
         hess_lik = warm_start.hess_lik
+    n_penalised = 3 * len(knots)  # knot changes of Art. 337 plus the two small series' deviations
     for penalty in sorted(spec.penalty_grid, reverse=True):  # smooth first: each warm-starts the next
         objective = _Objective(obs, design, penalty)
-        result = _minimise(objective, start, hess_lik, penalty_hessian(len(knots), penalty))
-        loglik = float(total_loglik(result.x, obs, design)[0])
+        hess_penalty = penalty_hessian(len(knots), penalty)
+        result = _minimise(objective, start, hess_lik, hess_penalty)
         hess_lik = _Objective(obs, design, penalty, include_penalty=False).hessian(result.x)
-        cov = np.linalg.pinv(hess_lik + penalty_hessian(len(knots), penalty))
+        result, hess_lik = _newton_polish(objective, result, hess_lik, hess_penalty)
+        loglik = float(total_loglik(result.x, obs, design)[0])
+        cov, min_eigenvalue = _posterior_covariance(hess_lik + hess_penalty, hess_penalty)
         edf = float(np.trace(hess_lik @ cov))
         aic = -2 * loglik + 2 * edf
+        _, logdet = np.linalg.slogdet(np.linalg.inv(cov))
+        laml = -float(result.fun) + 0.5 * n_penalised * np.log(penalty) - 0.5 * logdet
         gradient_norm = float(np.abs(objective.gradient(result.x)).max())
         rows.append({"penalty": penalty, "loglik": loglik, "effective_df": edf, "aic": aic,
+                     "log_marginal_likelihood": laml,
                      # BFGS stops on "precision loss" with finite-difference gradients; what matters
                      # is whether the (central-difference) gradient has vanished
                      "converged": gradient_norm < CONVERGED_GRADIENT, "iterations": int(result.nit),
-                     "gradient_norm": gradient_norm})
-        if best is None or aic < best[0]:
-            best = (aic, penalty, result, cov, hess_lik)
+                     "gradient_norm": gradient_norm, "min_hessian_eigenvalue": min_eigenvalue})
+        if best is None or laml > best[0]:
+            best = (laml, penalty, result, cov, hess_lik)
         start = result.x
     _, penalty, result, cov, best_hess_lik = best
     selection = pd.DataFrame(rows)
@@ -517,6 +636,13 @@ class Draws:
     alpha: np.ndarray = None    # draws: figure-level relative variance (release discrepancies)
     tau: np.ndarray = None      # draws: reporting-lag time constant, days
     is_conditioned: bool = False  # observed months drawn given the published figures
+    base_rho: np.ndarray = None    # draws x articles: share counted by "since mobilisation" totals
+    base_sigma: np.ndarray = None  # draws x articles: further share for Sep-Dec 2022
+
+    def base_share(self) -> np.ndarray:
+        """(draws, articles, months) share of cases a "since mobilisation" total counts."""
+        early = np.asarray(self.months.isin(MOBILISATION_BASE_EARLY_MONTHS))
+        return base_share_by_month(self.base_rho, self.base_sigma, early)
 
 
 def all_months(fitted: FittedModel) -> pd.PeriodIndex:
@@ -551,8 +677,10 @@ def simulate(fitted: FittedModel, n_draws: int | None = None, seed: int | None =
     n_observed = len(fitted.obs.months)
     if condition:
         counts[:, :, :n_observed] = reconstruct(fitted, params, rng)
+    rho, sigma = base_shares(params)
     return Draws(months=months, mu=mu, counts=counts, counterfactual=counterfactual, coef=coef,
-                 n_observed=n_observed, alpha=alpha, tau=tau, is_conditioned=condition)
+                 n_observed=n_observed, alpha=alpha, tau=tau, is_conditioned=condition,
+                 base_rho=rho, base_sigma=sigma)
 
 
 RECONSTRUCTION_CHUNK = 200  # draws conditioned at once (memory: chunk x 144^2 doubles)
@@ -613,16 +741,31 @@ def article_rows(article: str) -> list[int]:
     return [ARTICLES.index(article)]
 
 
-def window_draws(draws: Draws, article: str, start, end) -> tuple[np.ndarray, np.ndarray]:
-    """Simulated totals and expected totals of a window (partial months by their share of days)."""
-    weights = window_weights(draws.months, pd.Timestamp(start), pd.Timestamp(end))
+def _counted(draws: Draws, rows: list[int], start: pd.Timestamp, values: np.ndarray) -> np.ndarray:
+    """Sum over the article rows, with the mobilisation counting base for a total that starts
+    on 21 Sep 2022 (values: draws x articles x months)."""
+    if start == MOBILISATION_BASE_START and draws.base_rho is not None:
+        values = values * draws.base_share()
+    return values[:, rows, :].sum(axis=1)
+
+
+def window_draws(draws: Draws, article: str, start, end,
+                 as_counted: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """Simulated totals and expected totals of a window (partial months by their share of days).
+
+    `as_counted`: what a published figure of that window counts, i.e. with the mobilisation
+    counting base for a "since mobilisation" total; otherwise every case received (the estimand).
+    """
+    start = pd.Timestamp(start)
+    weights = window_weights(draws.months, start, pd.Timestamp(end))
     rows = article_rows(article)
-    counts = draws.counts[:, rows, :].sum(axis=1)
+    base_start = start if as_counted else None
+    counts = _counted(draws, rows, base_start, draws.counts)
     totals = (counts * weights).sum(axis=1)
     # the expectation given the published figures: conditioned counts where the data are, the model
     # mean for forecast months (the same numbers as the `expected` column of the monthly table)
     observed = np.arange(len(draws.months)) < draws.n_observed
-    means = np.where(observed, counts.mean(axis=0), draws.mu[:, rows, :].sum(axis=1))
+    means = np.where(observed, counts.mean(axis=0), _counted(draws, rows, base_start, draws.mu))
     expected = (means * weights).sum(axis=1)
     return totals, expected
 
@@ -630,8 +773,8 @@ def window_draws(draws: Draws, article: str, start, end) -> tuple[np.ndarray, np
 def published_figure_draws(draws: Draws, article: str, start, end, source_date, qualifier: str,
                            rng: np.random.Generator) -> np.ndarray:
     """Predictive draws of a figure as it would be published: the window's simulated counts,
-    thinned by the completeness of its vintage, times the figure-level release discrepancy
-    (and the rounding error of an approximate figure)."""
+    thinned by the completeness of its vintage and its counting base, times the figure-level
+    release discrepancy (and the rounding error of an approximate figure)."""
     start, end, published = pd.Timestamp(start), pd.Timestamp(end), pd.Timestamp(source_date)
     weights = window_weights(draws.months, start, end)
     first = np.array([max(m.start_time, start) for m in draws.months], dtype="datetime64[D]")
@@ -643,7 +786,7 @@ def published_figure_draws(draws: Draws, article: str, start, end, source_date, 
     n = np.maximum(covered, 1)
     complete = np.where(covered > 0, 1 - np.exp(-lag / tau) * (1 - q ** n) / (1 - q) / n, 0.0)
     rows = article_rows(article)
-    totals = (draws.counts[:, rows, :].sum(axis=1) * weights * complete).sum(axis=1)
+    totals = (_counted(draws, rows, start, draws.counts) * weights * complete).sum(axis=1)
     spread = np.sqrt(np.log1p(draws.alpha + (APPROX_RELATIVE_SD ** 2 if qualifier == "approx" else 0.0)))
     return totals * np.exp(rng.normal(-spread ** 2 / 2, spread))
 
@@ -714,6 +857,14 @@ def effects_table(fitted: FittedModel, draws: Draws) -> pd.DataFrame:
         records.append((article, "correlation of pre-break slope and level step across draws", correlation,
                         np.nan, np.nan, "identification check: near -1 or +1 means the pre-break figures cannot "
                         "separate the pre-trend from the jump, so neither is estimated on its own"))
+    if draws.base_rho is not None:
+        early = MOBILISATION_BASE_EARLY_MONTHS
+        for a_index, article in enumerate(ARTICLES):
+            rho, sigma = draws.base_rho[:, a_index], draws.base_sigma[:, a_index]
+            records.append((article, "share of cases counted by 'since mobilisation' totals, from 2023-01",
+                            *_interval(rho), method))
+            records.append((article, f"share of cases counted by 'since mobilisation' totals, {early[0]} to "
+                            f"{early[-1]}", *_interval(rho * sigma), method))
     after = slice(break_index, n_observed)
     for article in (*ARTICLES, ALL_ARTICLES):
         rows = article_rows(article)
@@ -726,14 +877,15 @@ def effects_table(fitted: FittedModel, draws: Draws) -> pd.DataFrame:
 def fit_to_ledger_table(fitted: FittedModel, draws: Draws) -> pd.DataFrame:
     """Every figure considered: used or not (why), value, fitted value with 95% interval, residual.
 
-    The interval is for the complete count of the figure's window (all cases eventually posted);
+    The interval is for the complete count of the figure's window (all cases eventually posted) in
+    the figure's counting base (a "since mobilisation" total counts only the mobilisation-era base);
     the residual compares the value with the expectation as published (its vintage's completeness).
     """
     obs = fitted.obs
     figures = obs.figures.copy()
     fitted_mean, lower, upper = [], [], []
     for r in figures.itertuples():
-        totals, expected = window_draws(draws, r.article, r.period_start, r.period_end)
+        totals, expected = window_draws(draws, r.article, r.period_start, r.period_end, as_counted=True)
         fitted_mean.append(float(expected.mean()))
         lo, hi = np.quantile(totals, [0.025, 0.975])
         lower.append(float(lo))
@@ -751,13 +903,15 @@ def fit_to_ledger_table(fitted: FittedModel, draws: Draws) -> pd.DataFrame:
     figures.loc[used, "expected_as_published"] = np.round(expected, 1)
     residual = (obs.value - expected) / np.sqrt(var)
     # a bound is a residual only when the fit breaks it: "at least 8,000" is met by 11,000
-    residual = np.where(obs.qualifier == "at_least", np.minimum(residual, 0.0), residual)
-    residual = np.where(obs.qualifier == "at_most", np.maximum(residual, 0.0), residual)
+    # (a positive residual means the value is above the fit: it breaks "at least", never "at most")
+    residual = np.where(obs.qualifier == "at_least", np.maximum(residual, 0.0), residual)
+    residual = np.where(obs.qualifier == "at_most", np.minimum(residual, 0.0), residual)
     figures.loc[used, "standardised_residual"] = np.round(residual, 2)
     at_least = figures["value_qualifier"] == "at_least"
     at_most = figures["value_qualifier"] == "at_most"
-    figures["is_inside_95"] = ((at_most | (figures["value"] >= figures["lower_95"]))
-                               & (at_least | (figures["value"] <= figures["upper_95"])))
+    # "at least v" is consistent with the fit unless the fit's upper bound is below v
+    figures["is_inside_95"] = ((at_least | (figures["value"] >= figures["lower_95"]))
+                               & (at_most | (figures["value"] <= figures["upper_95"])))
     conflicts: dict[str, list[str]] = {}
     for c in fitted.conflicts.itertuples():
         for fid in [c.whole_figure_id, *c.part_figure_ids.split(",")]:

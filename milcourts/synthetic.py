@@ -13,7 +13,8 @@ import pandas as pd
 
 from milcourts.constraints import ALL_ARTICLES, month_weights
 from milcourts.ledger import LEDGER_COLUMNS
-from milcourts.model import ARTICLES, MONTHS_PER_YEAR, design_matrix
+from milcourts.model import (ARTICLES, MOBILISATION_BASE_EARLY_MONTHS, MOBILISATION_BASE_START, MONTHS_PER_YEAR,
+                             design_matrix)
 
 
 @dataclass(frozen=True)
@@ -24,7 +25,10 @@ class Truth:
     break_month: str
     knot_offsets_months: tuple[int, ...]
     coef: np.ndarray          # 3 articles x (intercept, slope, step, knot changes...)
-    phi: float = 0.01         # month-to-month count dispersion
+    phi: float | None = 0.01  # month-to-month count dispersion (None: drawn per replicate)
+    # share of cases a "since mobilisation" total counts: (from 2023 on, further share Sep-Dec 2022);
+    # (1, 1) publishes every case, as a release that counted all parts would
+    mobilisation_base_share: tuple[float, float] = (1.0, 1.0)
 
     @property
     def break_index(self) -> int:
@@ -71,7 +75,12 @@ def publish(truth: Truth, counts: np.ndarray, pattern: pd.DataFrame) -> pd.DataF
         shares = month_weights(start, end)
         idx = [truth.months.get_loc(m) for m in shares]
         articles = range(3) if spec.article == ALL_ARTICLES else [ARTICLES.index(spec.article)]
-        value = sum(counts[a, j] * w for a in articles for j, w in zip(idx, shares.values()))
+        counted = np.ones(len(shares))
+        if start == MOBILISATION_BASE_START:
+            rho, sigma = truth.mobilisation_base_share
+            counted = np.array([rho * (sigma if m in MOBILISATION_BASE_EARLY_MONTHS else 1.0) for m in shares])
+        value = sum(counts[a, j] * w * c for a in articles
+                    for j, w, c in zip(idx, shares.values(), counted))
         rows.append({
             "figure_id": f"F{i:03d}", "series": "court_filings", "article": spec.article,
             "measure": "cumulative" if start.day != 1 else "count",

@@ -20,11 +20,12 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 import pandas as pd
+from scipy import special
 
 from milcourts.constraints import ConstraintView, build_constraint_view
 from milcourts.filings import published_by
-from milcourts.model import (ARTICLES, ModelSpec, fit_filings_model, published_figure_draws, simulate,
-                             supported_knots)
+from milcourts.model import (ARTICLES, PRIOR_LOG_PHI, PRIOR_LOGIT_BASE_SHARE, PRIOR_LOGIT_EARLY_SHARE, ModelSpec,
+                             fit_filings_model, published_figure_draws, simulate, supported_knots)
 from milcourts.synthetic import Truth, publish, simulate_counts
 
 SHORT_WINDOW_MAX_DAYS = 92  # "short window": a quarter at most
@@ -186,8 +187,9 @@ def pattern_of(view: ConstraintView) -> pd.DataFrame:
     }).reset_index(drop=True)
 
 
-def truth_for(view: ConstraintView, spec: ModelSpec, with_break: bool) -> Truth:
-    """Known effects on the real months: pre-break levels like the ledger's, a step and a phase-in."""
+def truth_for(view: ConstraintView, spec: ModelSpec, with_break: bool, phi: float | None = None) -> Truth:
+    """Known effects on the real months: pre-break levels like the ledger's, a step and a phase-in.
+    `phi` None: each replicate draws its month-level dispersion from the model's prior."""
     months = view.months
     break_index = int((pd.Period(spec.break_month, "M") - months[0]).n)
     knots = supported_knots(spec, len(months), break_index)
@@ -198,24 +200,35 @@ def truth_for(view: ConstraintView, spec: ModelSpec, with_break: bool) -> Truth:
         coef[:, 2] = np.log(2.0)
         coef[:, 3] = 2.4 - 0.24
         coef[:, 4] = -2.4 + 0.6
-    return Truth(months=months, break_month=spec.break_month, knot_offsets_months=knots, coef=coef, phi=0.02)
+    # "since mobilisation" totals published in the model's prior-median counting base
+    base = (float(special.expit(PRIOR_LOGIT_BASE_SHARE[0])), float(special.expit(PRIOR_LOGIT_EARLY_SHARE[0])))
+    return Truth(months=months, break_month=spec.break_month, knot_offsets_months=knots, coef=coef, phi=phi,
+                 mobilisation_base_share=base)
 
 
 def _one_replicate(args) -> dict:
     pattern, truth, spec, seed, warm_start = args
     rng = np.random.default_rng(seed)
+    if truth.phi is None:
+        # phi is not identified by the ledger (model.PRIOR_LOG_PHI): each replicate's month-level
+        # dispersion is drawn from that prior, so coverage is measured over the range of
+        # dispersions the model admits, not at one value that happens to suit it
+        truth = replace(truth, phi=float(np.exp(rng.normal(*PRIOR_LOG_PHI))))
     ledger = publish(truth, simulate_counts(truth, rng), pattern)
-    fitted = fit_filings_model(build_constraint_view(ledger), spec, warm_start=warm_start)
+    view = build_constraint_view(ledger, with_conflicts=False)  # one consistent series: no conflicts
+    fitted = fit_filings_model(view, spec, warm_start=warm_start)
     draws = simulate(fitted, seed=seed, condition=False)  # only parameter draws are scored
     c = draws.coef[:, ARTICLES.index("337"), :]
     true = truth.coef[ARTICLES.index("337")]
     step_lo, step_hi = np.quantile(c[:, 2], [0.025, 0.975])
     change_lo, change_hi = np.quantile(c[:, 3], [0.025, 0.975])
     return {
-        "seed": seed, "true_log_step": true[2], "estimated_log_step": float(np.median(c[:, 2])),
+        "seed": seed, "true_phi": truth.phi, "true_log_step": true[2], "estimated_log_step": float(np.median(c[:, 2])),
+        "step_lower_95": float(step_lo), "step_upper_95": float(step_hi),
         "step_covered": bool(step_lo <= true[2] <= step_hi),
         "step_excludes_zero": bool(step_lo > 0 or step_hi < 0),
         "true_slope_change_per_year": true[3], "estimated_slope_change_per_year": float(np.median(c[:, 3])),
+        "slope_change_lower_95": float(change_lo), "slope_change_upper_95": float(change_hi),
         "slope_change_covered": bool(change_lo <= true[3] <= change_hi),
         "slope_change_excludes_zero": bool(change_lo > 0 or change_hi < 0),
         "converged": bool(fitted.selection["converged"].all()),
@@ -223,13 +236,15 @@ def _one_replicate(args) -> dict:
 
 
 def simulation_study(view: ConstraintView, settings: ValidationSettings, replicates: int,
-                     with_break: bool, workers: int = 2) -> pd.DataFrame:
-    """Replicates on the real observation pattern (values simulated, all published complete)."""
+                     with_break: bool, workers: int = 2, phi: float | None = None) -> pd.DataFrame:
+    """Replicates on the real observation pattern (values simulated, all published complete).
+    `phi` fixes the true month-level dispersion (a stress test); None draws it from the prior."""
     spec = _spec_for(settings, n_draws=400)
-    truth = truth_for(view, spec, with_break)
+    truth = truth_for(view, spec, with_break, phi)
     pattern = pattern_of(view)
     # one replicate fitted from scratch gives every other one its start and curvature
-    first = publish(truth, simulate_counts(truth, np.random.default_rng(settings.seed - 1)), pattern)
+    typical = replace(truth, phi=phi or float(np.exp(PRIOR_LOG_PHI[0])))
+    first = publish(typical, simulate_counts(typical, np.random.default_rng(settings.seed - 1)), pattern)
     warm_start = fit_filings_model(build_constraint_view(first), spec)
     jobs = [(pattern, truth, spec, settings.seed + i, warm_start) for i in range(replicates)]
     if workers > 1:
@@ -238,7 +253,10 @@ def simulation_study(view: ConstraintView, settings: ValidationSettings, replica
     else:
         rows = [_one_replicate(job) for job in jobs]
     frame = pd.DataFrame(rows)
-    frame.insert(0, "scenario", "break" if with_break else "no break")
+    scenario = "break" if with_break else "no break"
+    if phi is not None:
+        scenario += f", phi fixed at {phi:g}"
+    frame.insert(0, "scenario", scenario)
     return frame
 
 

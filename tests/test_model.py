@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 
 import numpy as np
 import pandas as pd
@@ -11,7 +12,8 @@ import pytest
 from milcourts.__main__ import main
 from milcourts.constraints import build_constraint_view
 from milcourts.filings import model_outputs, published_by, write_model_outputs, FilingsFit
-from milcourts.model import ModelSpec, effects_table, fit_filings_model, predict_total, simulate
+from milcourts.model import (PRIOR_PRE_SLOPE_SD, ModelSpec, effects_table, fit_filings_model, fit_to_ledger_table,
+                             predict_total, simulate)
 from milcourts.synthetic import aggregate_pattern, default_truth, publish, simulate_counts
 
 FAST = ModelSpec(penalty_grid=(0.1, 1.0), n_draws=1000)
@@ -171,3 +173,60 @@ def test_effects_state_how_well_pre_trend_and_step_are_separated(synthetic_fit):
     assert rows["article"].tolist() == ["337", "338", "332"]
     assert rows["estimate"].between(-1, 1).all()
     assert rows["method"].str.startswith("identification check").all()
+
+
+def test_mobilisation_base_share_is_recovered_and_does_not_bias_the_break():
+    """Running totals since 21 Sep 2022 that count only 80% of cases (20% in Sep-Dec 2022), as
+    Mediazona's new-parts base does, beside annual totals and 2024 months in the full base."""
+    truth = replace(default_truth(), mobilisation_base_share=(0.8, 0.2))
+    counts = simulate_counts(truth, np.random.default_rng(21))
+    ledger = publish(truth, counts, aggregate_pattern(articles=("337",), include_all_articles=False,
+                                                      months_2024=True))
+    fitted = fit_filings_model(build_constraint_view(ledger), FAST)
+    draws = simulate(fitted)
+    effects = effects_table(fitted, draws)
+    later = effect(effects, "337", "share of cases counted by 'since mobilisation' totals, from 2023-01")
+    assert later["lower_95"] <= 0.8 <= later["upper_95"] and later["upper_95"] < 0.95
+    early = effect(effects, "337", "share of cases counted by 'since mobilisation' totals, 2022-09")
+    assert early["lower_95"] <= 0.8 * 0.2 <= early["upper_95"]
+    step = effect(effects, "337", "level rate ratio at the break")
+    assert step["lower_95"] <= 2.0 <= step["upper_95"]
+    table = fit_to_ledger_table(fitted, draws)
+    running = table[table["period_start"] == "2022-09-21"]
+    assert len(running) == 3 and running["is_inside_95"].all()
+
+
+def test_bounds_count_as_misfit_only_when_the_fit_breaks_them(synthetic_fit):
+    truth, _, fitted, draws = synthetic_fit
+    table = fit_to_ledger_table(fitted, draws).set_index("figure_id")
+    annual = table[(table["period_start"] == "2023-01-01") & (table["period_end"] == "2023-12-31")
+                   & (table["article"] == "337")].iloc[0]
+    ledger = publish(truth, simulate_counts(truth, np.random.default_rng(7)), aggregate_pattern(months_2024=True))
+    bound = ledger[ledger["figure_id"] == annual.name].copy()
+    rows = []
+    for fid, qualifier, factor in (("F901", "at_least", 0.5), ("F902", "at_least", 2.0),
+                                   ("F903", "at_most", 2.0), ("F904", "at_most", 0.5)):
+        rows.append(bound.assign(figure_id=fid, value_qualifier=qualifier, value=annual["value"] * factor,
+                                 period_start=pd.Timestamp("2023-01-01"), period_end=pd.Timestamp("2023-12-30")))
+    view = build_constraint_view(pd.concat([ledger, *rows], ignore_index=True))
+    refit = fit_filings_model(view, FAST)
+    out = fit_to_ledger_table(refit, simulate(refit)).set_index("figure_id")
+    assert out.loc["F901", "is_inside_95"] and out.loc["F901", "standardised_residual"] == 0   # "at least half"
+    assert not out.loc["F902", "is_inside_95"] and out.loc["F902", "standardised_residual"] > 0
+    assert out.loc["F903", "is_inside_95"] and out.loc["F903", "standardised_residual"] == 0   # "at most double"
+    assert not out.loc["F904", "is_inside_95"] and out.loc["F904", "standardised_residual"] < 0
+
+
+def test_a_fit_without_pre_break_figures_admits_it_knows_nothing_of_the_pre_trend():
+    truth = default_truth()
+    counts = simulate_counts(truth, np.random.default_rng(9))
+    pattern = aggregate_pattern(articles=("337",), include_all_articles=False, months_2024=True)
+    pattern = pattern[pd.to_datetime(pattern["period_start"]) >= pd.Timestamp("2023-01-01")]
+    fitted = fit_filings_model(build_constraint_view(publish(truth, counts, pattern)), FAST)
+    sd = dict(zip(fitted.names, np.sqrt(np.diag(fitted.cov))))
+    # only the priors speak (the pre-slope's own, and the knot penalty tying it to 2023's slope):
+    # the posterior sd stays of the prior's order, never the zero a pseudo-inverse would give
+    assert sd["337:pre_slope"] > 0.5 * PRIOR_PRE_SLOPE_SD
+    assert np.linalg.eigvalsh(fitted.cov).min() > 0
+    back_cast = predict_total(simulate(fitted), "337", "2021-01-01", "2021-12-31")
+    assert back_cast["upper_95"] > 3 * back_cast["lower_95"]

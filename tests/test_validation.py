@@ -13,11 +13,15 @@ from milcourts.validation import (ValidationSettings, leave_one_out, simulation_
 SETTINGS = ValidationSettings(penalty=0.3, n_draws=400)
 
 
-def synthetic_ledger(seed: int) -> pd.DataFrame:
+def synthetic_ledger(seed: int, quarters_around_break: bool = False) -> pd.DataFrame:
     truth = default_truth()
     pattern = aggregate_pattern(articles=("337",), include_all_articles=False)
-    pattern = pd.concat([pattern, pd.DataFrame([("337", "2024-03-01", "2024-03-31", "2025-06-30")],
-                                               columns=pattern.columns)], ignore_index=True)
+    extra = [("337", "2024-03-01", "2024-03-31", "2025-06-30")]
+    if quarters_around_break:
+        # quarter totals either side of the break: the step is then identified by the data, not
+        # only through the annual totals and the running totals' uncertain counting base
+        extra += [("337", "2022-07-01", "2022-09-30", "2025-06-30"), ("337", "2022-10-01", "2022-12-31", "2025-06-30")]
+    pattern = pd.concat([pattern, pd.DataFrame(extra, columns=pattern.columns)], ignore_index=True)
     return publish(truth, simulate_counts(truth, np.random.default_rng(seed)), pattern)
 
 
@@ -31,7 +35,7 @@ def test_leave_one_out_scores_each_short_window():
 
 
 def test_small_simulation_study_reports_bias_coverage_and_false_positives():
-    view = build_constraint_view(synthetic_ledger(2))
+    view = build_constraint_view(synthetic_ledger(2, quarters_around_break=True))
     replicates = pd.concat([simulation_study(view, SETTINGS, 4, True, workers=1),
                             simulation_study(view, SETTINGS, 4, False, workers=1)], ignore_index=True)
     assert len(replicates) == 8 and replicates["seed"].nunique() == 4
