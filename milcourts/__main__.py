@@ -76,7 +76,7 @@ def _validate(args: argparse.Namespace) -> int:
     from milcourts import paths
     from milcourts.filings import write_model_outputs
     from milcourts.ledger import LedgerValidationError, load_ledger
-    from milcourts.validation import VALIDATION_FILES, run_validation
+    from milcourts.validation import VALIDATION_FILES, run_validation, validation_inputs
 
     try:
         ledger = load_ledger(paths.resolve(args.ledger))
@@ -84,6 +84,8 @@ def _validate(args: argparse.Namespace) -> int:
         print(exc, file=sys.stderr)
         return 1
     outputs = run_validation(ledger, replicates=args.replicates, workers=args.workers)
+    # which ledger the results belong to: reports show them only for that exact file
+    outputs["inputs"] = validation_inputs(paths.resolve(args.ledger), args.replicates)
     for path in write_model_outputs(outputs, file_names=VALIDATION_FILES):
         print(f"wrote {path}")
     for name in ("rolling_origin_summary", "simulation_summary"):

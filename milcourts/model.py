@@ -60,6 +60,19 @@ PRIOR_LOG_ALPHA = (np.log(0.002), 2.0)
 # +1.35% for Art. 337 between 29 Dec and 4 Mar, agree): time constant about 3 days, 95% range
 # 0.7-13. Without it, a ledger cut before any revised pair leaves tau free to absorb misfit.
 PRIOR_LOG_TAU_DAYS = (np.log(3.0), 0.75)
+# Month-level count distribution. "negative_binomial": variance mu + phi mu^2 with phi's prior
+# above; "poisson": phi pinned at ~0 (a sensitivity check: month counts vary only by chance). The
+# figure-level release discrepancy alpha is estimated under both.
+LIKELIHOODS = ("negative_binomial", "poisson")
+POISSON_LOG_PHI = (float(np.log(1e-6)), 0.01)
+
+
+def phi_prior(likelihood: str) -> tuple[float, float]:
+    if likelihood not in LIKELIHOODS:
+        raise ValueError(f"likelihood must be one of {', '.join(LIKELIHOODS)}, got {likelihood!r}")
+    return PRIOR_LOG_PHI if likelihood == "negative_binomial" else POISSON_LOG_PHI
+
+
 # Strength of shrinkage of the small series towards Art. 337, relative to the knot penalty.
 ARTICLE_DEVIATION_PENALTY_RATIO = 4.0
 PRE_TREND_SHRINKAGE = 50.0
@@ -103,6 +116,7 @@ class ModelSpec:
     forecast_months: int = 6
     forecast_damping: float = 0.8  # slope kept per month past the data (1 = undamped log-linear trend)
     penalty_grid: tuple[float, ...] = PENALTY_GRID
+    likelihood: str = "negative_binomial"  # or "poisson" (see LIKELIHOODS)
     n_draws: int = 2000
     seed: int = 20221021
 
@@ -415,7 +429,7 @@ def total_loglik(params, obs, design) -> np.ndarray:
     return total
 
 
-def penalty_terms(params, n_knots: int, penalty: float) -> np.ndarray:
+def penalty_terms(params, n_knots: int, penalty: float, log_phi_prior=PRIOR_LOG_PHI) -> np.ndarray:
     params = np.atleast_2d(params)
     k = n_knots
     knots = params[:, 9:9 + k]
@@ -428,7 +442,7 @@ def penalty_terms(params, n_knots: int, penalty: float) -> np.ndarray:
     total += 0.5 * (params[:, 1] / PRIOR_PRE_SLOPE_SD) ** 2
     total += 0.5 * np.sum((params[:, [0, 3, 6]] / PRIOR_INTERCEPT_SD) ** 2, axis=1)
     for column, (mean, sd) in zip((9 + 3 * k, 10 + 3 * k, 11 + 3 * k),
-                                  (PRIOR_LOG_PHI, PRIOR_LOG_ALPHA, PRIOR_LOG_TAU_DAYS)):
+                                  (log_phi_prior, PRIOR_LOG_ALPHA, PRIOR_LOG_TAU_DAYS)):
         total += 0.5 * ((params[:, column] - mean) / sd) ** 2
     total += 0.5 * np.sum(((params[:, 12 + 3 * k:15 + 3 * k] - PRIOR_LOGIT_BASE_SHARE[0])
                            / PRIOR_LOGIT_BASE_SHARE[1]) ** 2, axis=1)
@@ -437,7 +451,7 @@ def penalty_terms(params, n_knots: int, penalty: float) -> np.ndarray:
     return total
 
 
-def penalty_hessian(n_knots: int, penalty: float) -> np.ndarray:
+def penalty_hessian(n_knots: int, penalty: float, log_phi_prior=PRIOR_LOG_PHI) -> np.ndarray:
     """Every penalty is quadratic, so its Hessian is this constant diagonal (no numerics needed)."""
     k = n_knots
     diagonal = np.zeros(9 + 3 * k + 3 + N_BASE_PARAMS)
@@ -447,19 +461,19 @@ def penalty_hessian(n_knots: int, penalty: float) -> np.ndarray:
     diagonal[[2, 5, 8]] = 1 / PRIOR_STEP_SD ** 2
     diagonal[1] = 1 / PRIOR_PRE_SLOPE_SD ** 2
     diagonal[[0, 3, 6]] = 1 / PRIOR_INTERCEPT_SD ** 2
-    diagonal[9 + 3 * k:12 + 3 * k] = [1 / PRIOR_LOG_PHI[1] ** 2, 1 / PRIOR_LOG_ALPHA[1] ** 2,
+    diagonal[9 + 3 * k:12 + 3 * k] = [1 / log_phi_prior[1] ** 2, 1 / PRIOR_LOG_ALPHA[1] ** 2,
                                       1 / PRIOR_LOG_TAU_DAYS[1] ** 2]
     diagonal[12 + 3 * k:15 + 3 * k] = 1 / PRIOR_LOGIT_BASE_SHARE[1] ** 2
     diagonal[15 + 3 * k:] = 1 / PRIOR_LOGIT_EARLY_SHARE[1] ** 2
     return np.diag(diagonal)
 
 
-def _start_values(n_knots: int, obs: Observations) -> np.ndarray:
+def _start_values(n_knots: int, obs: Observations, log_phi_prior=PRIOR_LOG_PHI) -> np.ndarray:
     k = n_knots
     start = np.zeros(9 + 3 * k + 3 + N_BASE_PARAMS)
     rate = np.log(max(obs.value.mean() / max(obs.weights.sum(axis=1).mean(), 1), 1) / 30.4)
     start[[0, 3, 6]] = [rate, rate - 3, rate - 2]
-    start[9 + 3 * k:12 + 3 * k] = [PRIOR_LOG_PHI[0], PRIOR_LOG_ALPHA[0], PRIOR_LOG_TAU_DAYS[0]]
+    start[9 + 3 * k:12 + 3 * k] = [log_phi_prior[0], PRIOR_LOG_ALPHA[0], PRIOR_LOG_TAU_DAYS[0]]
     start[12 + 3 * k:15 + 3 * k] = PRIOR_LOGIT_BASE_SHARE[0]
     start[15 + 3 * k:] = PRIOR_LOGIT_EARLY_SHARE[0]
     return start
@@ -471,15 +485,16 @@ class _Objective:
 
     STEP = 1e-5
 
-    def __init__(self, obs, design, penalty, include_penalty=True):
+    def __init__(self, obs, design, penalty, include_penalty=True, log_phi_prior=PRIOR_LOG_PHI):
         self.obs, self.design, self.penalty = obs, design, penalty
+        self.log_phi_prior = log_phi_prior
         self.n_knots = design.shape[1] - 3
         self.include_penalty = include_penalty
 
     def batch(self, params: np.ndarray) -> np.ndarray:
         value = -total_loglik(params, self.obs, self.design)
         if self.include_penalty:
-            value = value + penalty_terms(params, self.n_knots, self.penalty)
+            value = value + penalty_terms(params, self.n_knots, self.penalty, self.log_phi_prior)
         return np.where(np.isfinite(value), value, 1e12)
 
     def __call__(self, p: np.ndarray) -> float:
@@ -582,17 +597,18 @@ def fit_filings_model(view: ConstraintView, spec: ModelSpec = ModelSpec(),
     break_index = _month_index(obs.months, spec.break_month)
     knots = supported_knots(spec, len(obs.months), break_index)
     design = design_matrix(len(obs.months), break_index, knots)
-    start = _start_values(len(knots), obs)
+    log_phi_prior = phi_prior(spec.likelihood)
+    start = _start_values(len(knots), obs, log_phi_prior)
     rows, best, hess_lik = [], None, None
-    if warm_start is not None and warm_start.knots == knots:
+    if warm_start is not None and warm_start.knots == knots and warm_start.spec.likelihood == spec.likelihood:
         # same design (e.g. a simulated replicate of the same pattern): start from its optimum and
         # curvature, which cuts the optimiser's iterations several-fold
         start = warm_start.params
         hess_lik = warm_start.hess_lik
     n_penalised = 3 * len(knots)  # knot changes of Art. 337 plus the two small series' deviations
     for penalty in sorted(spec.penalty_grid, reverse=True):  # smooth first: each warm-starts the next
-        objective = _Objective(obs, design, penalty)
-        hess_penalty = penalty_hessian(len(knots), penalty)
+        objective = _Objective(obs, design, penalty, log_phi_prior=log_phi_prior)
+        hess_penalty = penalty_hessian(len(knots), penalty, log_phi_prior)
         result = _minimise(objective, start, hess_lik, hess_penalty)
         hess_lik = _Objective(obs, design, penalty, include_penalty=False).hessian(result.x)
         result, hess_lik = _newton_polish(objective, result, hess_lik, hess_penalty)

@@ -6,6 +6,7 @@ tests pin the exact wording for given inputs.
 
 from __future__ import annotations
 
+import numpy as np
 import pandas as pd
 
 from milcourts.audit import ARTICLE_LABELS, LedgerAudit
@@ -103,3 +104,94 @@ def describe_pattern_alt_text(view) -> str:
         f"Grid of {plural(len(view.figures), 'figure')} by {plural(len(view.months), 'month')}; "
         f"{plural(single, 'figure covers', 'figures cover')} a single month, the rest span several months."
     )
+
+
+# ----------------------------------------------------------------------------- trend report
+
+def format_percent(value: float) -> str:
+    """Growth rates: one decimal below 10%, whole numbers above; a minus sign, never a hyphen."""
+    text = f"{abs(value):.1f}%" if abs(value) < 10 else f"{abs(value):.0f}%"
+    return ("−" if value < 0 and text not in ("0.0%", "0%") else "") + text
+
+
+def format_signed(value: float, digits: int = 2) -> str:
+    """-0.81 -> −0.81 (a typographic minus, as in the growth rates)."""
+    return f"{value:.{digits}f}".replace("-", "−")
+
+
+def format_ratio(value: float) -> str:
+    return f"{value:.2f}" if value < 10 else f"{value:.0f}"
+
+
+def format_month(month: str | pd.Period) -> str:
+    """2023-01 -> January 2023."""
+    return f"{pd.Period(month, 'M'):%B %Y}"
+
+
+def format_span(first: str, last: str) -> str:
+    return format_month(first) if first == last else f"{format_month(first)} to {format_month(last)}"
+
+
+def describe_growth(label: str, before: float, before_lo: float, before_hi: float, after: float,
+                    after_lo: float, after_hi: float, after_first: str, after_last: str) -> str:
+    """The fastest growth after the break against growth before it."""
+    verb = "grew" if after >= 0 else "fell"
+    return (f"{label[0].upper() + label[1:]} cases reaching military courts {verb} by {format_percent(abs(after))} a "
+            f"month (95% CI {format_percent(after_lo)} to {format_percent(after_hi)}) in "
+            f"{format_span(after_first, after_last)}, the fastest period after the mobilisation, against "
+            f"{format_percent(before)} a month (95% CI {format_percent(before_lo)} to {format_percent(before_hi)}) "
+            "before it.")
+
+
+def describe_latest_growth(value: float, lo: float, hi: float, first: str, last: str) -> str:
+    direction = "still growing" if lo > 0 else ("falling" if hi < 0 else "no longer clearly growing")
+    return (f"In the latest period the data cover, {format_span(first, last)}, the monthly change was "
+            f"{format_percent(value)} (95% CI {format_percent(lo)} to {format_percent(hi)}): {direction}.")
+
+
+def describe_level_step(break_month: str, ratio: float, lo: float, hi: float) -> str:
+    sentence = (f"At the break in {format_month(break_month)} the monthly rate changed by a factor of "
+                f"{format_ratio(ratio)} (95% CI {format_ratio(lo)} to {format_ratio(hi)})")
+    if lo <= 1 <= hi:
+        return sentence + "; the figures cannot tell a jump from no jump, so the rise is carried by the growth that followed."
+    return sentence + "."
+
+
+def describe_excess(first: str, last: str, excess: float, lo: float, hi: float) -> str:
+    return (f"From {format_span(first, last)}, about {format_count(excess)} more cases "
+            f"(95% CI {format_count(lo)} to {format_count(hi)}) reached the courts than the pre-mobilisation "
+            "trend would have produced.")
+
+
+def describe_forecast(months: int, first: str, last: str, expected: float, lo: float, hi: float) -> str:
+    return (f"For the {plural(months, 'month')} after the data end ({format_span(first, last)}) the model "
+            f"expects about {format_count(expected)} cases (95% prediction interval {format_count(lo)} to "
+            f"{format_count(hi)}), if the recent trend continues, slowing.")
+
+
+def describe_identification(correlation: float, n_pre_break: int) -> str | None:
+    """Said only when the pre-break figures cannot separate the pre-trend from the jump."""
+    if abs(correlation) < 0.7:
+        return None
+    return (f"Before the break the ledger has only {plural(n_pre_break, 'figure')} for this article, so the "
+            f"pre-break trend and the jump are hard to tell apart (their estimates correlate at "
+            f"{format_signed(correlation)} across draws): read the jump together with the growth that followed, not on its own.")
+
+
+def describe_fit(inside: int, total: int, outside_ids: list[str]) -> str:
+    sentence = (f"The model reproduces {format_count(inside)} of {plural(total, 'exact published figure')} for "
+                "this article within their 95% intervals")
+    if outside_ids:
+        return sentence + f"; the exceptions ({', '.join(outside_ids)}) are marked in the residual chart."
+    return sentence + "."
+
+
+def describe_validation(covered: int, total: int, relative_mae: float | None, loo_covered: int,
+                        loo_total: int) -> str:
+    sentence = (f"Scored on figures it had not seen when fitted, the model's 95% intervals covered "
+                f"{format_count(covered)} of {plural(total, 'later-published figure')} and "
+                f"{format_count(loo_covered)} of {plural(loo_total, 'left-out short-window figure')}")
+    if relative_mae is not None and np.isfinite(relative_mae):
+        sentence += (f"; its forecast errors averaged {relative_mae:.2f} times those of carrying the latest "
+                     "published rate forward")
+    return sentence + "."

@@ -84,3 +84,128 @@ def plot_observation_pattern(view: ConstraintView) -> plt.Figure:
     ax.set_title(f"Months each usable {view.series.replace('_', ' ')} figure adds up")
     fig.tight_layout()
     return fig
+
+
+# ----------------------------------------------------------------------------- trend report
+
+def _month_mid(months: pd.Series) -> pd.Series:
+    return pd.PeriodIndex(months, freq="M").to_timestamp() + pd.Timedelta(days=14)
+
+
+def plot_monthly_trend(monthly: pd.DataFrame, figures: pd.DataFrame, break_month: str,
+                       running: pd.DataFrame, running_all: pd.DataFrame, running_figures: pd.DataFrame,
+                       title: str) -> plt.Figure:
+    """Top: modelled monthly counts with 80/95% prediction bands, the no-mobilisation counterfactual
+    and the forecast; published figures as what they are (a single month a point, a longer window a
+    horizontal segment at its monthly average). Bottom: running totals since the mobilisation,
+    published against modelled (in the totals' own counting base, and all cases)."""
+    palette = sns.color_palette(PALETTE, 10)
+    model_colour, data_colour, counterfactual_colour = palette[0], palette[3], palette[7]
+    fig, (top, bottom) = plt.subplots(2, 1, figsize=(10, 9), height_ratios=(3, 2), sharex=True)
+    x = _month_mid(monthly["month"])
+    observed = ~monthly["is_forecast"].to_numpy()
+    for mask, alpha_scale, label in ((observed, 1.0, "model"), (~observed, 0.55, "forecast")):
+        if not mask.any():
+            continue
+        if label == "forecast" and observed.any():  # join the forecast band to the last modelled month
+            mask = mask.copy()
+            mask[np.nonzero(~observed)[0][0] - 1] = True
+        first = label == "model"  # one legend entry per element; the forecast is described by its style
+        top.fill_between(x[mask], monthly["lower_95"][mask], monthly["upper_95"][mask], color=model_colour,
+                         alpha=0.15 * alpha_scale, linewidth=0, label="95% prediction interval" if first else None)
+        top.fill_between(x[mask], monthly["lower_80"][mask], monthly["upper_80"][mask], color=model_colour,
+                         alpha=0.3 * alpha_scale, linewidth=0, label="80% prediction interval" if first else None)
+        top.plot(x[mask], monthly["expected"][mask], color=model_colour, linestyle="-" if first else "--",
+                 linewidth=2, label="expected monthly cases" if first else "forecast (dashed, lighter band)")
+    after = pd.PeriodIndex(monthly["month"], freq="M") >= pd.Period(break_month, "M")
+    top.plot(x[after], monthly["counterfactual_expected"][after], color=counterfactual_colour, linestyle=":",
+             linewidth=2, label="pre-mobilisation trend continued (counterfactual)")
+    for r in figures.itertuples():
+        start, end = pd.Timestamp(r.period_start), pd.Timestamp(r.period_end)
+        days = (end - start).days + 1
+        average = r.value / days * 30.44
+        marker = {"at_least": "^", "at_most": "v"}.get(r.value_qualifier, "o")
+        if start.to_period("M") == end.to_period("M") and days >= 28:
+            top.plot(start + pd.Timedelta(days=14), r.value, marker=marker, color=data_colour, markersize=7,
+                     linestyle="none", zorder=5)
+        else:
+            top.plot([start, end], [average, average], color=data_colour, linewidth=2.5, zorder=4,
+                     solid_capstyle="butt")
+            if marker != "o":
+                top.plot(start + (end - start) / 2, average, marker=marker, color=data_colour, markersize=6, zorder=5)
+    top.plot([], [], color=data_colour, marker="o", linewidth=2.5,
+             label="published figure (point: one month; bar: monthly average of a longer window)")
+    break_start = pd.Period(break_month, "M").to_timestamp()
+    for ax in (top, bottom):
+        ax.axvline(break_start, color="#444", linewidth=1, linestyle="--")
+    top.annotate("break", (break_start, 0), xycoords=("data", "axes fraction"), xytext=(3, 4),
+                 textcoords="offset points", fontsize=9, color="#444")
+    top.set_ylabel("cases received per month")
+    top.set_ylim(bottom=0)
+    top.set_title(title)
+    top.legend(loc="upper left", fontsize=8, frameon=True)
+
+    bottom.fill_between(running["month_end"], running["lower_95"], running["upper_95"], color=model_colour,
+                        alpha=0.2, linewidth=0, label="model, in the running totals' counting base (95% interval)")
+    bottom.plot(running["month_end"], running["expected"], color=model_colour, linewidth=2)
+    bottom.plot(running_all["month_end"], running_all["expected"], color=counterfactual_colour, linewidth=1.5,
+                linestyle="--", label="model, every case received")
+    if len(running_figures):
+        bottom.plot(pd.to_datetime(running_figures["period_end"]), running_figures["value"], "o", color=data_colour,
+                    markersize=6, label="published running total since the mobilisation")
+    bottom.set_ylabel("cases since 21 Sep 2022")
+    bottom.set_ylim(bottom=0)
+    bottom.legend(loc="upper left", fontsize=8, frameon=True)
+    for ax in (top, bottom):
+        ax.yaxis.set_major_formatter(plt.FuncFormatter(lambda v, _: f"{v:,.0f}"))
+    bottom.xaxis.set_major_locator(mdates.MonthLocator(bymonth=(1, 7)))
+    bottom.xaxis.set_major_formatter(mdates.DateFormatter("%b %Y"))
+    fig.tight_layout()
+    return fig
+
+
+def plot_residuals(figures: pd.DataFrame) -> plt.Figure:
+    """Standardised residual of every figure the fit used, latest period at the top."""
+    used = figures[figures["is_used"]].copy()
+    used["label"] = used["figure_id"] + "  " + used["period_start"] + " to " + used["period_end"]
+    used = used.sort_values(["period_end", "period_start"])
+    palette = sns.color_palette(PALETTE, 10)
+    fig, ax = plt.subplots(figsize=(10, min(MAX_FIGURE_HEIGHT_IN, 1.5 + 0.28 * len(used))))
+    colours = [palette[0] if inside else palette[3] for inside in used["is_inside_95"]]
+    ax.scatter(used["standardised_residual"], range(len(used)), c=colours, zorder=3)
+    ax.set_yticks(range(len(used)), used["label"], fontsize=8)
+    for edge in (-2, 2):
+        ax.axvline(edge, color="#888", linestyle="--", linewidth=1)
+    ax.axvline(0, color="#444", linewidth=1)
+    ax.set_xlabel("standardised residual (published minus expected, in standard deviations)")
+    ax.scatter([], [], color=palette[0], label="inside the 95% interval")
+    ax.scatter([], [], color=palette[3], label="outside the 95% interval")
+    ax.legend(loc="lower right", fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def plot_validation(scores: pd.DataFrame) -> plt.Figure:
+    """Each held-out figure against its 95% predictive interval, on the scale of the prediction
+    (value / predicted median), so figures of 5 and of 16,000 cases share one axis."""
+    palette = sns.color_palette(PALETTE, 10)
+    scored = scores.reset_index(drop=True)
+    fig, ax = plt.subplots(figsize=(10, min(MAX_FIGURE_HEIGHT_IN, 1.5 + 0.3 * len(scored))))
+    median = scored["predicted_median"].clip(lower=1e-9)
+    y = np.arange(len(scored))
+    ax.hlines(y, scored["lower_95"] / median, scored["upper_95"] / median, color=palette[0], linewidth=3,
+              label="95% predictive interval")
+    colours = [palette[2] if c else palette[3] for c in scored["is_covered"]]
+    markers = scored["value_qualifier"].map({"at_least": ">", "at_most": "<"}).fillna("o")
+    for yi, value, colour, marker in zip(y, scored["value"] / median, colours, markers):
+        ax.plot(value, yi, marker=marker, color=colour, markersize=7, linestyle="none", zorder=3)
+    ax.plot([], [], "o", color=palette[2], label="published value, covered")
+    ax.plot([], [], "o", color=palette[3], label="published value, not covered")
+    ax.set_xscale("log")
+    ax.axvline(1, color="#444", linewidth=1)
+    ax.set_yticks(y, scored["label"], fontsize=8)
+    ax.set_xlabel("relative to the predicted median (log scale)")
+    ax.invert_yaxis()
+    ax.legend(loc="lower right", fontsize=8)
+    fig.tight_layout()
+    return fig

@@ -61,9 +61,27 @@ def show_figure(fig: plt.Figure, caption: str, alt_text: str) -> None:
     ))
 
 
-def show_table(frame: pd.DataFrame, caption: str | None = None, index: bool = False) -> None:
-    """Display a table with every cell escaped; missing values show as an em dash."""
-    table = frame.to_html(index=index, escape=True, border=0, na_rep="—", classes="report-table")
+def _escaped_cell(value, is_link: bool) -> str:
+    if value is None or (not isinstance(value, str) and pd.isna(value)):
+        return "—"
+    text = html.escape(str(value))
+    if is_link and re.match(r"https?://", str(value)):
+        return f'<a href="{text}">{text}</a>'
+    return text
+
+
+def show_table(frame: pd.DataFrame, caption: str | None = None, index: bool = False,
+               link_columns: tuple[str, ...] = ()) -> None:
+    """Display a table with every cell escaped; missing values show as an em dash. Cells of
+    `link_columns` holding an http(s) URL become links (href and text escaped as well)."""
+    if link_columns:
+        shown = frame.copy()
+        for column in shown.columns:
+            shown[column] = [_escaped_cell(v, column in link_columns) for v in shown[column]]
+        shown.columns = [html.escape(str(c)) for c in shown.columns]
+        table = shown.to_html(index=index, escape=False, border=0, classes="report-table")
+    else:
+        table = frame.to_html(index=index, escape=True, border=0, na_rep="—", classes="report-table")
     title = f"<p><em>{html.escape(caption)}</em></p>" if caption else ""
     display(HTML(title + table))
 
@@ -71,3 +89,15 @@ def show_table(frame: pd.DataFrame, caption: str | None = None, index: bool = Fa
 def show_paragraphs(sentences: list[str]) -> None:
     """Display generated prose, one paragraph per sentence, escaped."""
     display(HTML("".join(f"<p>{html.escape(s)}</p>" for s in sentences)))
+
+
+def show_validation(sentence: str | None, scores: pd.DataFrame, plot) -> None:
+    """The validation section, or a plain statement that it has not been run for this ledger."""
+    if sentence is None or scores.empty:
+        show_paragraphs(["Validation results are not available: run `make validate` before building reports."])
+        return
+    show_paragraphs([sentence])
+    show_figure(plot(scores), caption=(
+        "Each held-out figure (dot) against the 95% predictive interval the model gave for it before seeing it, "
+        "relative to the predicted median; green dots are covered, orange are not."),
+        alt_text=f"Interval chart of {len(scores)} held-out figures with their predictive intervals.")

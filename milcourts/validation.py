@@ -278,7 +278,15 @@ def summarise_simulation(replicates: pd.DataFrame) -> pd.DataFrame:
 
 # ----------------------------------------------------------------------------- the whole study
 
+def validation_inputs(ledger_csv, replicates: int) -> pd.DataFrame:
+    """What the validation was run on, so a report never shows another ledger's results."""
+    from milcourts.provenance import sha256_of
+
+    return pd.DataFrame([{"ledger_sha256": sha256_of(ledger_csv), "replicates": replicates}])
+
+
 VALIDATION_FILES = {
+    "inputs": "validation_inputs.csv",
     "leave_one_out": "validation_leave_one_out.csv",
     "rolling_origin": "validation_rolling_origin.csv",
     "rolling_origin_summary": "validation_rolling_origin_summary.csv",

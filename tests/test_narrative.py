@@ -47,3 +47,44 @@ def test_timeline_caption_counts_undrawable_and_early_figures(write_ledger):
     caption = describe_timeline_caption(load_audit(path).ledger, first_year=2020)
     assert caption.endswith("1 figure without a published start or end date cannot be drawn; "
                             "1 figure starting before 2020 is drawn from the left edge.")
+
+
+def test_trend_sentences_word_for_word():
+    from milcourts import narrative as n
+
+    assert n.format_percent(47.38) == "47%" and n.format_percent(2.471) == "2.5%"
+    assert n.format_percent(-15.2) == "−15%" and n.format_percent(-0.04) == "0.0%"
+    assert n.describe_growth("AWOL (Art. 337)", 2.47, 0.24, 4.70, 47.4, 31.5, 65.1, "2023-01", "2023-03") == (
+        "AWOL (Art. 337) cases reaching military courts grew by 47% a month (95% CI 32% to 65%) in January 2023 "
+        "to March 2023, the fastest period after the mobilisation, against 2.5% a month (95% CI 0.2% to 4.7%) "
+        "before it.")
+    assert n.describe_latest_growth(-15.2, -44.2, 26.8, "2024-10", "2024-12") == (
+        "In the latest period the data cover, October 2024 to December 2024, the monthly change was −15% "
+        "(95% CI −44% to 27%): no longer clearly growing.")
+    assert n.describe_latest_growth(8.6, 1.0, 16.3, "2023-10", "2023-10").endswith(
+        "October 2023, the monthly change was 8.6% (95% CI 1.0% to 16%): still growing.")
+    assert n.describe_level_step("2022-10", 1.798, 1.124, 3.034) == (
+        "At the break in October 2022 the monthly rate changed by a factor of 1.80 (95% CI 1.12 to 3.03).")
+    assert n.describe_level_step("2022-10", 1.04, 0.39, 3.08).endswith(
+        "(95% CI 0.39 to 3.08); the figures cannot tell a jump from no jump, so the rise is carried by the growth "
+        "that followed.")
+    assert n.describe_excess("2022-10", "2024-12", 12242.1, 10069.2, 13943.7) == (
+        "From October 2022 to December 2024, about 12,242 more cases (95% CI 10,069 to 13,944) reached the "
+        "courts than the pre-mobilisation trend would have produced.")
+    assert n.describe_forecast(6, "2025-01", "2025-06", 3995.2, 1172.0, 9816.4) == (
+        "For the 6 months after the data end (January 2025 to June 2025) the model expects about 3,995 cases "
+        "(95% prediction interval 1,172 to 9,816), if the recent trend continues, slowing.")
+    assert n.describe_identification(-0.5, 3) is None
+    assert n.describe_identification(-0.81, 3) == (
+        "Before the break the ledger has only 3 figures for this article, so the pre-break trend and the jump "
+        "are hard to tell apart (their estimates correlate at −0.81 across draws): read the jump together with "
+        "the growth that followed, not on its own.")
+    assert n.describe_fit(12, 17, ["F043", "F052"]) == (
+        "The model reproduces 12 of 17 exact published figures for this article within their 95% intervals; "
+        "the exceptions (F043, F052) are marked in the residual chart.")
+    assert n.describe_fit(1, 1, []) == (
+        "The model reproduces 1 of 1 exact published figure for this article within their 95% intervals.")
+    assert n.describe_validation(35, 38, 0.3003, 5, 6) == (
+        "Scored on figures it had not seen when fitted, the model's 95% intervals covered 35 of 38 "
+        "later-published figures and 5 of 6 left-out short-window figures; its forecast errors averaged 0.30 "
+        "times those of carrying the latest published rate forward.")

@@ -1,0 +1,362 @@
+"""Everything the per-article trend report shows, computed in one call from the ledger.
+
+The notebook `02-filings-trend` stays thin: it passes its parameters here and displays what comes
+back. The model is always fitted jointly to all three articles (all-article figures constrain
+their sum); the report then looks at one of them.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from milcourts import narrative, paths, plotting
+from milcourts.audit import ARTICLE_LABELS
+from milcourts.filings import FilingsFit, fit_from_ledger, model_outputs
+from milcourts.ledger import load_ledger
+from milcourts.provenance import sha256_of
+from milcourts.model import ARTICLES, LIKELIHOODS, MOBILISATION_BASE_START, ModelSpec, article_rows, predict_total
+from milcourts.validation import VALIDATION_FILES
+
+# Plain-language names of the articles, for titles and sentences.
+ARTICLE_NAMES = {
+    "337": "AWOL (Art. 337)",
+    "338": "desertion (Art. 338)",
+    "332": "refusing orders (Art. 332)",
+    "all_refusal": "all three refusal articles",
+}
+
+
+@dataclass
+class TrendAnalysis:
+    """One article's view of the joint fit, with the tables the report prints."""
+
+    article: str
+    spec: ModelSpec
+    filings: FilingsFit
+    ledger: pd.DataFrame
+    monthly: pd.DataFrame          # this article's rows of monthly_filings.csv, plus the counterfactual
+    effects: pd.DataFrame          # this article's rows of effects.csv
+    fit_to_ledger: pd.DataFrame    # this article's figures (all-article figures too for all_refusal)
+    validation: dict[str, pd.DataFrame]  # make validate's tables, when they exist
+    train_end: str | None
+
+    @property
+    def label(self) -> str:
+        return ARTICLE_NAMES[self.article]
+
+    @property
+    def data_vintage(self) -> pd.Timestamp:
+        """Latest publication date of a figure the fit used."""
+        used = self.fit_to_ledger[self.fit_to_ledger["is_used"]]
+        return pd.to_datetime(used["source_date"]).max()
+
+
+def _check(article: str, break_month: str, forecast_months: int, likelihood: str) -> None:
+    if article not in (*ARTICLES, "all_refusal"):
+        raise ValueError(f"article must be one of {', '.join((*ARTICLES, 'all_refusal'))}, got {article!r}")
+    try:
+        pd.Period(break_month, "M")
+    except ValueError as error:
+        raise ValueError(f"break_month must be YYYY-MM, got {break_month!r}") from error
+    if not 0 <= forecast_months <= 24:
+        raise ValueError(f"forecast_months must be between 0 and 24, got {forecast_months}")
+    if likelihood not in LIKELIHOODS:
+        raise ValueError(f"likelihood must be one of {', '.join(LIKELIHOODS)}, got {likelihood!r}")
+
+
+def read_validation(ledger_csv: Path, directory: Path = paths.PROCESSED_DATA_DIR) -> dict[str, pd.DataFrame]:
+    """The tables `make validate` wrote for this very ledger file; empty if it has not run on it
+    (the report then says so rather than showing another ledger's results)."""
+    inputs = directory / VALIDATION_FILES["inputs"]
+    if not inputs.exists() or pd.read_csv(inputs)["ledger_sha256"].iloc[0] != sha256_of(ledger_csv):
+        return {}
+    found = {}
+    for key, name in VALIDATION_FILES.items():
+        path = directory / name
+        if path.exists():
+            found[key] = pd.read_csv(path)
+    return found
+
+
+def _counterfactual_rows(filings: FilingsFit, article: str) -> pd.DataFrame:
+    draws = filings.draws
+    rows = article_rows(article)
+    counterfactual = draws.counterfactual[:, rows, :].sum(axis=1)
+    q = np.quantile(counterfactual, [0.025, 0.975], axis=0)
+    return pd.DataFrame({"month": draws.months.astype(str), "counterfactual_expected": counterfactual.mean(axis=0),
+                         "counterfactual_lower_95": q[0], "counterfactual_upper_95": q[1]})
+
+
+def run_trend_analysis(ledger_csv: str | Path, article: str, break_month: str = "2022-10",
+                       train_end: str = "", forecast_months: int = 6,
+                       likelihood: str = "negative_binomial") -> TrendAnalysis:
+    """Fit the joint model with the report's parameters and cut out one article's results.
+
+    `train_end` "" uses every figure; a date fits only what was published by then.
+    """
+    _check(article, break_month, forecast_months, likelihood)
+    spec = ModelSpec(break_month=break_month, forecast_months=forecast_months, likelihood=likelihood)
+    filings = fit_from_ledger(ledger_csv, spec, train_end=train_end or None)
+    outputs = model_outputs(filings)
+    monthly = outputs["monthly_filings"]
+    monthly = monthly[monthly["article"] == article].merge(_counterfactual_rows(filings, article), on="month")
+    effects = outputs["effects"][outputs["effects"]["article"] == article].reset_index(drop=True)
+    figures = outputs["fit_to_ledger"]
+    figures = figures[figures["article"] == article].reset_index(drop=True)
+    return TrendAnalysis(article=article, spec=spec, filings=filings, ledger=load_ledger(paths.resolve(ledger_csv)),
+                         monthly=monthly.reset_index(drop=True), effects=effects, fit_to_ledger=figures,
+                         validation=read_validation(paths.resolve(ledger_csv)), train_end=train_end or None)
+
+
+def effect_value(effects: pd.DataFrame, starts: str) -> pd.Series:
+    """The one effect row whose name starts with `starts`."""
+    rows = effects[effects["effect"].str.startswith(starts)]
+    if len(rows) != 1:
+        raise KeyError(f"expected one effect starting {starts!r}, found {rows['effect'].tolist()}")
+    return rows.iloc[0]
+
+
+def growth_segments(effects: pd.DataFrame) -> pd.DataFrame:
+    """Monthly growth per period, in time order, with the period's first and last month."""
+    rows = effects[effects["effect"].str.startswith("monthly growth ")].copy()
+    period = rows["effect"].str.extract(r"monthly growth (\d{4}-\d{2}) to (\d{4}-\d{2})")
+    rows["first_month"], rows["last_month"] = period[0], period[1]
+    return rows.drop_duplicates(["first_month", "last_month"]).reset_index(drop=True)
+
+
+def effects_caption(effects: pd.DataFrame) -> str:
+    methods = effects.dropna(subset=["lower_95"])["method"].unique()
+    text = "Effects of the mobilisation break with 95% intervals"
+    return text + (f"; every interval: {methods[0]}." if len(methods) == 1 else ", and how each interval was made.")
+
+
+def effects_for_report(effects: pd.DataFrame) -> pd.DataFrame:
+    """The effect table as printed: rounded, readable names; the method column only when the
+    methods differ (otherwise the caption says it once)."""
+    table = effects.dropna(subset=["lower_95"]).copy()
+    if table["method"].nunique() == 1:
+        table = table.drop(columns="method")
+    digits = np.where(table["effect"].str.contains("excess"), 0, 2)
+    for column in ("estimate", "lower_95", "upper_95"):
+        table[column] = [f"{v:,.{d}f}" for v, d in zip(table[column], digits)]
+    return table.rename(columns={"lower_95": "95% lower", "upper_95": "95% upper",
+                                 "method": "how the interval was made"}).drop(columns="article")
+
+
+def sources_table(analysis: TrendAnalysis) -> pd.DataFrame:
+    """Every ledger figure the fit used for this article: publisher, date, title, link."""
+    used = analysis.fit_to_ledger[analysis.fit_to_ledger["is_used"]]["figure_id"]
+    ledger = analysis.ledger.set_index("figure_id").loc[used]
+    table = pd.DataFrame({
+        "figure": ledger.index,
+        "period": [f"{s:%Y-%m-%d} to {e:%Y-%m-%d}" for s, e in zip(ledger["period_start"], ledger["period_end"])],
+        "value": [f"{v:,.0f}" for v in ledger["value"]],
+        "publisher": ledger["source_publisher"],
+        "published": [f"{d:%Y-%m-%d}" if pd.notna(d) else "unknown" for d in ledger["source_date"]],
+        "title": ledger["source_title"],
+        "link": ledger["source_url"].fillna(""),
+    })
+    return table.reset_index(drop=True)
+
+
+def is_running_total(period_start: pd.Series) -> pd.Series:
+    """Totals counted from the mobilisation or the invasion, drawn on the cumulative panel."""
+    starts = pd.to_datetime(period_start)
+    return (starts == MOBILISATION_BASE_START) | (starts == pd.Timestamp("2022-02-24"))
+
+
+def article_title(article: str) -> str:
+    return ARTICLE_LABELS.get(article, article)
+
+
+def cumulative_since(analysis: TrendAnalysis, start: pd.Timestamp, as_counted: bool) -> pd.DataFrame:
+    """Modelled running total from `start` to each month end, with its 95% prediction interval.
+
+    `as_counted`: in the counting base of a published "since mobilisation" total (what Mediazona's
+    running totals count); otherwise every case received.
+    """
+    draws = analysis.filings.draws
+    rows = article_rows(analysis.article)
+    values = draws.counts * (draws.base_share() if as_counted and start == MOBILISATION_BASE_START else 1.0)
+    monthly = values[:, rows, :].sum(axis=1)
+    first = draws.months.get_loc(start.to_period("M"))
+    share = np.zeros(len(draws.months))
+    share[first] = (draws.months[first].end_time.normalize() - start).days / draws.months[first].days_in_month + \
+        1 / draws.months[first].days_in_month
+    share[first + 1:] = 1.0
+    running = np.cumsum(monthly * share, axis=1)[:, first:]
+    q = np.quantile(running, [0.025, 0.975], axis=0)
+    return pd.DataFrame({
+        "month_end": [m.end_time.normalize() for m in draws.months[first:]],
+        "expected": running.mean(axis=0), "lower_95": q[0], "upper_95": q[1],
+        "is_forecast": np.arange(first, len(draws.months)) >= draws.n_observed,
+    })
+
+
+def key_findings(analysis: TrendAnalysis) -> list[str]:
+    """3-6 sentences, every number from the fit (narrative.py words them)."""
+    effects = analysis.effects
+    break_month = analysis.spec.break_month
+    segments = growth_segments(effects)
+    before = segments[segments["last_month"] < break_month].iloc[0]
+    after = segments[segments["first_month"] >= break_month]
+    fastest = after.loc[after["estimate"].idxmax()]
+    latest = after.iloc[-1]
+    sentences = [narrative.describe_growth(analysis.label, before["estimate"], before["lower_95"], before["upper_95"],
+                                           fastest["estimate"], fastest["lower_95"], fastest["upper_95"],
+                                           fastest["first_month"], fastest["last_month"])]
+    if latest["first_month"] != fastest["first_month"]:
+        sentences.append(narrative.describe_latest_growth(latest["estimate"], latest["lower_95"], latest["upper_95"],
+                                                          latest["first_month"], latest["last_month"]))
+    if analysis.article != "all_refusal":
+        step = effect_value(effects, "level rate ratio at the break")
+        sentences.append(narrative.describe_level_step(break_month, step["estimate"], step["lower_95"],
+                                                       step["upper_95"]))
+    excess = effect_value(effects, "excess cases")
+    first, last = re.search(r"(\d{4}-\d{2}) to (\d{4}-\d{2})", excess["effect"]).groups()
+    sentences.append(narrative.describe_excess(first, last, excess["estimate"], excess["lower_95"],
+                                               excess["upper_95"]))
+    forecast = analysis.monthly[analysis.monthly["is_forecast"]]
+    if len(forecast):
+        window = predict_total(analysis.filings.draws, analysis.article,
+                               pd.Period(forecast["month"].iloc[0], "M").start_time,
+                               pd.Period(forecast["month"].iloc[-1], "M").end_time.normalize())
+        sentences.append(narrative.describe_forecast(len(forecast), forecast["month"].iloc[0],
+                                                     forecast["month"].iloc[-1], window["estimate"],
+                                                     window["lower_95"], window["upper_95"]))
+    if analysis.article != "all_refusal":
+        correlation = effect_value(effects, "correlation of pre-break slope")["estimate"]
+        identification = narrative.describe_identification(correlation, pre_break_figures(analysis))
+        if identification:
+            sentences.append(identification)
+    return sentences[:6]
+
+
+def pre_break_figures(analysis: TrendAnalysis) -> int:
+    """Figures used for this article whose period ends before the break month."""
+    used = analysis.fit_to_ledger[analysis.fit_to_ledger["is_used"]]
+    ends = pd.to_datetime(used["period_end"])
+    return int((ends < pd.Period(analysis.spec.break_month, "M").start_time).sum())
+
+
+def fit_sentence(analysis: TrendAnalysis) -> str:
+    table = analysis.fit_to_ledger
+    exact = table[table["is_used"] & (table["value_qualifier"] == "exact")]
+    outside = exact.loc[~exact["is_inside_95"].astype(bool), "figure_id"].tolist()
+    return narrative.describe_fit(int(exact["is_inside_95"].astype(bool).sum()), len(exact), outside)
+
+
+def validation_scores(analysis: TrendAnalysis) -> pd.DataFrame:
+    """Held-out figures of every article (the model is joint), labelled for the validation chart."""
+    frames = []
+    if "rolling_origin" in analysis.validation:
+        rolling = analysis.validation["rolling_origin"].copy()
+        rolling["label"] = rolling["figure_id"] + " " + rolling["article"] + ", fitted on figures published by " + \
+            rolling["origin"].astype(str)
+        frames.append(rolling)
+    if "leave_one_out" in analysis.validation:
+        loo = analysis.validation["leave_one_out"].copy()
+        loo["label"] = loo["figure_id"] + " " + loo["article"] + ", fitted on every other figure"
+        frames.append(loo)
+    columns = ["label", "value", "value_qualifier", "predicted_median", "lower_95", "upper_95", "is_covered"]
+    return pd.concat([f[columns] for f in frames], ignore_index=True) if frames else pd.DataFrame(columns=columns)
+
+
+def validation_sentence(analysis: TrendAnalysis) -> str | None:
+    if not {"rolling_origin", "rolling_origin_summary", "leave_one_out"} <= set(analysis.validation):
+        return None
+    rolling = analysis.validation["rolling_origin"]
+    summary = analysis.validation["rolling_origin_summary"].iloc[0]
+    loo = analysis.validation["leave_one_out"]
+    return narrative.describe_validation(int(rolling["is_covered"].sum()), len(rolling), float(summary["relative_mae"]),
+                                         int(loo["is_covered"].sum()), len(loo))
+
+
+# ----------------------------------------------------------------------------- charts and captions
+
+def _published_for_chart(analysis: TrendAnalysis) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Used figures split into monthly-panel windows and since-mobilisation running totals."""
+    used = analysis.fit_to_ledger[analysis.fit_to_ledger["is_used"]]
+    running = is_running_total(used["period_start"])
+    since_mobilisation = pd.to_datetime(used["period_start"]) == MOBILISATION_BASE_START
+    return used[~running], used[since_mobilisation]
+
+
+def trend_chart(analysis: TrendAnalysis):
+    windows, running_figures = _published_for_chart(analysis)
+    return plotting.plot_monthly_trend(
+        analysis.monthly, windows, analysis.spec.break_month,
+        cumulative_since(analysis, MOBILISATION_BASE_START, as_counted=True),
+        cumulative_since(analysis, MOBILISATION_BASE_START, as_counted=False),
+        running_figures, f"{analysis.label[0].upper() + analysis.label[1:]}: cases received by military courts")
+
+
+def trend_caption(analysis: TrendAnalysis) -> str:
+    windows, running = _published_for_chart(analysis)
+    forecast = analysis.monthly[analysis.monthly["is_forecast"]]
+    text = (f"Top: expected monthly cases with 80% and 95% prediction intervals, and "
+            f"{narrative.plural(len(windows), 'published figure')} drawn as a point (one month) or a bar at the "
+            f"monthly average of its window. Bottom: {narrative.plural(len(running), 'published running total')} "
+            f"since 21 September 2022 against the model in their counting base. The dashed vertical line is the "
+            f"break ({narrative.format_month(analysis.spec.break_month)}).")
+    if len(forecast):
+        text += (f" Months from {narrative.format_month(forecast['month'].iloc[0])} are a forecast "
+                 "(lighter band, dashed line).")
+    return text
+
+
+def trend_alt_text(analysis: TrendAnalysis) -> str:
+    observed = analysis.monthly[~analysis.monthly["is_forecast"]]
+    peak = observed.loc[observed["expected"].idxmax()]
+    return (f"Line chart of modelled monthly {analysis.label} cases from "
+            f"{narrative.format_month(observed['month'].iloc[0])} to {narrative.format_month(observed['month'].iloc[-1])}, "
+            f"peaking at about {narrative.format_count(peak['expected'])} in {narrative.format_month(peak['month'])}, "
+            "with published figures overlaid and running totals in a lower panel.")
+
+
+def residual_caption(analysis: TrendAnalysis) -> str:
+    used = analysis.fit_to_ledger[analysis.fit_to_ledger["is_used"]]
+    return (f"Standardised residual of each of the {narrative.plural(len(used), 'figure')} used for this article "
+            "(published minus expected as published, over its standard deviation); dashed lines at ±2. "
+            "For a lower or upper bound the residual is zero unless the fit breaks it.")
+
+
+def residual_alt_text(analysis: TrendAnalysis) -> str:
+    used = analysis.fit_to_ledger[analysis.fit_to_ledger["is_used"]]
+    far = int((used["standardised_residual"].abs() > 2).sum())
+    return (f"Dot chart of {narrative.plural(len(used), 'residual')}, one per figure; "
+            f"{narrative.plural(far, 'lies', 'lie')} beyond two standard deviations.")
+
+
+def methods_sentences(analysis: TrendAnalysis) -> list[str]:
+    """The modelling choices behind this run, read off the fit itself."""
+    fitted = analysis.filings.fitted
+    used = fitted.obs.figures["is_used"]
+    knots = ", ".join(narrative.format_month(pd.Period(analysis.spec.break_month, "M") + k) for k in fitted.knots)
+    params = dict(zip(fitted.names, fitted.params))
+    phi_cv = 100 * np.sqrt(np.exp(params["log_phi"]))
+    alpha_cv = 100 * np.sqrt(np.exp(params["log_alpha"]))
+    tau = np.exp(params["log_tau_days"])
+    sentences = [
+        f"The three articles are fitted jointly to {narrative.plural(int(used.sum()), 'published figure')} "
+        f"({narrative.plural(int((~used).sum()), 'figure')} set aside, each with its reason in fit_to_ledger.csv); "
+        "figures for all three articles constrain the sum of the three monthly series.",
+        f"Log monthly rate: a pre-break trend, a level step at {narrative.format_month(analysis.spec.break_month)} "
+        f"and slope changes at {knots or 'no knot (too few months after the break)'}, with a ridge penalty "
+        f"({fitted.penalty:g}) chosen by the Laplace-approximate marginal likelihood; exposure is calendar days.",
+        f"Month counts are {'negative binomial' if analysis.spec.likelihood == 'negative_binomial' else 'Poisson'} "
+        f"(month-to-month variation about {phi_cv:.0f}% of the mean, set by a prior); releases differ from the "
+        f"model by about {alpha_cv:.0f}% beyond that (estimated); courts post cases with a time constant of about "
+        f"{tau:.1f} days (estimated from figures published more than once).",
+        "Intervals are quantiles of draws from the Laplace approximation of the penalised likelihood; monthly "
+        "counts are drawn conditioned on the published figures, so a month inside a published window cannot "
+        "take values the window forbids.",
+    ]
+    if analysis.train_end:
+        sentences.append(f"Fitted only on figures published by {narrative.format_date(pd.Timestamp(analysis.train_end))}.")
+    return sentences
