@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 
@@ -21,15 +22,34 @@ def _validate_ledger(args: argparse.Namespace) -> int:
 
 
 def _build(args: argparse.Namespace) -> int:
-    from milcourts.build import BuildError, BuildSettings, build
+    from milcourts.incremental import BuildSettings, plan
+    from milcourts.runfile import RunFileError
+
+    if args.jobs < 1 or args.timeout <= 0:
+        print("build: --jobs must be at least 1 and --timeout positive", file=sys.stderr)
+        return 2
+    settings = BuildSettings(make_pdf=not args.no_pdf, force=args.force, jobs=args.jobs,
+                             run_timeout_seconds=args.timeout)
+    if args.run_file:
+        settings = replace(settings, run_file=Path(args.run_file).resolve())
+    if args.reports_dir:
+        settings = replace(settings, reports_dir=Path(args.reports_dir).resolve())
+    try:
+        _, keys, stale, published = plan(settings, args.only)
+    except (RunFileError, OSError) as exc:
+        print(f"build failed; reports/ left as it was.\n{exc}", file=sys.stderr)
+        return 1
+    if not stale:  # answered without importing papermill, nbconvert or pandas
+        for name in keys:
+            print(f"{name}: up to date (inputs unchanged since {published[name]['built_at']})", file=sys.stderr)
+        print("nothing to build; reports/ unchanged", file=sys.stderr)
+        return 0
+
+    from milcourts.build import BuildError, build
     from milcourts.ledger import LedgerValidationError
     from milcourts.provenance import ProvenanceError
     from milcourts.render import RenderError
-    from milcourts.runfile import RunFileError
 
-    settings = BuildSettings(make_pdf=not args.no_pdf)
-    if args.run_file:
-        settings = BuildSettings(run_file=Path(args.run_file).resolve(), make_pdf=not args.no_pdf)
     try:
         build(only=args.only, settings=settings)
     except (BuildError, LedgerValidationError, ProvenanceError, RenderError, RunFileError) as exc:
@@ -106,6 +126,11 @@ def main(argv: list[str] | None = None) -> int:
     build = commands.add_parser("build", help="execute and render the reports in the run file")
     build.add_argument("--only", action="append", metavar="NAME", help="build only this run (repeatable)")
     build.add_argument("--run-file", help="run file to use instead of reports.yaml")
+    build.add_argument("--jobs", type=int, default=1, metavar="N", help="runs executed at once, each in its own process")
+    build.add_argument("--timeout", type=float, default=1800.0, metavar="SECONDS",
+                       help="time limit per run; a run that exceeds it fails the build, naming the run")
+    build.add_argument("--reports-dir", metavar="DIR", help="publish into DIR instead of reports/")
+    build.add_argument("--force", action="store_true", help="rebuild every selected run, even those whose inputs are unchanged")
     build.add_argument("--no-pdf", action="store_true", help="HTML only, for quick drafts (`make reports` always makes PDFs)")
     build.set_defaults(handler=_build)
 

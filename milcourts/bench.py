@@ -7,17 +7,28 @@ the goal is missed.
 from __future__ import annotations
 
 import statistics
+import subprocess
 import sys
+import tempfile
 import time
+from dataclasses import replace
+from pathlib import Path
+
+import nbformat
+import yaml
 
 from milcourts import paths
 from milcourts.constraints import build_constraint_view
 from milcourts.filings import fit_from_ledger
 from milcourts.ledger import load_ledger
 from milcourts.model import fit_filings_model, simulate
+from milcourts.build import BuildSettings, build
+from milcourts.runfile import load_runs
+from milcourts.trend import run_trend_analysis
 from milcourts.validation import run_validation
 
-GOALS_SECONDS = {"joint model fit (penalty selection included)": 10.0, "make validate": 300.0}
+GOALS_SECONDS = {"joint model fit (penalty selection included)": 10.0, "make validate": 300.0,
+                 "warm rebuild, nothing changed (CLI, imports included)": 1.0}
 
 
 def _timed(function, repeats: int) -> float:
@@ -27,6 +38,60 @@ def _timed(function, repeats: int) -> float:
         function()
         times.append(time.perf_counter() - started)
     return statistics.median(times)
+
+
+def _empty_notebook(directory: Path) -> Path:
+    """The floor: a notebook with only a parameters cell and one line of prose."""
+    notebook = nbformat.v4.new_notebook(cells=[
+        nbformat.v4.new_code_cell('x: int = 1  # nothing', metadata={"tags": ["parameters"]}),
+        nbformat.v4.new_markdown_cell("Empty."),
+    ])
+    notebook.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    path = directory / "notebooks" / "empty.ipynb"
+    path.parent.mkdir(parents=True)
+    nbformat.write(notebook, path)
+    return path
+
+
+def bench_reports() -> dict[str, float]:
+    """Cold, warm and parallel builds of every report in reports.yaml, into scratch directories."""
+    runs = load_runs()
+    measured = {}
+    with tempfile.TemporaryDirectory() as scratch:
+        scratch = Path(scratch)
+        _empty_notebook(scratch)
+        floor_runs = scratch / "floor.yaml"
+        floor_runs.write_text(yaml.safe_dump({"reports": [
+            {"name": "empty", "notebook": "notebooks/empty.ipynb", "title": "Empty"}]}))
+        floor = BuildSettings(run_file=floor_runs, root=scratch, reports_dir=scratch / "floor", build_dir=scratch / "b")
+        measured["floor: papermill + nbconvert + PDF on an empty notebook"] = _timed(
+            lambda: build(settings=replace(floor, force=True)), 1)
+        model_seconds = 0.0
+        for run in runs:
+            if "article" in run.parameters:
+                started = time.perf_counter()
+                run_trend_analysis(paths.LEDGER_CSV, run.parameters["article"])
+                model_seconds += time.perf_counter() - started
+        measured["model time inside the reports (fit + simulate per trend run)"] = model_seconds
+        serial = BuildSettings(reports_dir=scratch / "serial", build_dir=scratch / "b", force=True)
+        measured["cold build of every report, serial"] = _timed(lambda: build(settings=serial), 1)
+        started = time.perf_counter()
+        done = subprocess.run([sys.executable, "-m", "milcourts", "build", "--reports-dir", str(scratch / "serial")],
+                              capture_output=True, text=True)
+        measured["warm rebuild, nothing changed (CLI, imports included)"] = time.perf_counter() - started
+        if done.returncode != 0 or "nothing to build" not in done.stderr:
+            print(f"warm rebuild did not hit the cache:\n{done.stderr}", file=sys.stderr)
+        # forced rebuild of the same reports/: the build then knows each run's last duration and
+        # starts the longest first, as it does for any reports/ that has been built before
+        parallel = replace(serial, jobs=2)
+        measured["cold build of every report, --jobs 2"] = _timed(lambda: build(settings=parallel), 1)
+        floor_sum = measured["floor: papermill + nbconvert + PDF on an empty notebook"] * len(runs)
+        print(f"cold build / (sum of floors + model time) = "
+              f"{measured['cold build of every report, serial'] / (floor_sum + model_seconds):.2f} (goal <= 1.5)")
+        print(f"--jobs 2 speed-up over serial = "
+              f"{measured['cold build of every report, serial'] / measured['cold build of every report, --jobs 2']:.2f}"
+              " (goal >= 1.7)")
+    return measured
 
 
 def main() -> int:
@@ -39,6 +104,7 @@ def main() -> int:
         "fit + simulate from the ledger file (what `predict` does)": _timed(lambda: fit_from_ledger(), 1),
         "make validate": _timed(lambda: run_validation(ledger), 1),
     }
+    measured.update(bench_reports())
     print(f"{'step':60s} {'seconds':>9s} {'goal':>7s} {'ratio':>6s}")
     for step, seconds in measured.items():
         goal = GOALS_SECONDS.get(step)

@@ -12,6 +12,7 @@ import contextlib
 import datetime as dt
 import html
 import json
+import logging
 import os
 import re
 import shutil
@@ -20,7 +21,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import dataclass
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
 
 # Must precede any jupyter import: otherwise a user-level kernelspec pointing at another
@@ -36,9 +37,10 @@ from milcourts.atomic import signals_held, write_text_atomically  # noqa: E402
 from milcourts.ledger import load_ledger  # noqa: E402
 from milcourts.provenance import sha256_of, verify_provenance  # noqa: E402
 from milcourts.render import export_html, find_browser, print_pdf  # noqa: E402
-from milcourts.runfile import Run, load_runs, select_runs  # noqa: E402
+from milcourts.incremental import (CELL_TIMEOUT_SECONDS, BuildSettings, cache_key, is_current,  # noqa: E402, F401
+                                   package_fingerprint, plan, read_manifest)
+from milcourts.runfile import Run, RunFileError, check_parameters  # noqa: E402
 
-CELL_TIMEOUT_SECONDS = 600
 KERNEL_NAME = "python3"
 _ANSI = re.compile(r"\x1b\[[0-9;]*m")
 
@@ -49,17 +51,6 @@ class BuildError(RuntimeError):
 
 class BuildInterrupted(BuildError):
     """SIGTERM or SIGINT arrived before publishing; reports/ was left untouched."""
-
-
-@dataclass(frozen=True)
-class BuildSettings:
-    run_file: Path = paths.RUN_FILE
-    root: Path = paths.PROJECT_ROOT
-    reports_dir: Path = paths.REPORTS_DIR
-    build_dir: Path = paths.BUILD_DIR
-    ledger_csv: Path = paths.LEDGER_CSV
-    ledger_provenance: Path = paths.LEDGER_PROVENANCE
-    make_pdf: bool = True
 
 
 def _log(message: str) -> None:
@@ -110,16 +101,73 @@ def _stderr_outputs(notebook: nbformat.NotebookNode) -> list[str]:
     return leaks
 
 
+class _CellProgress(logging.Handler):
+    """Writes each run's log (build/logs/NAME.log) and a progress line per cell started."""
+
+    def __init__(self, run_name: str, n_cells: int, log_path: Path):
+        super().__init__()
+        self.run_name, self.n_cells = run_name, n_cells
+        self.log = log_path.open("w", encoding="utf-8")
+
+    def emit(self, record: logging.LogRecord) -> None:
+        message = record.getMessage()
+        self.log.write(message + "\n")
+        self.log.flush()
+        found = re.match(r"Executing Cell (\d+)", message)
+        if found:
+            _log(f"  {self.run_name}: cell {int(found.group(1))}/{self.n_cells}")
+
+    def close(self) -> None:
+        self.log.close()
+        super().close()
+
+
+class RunTimeout(BuildError):
+    """A run took longer than its time limit."""
+
+
+@contextlib.contextmanager
+def _time_limit(seconds: float, run_name: str):
+    """SIGALRM after `seconds` (each run executes in the main thread of its own process)."""
+    def expire(signum, frame):
+        raise RunTimeout(f"report {run_name!r} did not finish within its time limit of {seconds:g} s; "
+                         "reports/ left untouched")
+
+    previous = signal.signal(signal.SIGALRM, expire)
+    signal.setitimer(signal.ITIMER_REAL, seconds)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+
+
+# One BLAS/OpenMP thread per kernel. Runs are parallel across processes (--jobs); kernels that
+# each also spun up a thread per core oversubscribed the 2 cores and made `--jobs 2` 2.5 times
+# slower than serial. Fixing it for serial builds too keeps the numbers independent of --jobs
+# (threaded reductions may round differently).
+KERNEL_THREAD_LIMITS = {"OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+
+
 def execute_run(run: Run, staging: Path, settings: BuildSettings, context: dict) -> dict:
     """Execute one run into `staging` and export it; returns its manifest entry."""
+    os.environ.update(KERNEL_THREAD_LIMITS)  # inherited by the kernel this run starts
     executed = staging / f"{run.name}.ipynb"
     started = time.perf_counter()
+    log_dir = settings.build_dir / "logs"
+    log_dir.mkdir(parents=True, exist_ok=True)
+    progress = _CellProgress(run.name, len(nbformat.read(run.notebook, as_version=4).cells) + bool(run.parameters),
+                             log_dir / f"{run.name}.log")
+    papermill_log = logging.getLogger("papermill")
+    papermill_log.addHandler(progress)
+    papermill_log.setLevel(logging.INFO)
     try:
-        pm.execute_notebook(
-            str(run.notebook), str(executed), parameters=run.parameters, kernel_name=KERNEL_NAME,
-            cwd=str(settings.root), progress_bar=False, log_output=False,
-            shutdown_kernel="immediate", execution_timeout=CELL_TIMEOUT_SECONDS,
-        )
+        with _time_limit(settings.run_timeout_seconds, run.name):
+            pm.execute_notebook(
+                str(run.notebook), str(executed), parameters=run.parameters, kernel_name=KERNEL_NAME,
+                cwd=str(settings.root), progress_bar=False, log_output=True,
+                shutdown_kernel="immediate", execution_timeout=CELL_TIMEOUT_SECONDS,
+            )
     except pm.PapermillExecutionError as exc:
         failed_dir = settings.build_dir / "failed"
         failed_dir.mkdir(parents=True, exist_ok=True)
@@ -127,6 +175,9 @@ def execute_run(run: Run, staging: Path, settings: BuildSettings, context: dict)
             shutil.copy2(executed, failed_dir / executed.name)
         raise BuildError(describe_failure(run, exc) +
                          f"\n  executed notebook kept at {failed_dir / executed.name}") from exc
+    finally:
+        papermill_log.removeHandler(progress)
+        progress.close()
     seconds = time.perf_counter() - started
     notebook = nbformat.read(executed, as_version=4)
     leaks = _stderr_outputs(notebook)
@@ -160,6 +211,38 @@ def execute_run(run: Run, staging: Path, settings: BuildSettings, context: dict)
     }
 
 
+def _execute_all(runs: list[Run], staging: Path, settings: BuildSettings, context: dict) -> dict[str, dict]:
+    """Every run, `settings.jobs` at a time in separate processes (serially in this one for 1)."""
+    done: dict[str, dict] = {}
+
+    def finished(entry: dict) -> None:
+        done[entry["name"]] = entry
+        _log(f"[{len(done)}/{len(runs)} done] {entry['name']} in {entry['execution_seconds']:.1f} s")
+
+    if settings.jobs <= 1:
+        for run in runs:
+            _log(f"{run.name}: executing {run.notebook.name}")
+            finished(execute_run(run, staging, settings, context))
+        return done
+    pool = ProcessPoolExecutor(max_workers=settings.jobs)
+    try:
+        futures = []
+        for run in runs:
+            _log(f"{run.name}: queued ({run.notebook.name})")
+            futures.append(pool.submit(execute_run, run, staging, settings, context))
+        for future in as_completed(futures):
+            finished(future.result())
+    except BaseException:
+        # a failure or an interruption: stop the other runs now (their kernels are shut down by
+        # the same SIGTERM handling) instead of waiting for them to finish
+        for process in list(getattr(pool, "_processes", {}).values()):
+            process.terminate()
+        pool.shutdown(wait=False, cancel_futures=True)
+        raise
+    pool.shutdown()
+    return done
+
+
 @contextlib.contextmanager
 def _interrupts_as_errors():
     """Turn SIGTERM into BuildInterrupted so staging is cleaned up and reports/ stays untouched.
@@ -185,13 +268,6 @@ def _interrupts_as_errors():
         raise
     finally:
         signal.signal(signal.SIGTERM, previous)
-
-
-def read_manifest(reports_dir: Path) -> dict:
-    path = reports_dir / "manifest.json"
-    if not path.is_file():
-        return {"reports": {}}
-    return json.loads(path.read_text(encoding="utf-8"))
 
 
 def render_index(manifest: dict) -> str:
@@ -242,27 +318,41 @@ def publish(staging: Path, entries: list[dict], reports_dir: Path) -> None:
 
 
 def build(only: list[str] | None = None, settings: BuildSettings = BuildSettings()) -> list[dict]:
-    """Build the selected runs (all by default) and publish them together; raise on any failure."""
-    runs = select_runs(load_runs(settings.run_file, settings.root), only)
+    """Build the selected runs (all by default) and publish them together; raise on any failure.
+
+    A run whose cache key (see cache_key) matches its published entry, with its files intact, is
+    not executed again: a rebuild with nothing changed starts no kernel. Returns the entries built.
+    """
     verify_provenance(settings.ledger_csv, settings.ledger_provenance)
+    ledger_sha256, keys, stale, published = plan(settings, only)
+    for name, entry in published.items():
+        if name in keys and name not in {run.name for run in stale}:
+            _log(f"{name}: up to date (inputs unchanged since {entry['built_at']})")
+    if not stale:
+        _log("nothing to build; reports/ unchanged")
+        return []
+    runs = stale
+    problems = [p for run in runs for p in check_parameters(run, f"{settings.run_file} ({run.name})")]
+    if problems:
+        raise RunFileError("\n".join(problems))
     ledger = load_ledger(settings.ledger_csv)  # nothing runs on an invalid ledger
     if settings.make_pdf:
         find_browser()  # fail before spending minutes on notebooks
     context = {
         "data_vintage": ledger["source_date"].max().date().isoformat(),
         "built_at": _built_at(), "package_version": __version__,
-        "ledger_sha256": sha256_of(settings.ledger_csv),
+        "ledger_sha256": ledger_sha256,
         "git_commit": _git_commit(settings.root),
     }
     settings.build_dir.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix="staging-", dir=settings.build_dir))
     try:
         with _interrupts_as_errors():
-            entries = []
-            for number, run in enumerate(runs, start=1):
-                _log(f"[{number}/{len(runs)}] {run.name}: executing {run.notebook.name}")
-                entries.append(execute_run(run, staging, settings, context))
-                _log(f"[{number}/{len(runs)}] {run.name}: done in {entries[-1]['execution_seconds']:.1f} s")
+            # longest first (by the last build's time; new runs first): with --jobs the slow runs
+            # then start at once instead of waiting behind quick ones
+            longest_first = sorted(runs, key=lambda r: -published.get(r.name, {}).get("execution_seconds", 1e9))
+            entries = _execute_all(longest_first, staging, settings, context)
+            entries = [{**entries[run.name], "cache_key": keys[run.name]} for run in runs]
             publish(staging, entries, settings.reports_dir)
     finally:
         shutil.rmtree(staging, ignore_errors=True)

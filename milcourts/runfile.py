@@ -11,8 +11,6 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import nbformat
-import papermill as pm
 import yaml
 
 from milcourts import paths
@@ -37,7 +35,7 @@ class Run:
     parameters: dict = field(default_factory=dict)
 
 
-def parameters_cell_index(notebook: nbformat.NotebookNode) -> int | None:
+def parameters_cell_index(notebook) -> int | None:
     for index, cell in enumerate(notebook.cells):
         if cell.cell_type == "code" and "parameters" in cell.get("metadata", {}).get("tags", []):
             return index
@@ -46,6 +44,9 @@ def parameters_cell_index(notebook: nbformat.NotebookNode) -> int | None:
 
 def check_parameters(run: Run, where: str) -> list[str]:
     """Problems with a run's parameters against its notebook's `parameters` cell."""
+    import nbformat  # imported here: a cached rebuild never needs them (see incremental.py)
+    import papermill as pm
+
     notebook = nbformat.read(run.notebook, as_version=4)
     if parameters_cell_index(notebook) is None:
         return [f"{where}: notebook {run.notebook} has no cell tagged 'parameters'"]
@@ -66,8 +67,10 @@ def check_parameters(run: Run, where: str) -> list[str]:
     return problems
 
 
-def load_runs(run_file: Path = paths.RUN_FILE, root: Path = paths.PROJECT_ROOT) -> list[Run]:
-    """Every run in the run file, checked; raises RunFileError listing every problem found."""
+def load_runs(run_file: Path = paths.RUN_FILE, root: Path = paths.PROJECT_ROOT, check: bool = True) -> list[Run]:
+    """Every run in the run file, checked; raises RunFileError listing every problem found.
+    `check=False` skips the parameters-against-notebook check (the build makes it for the runs it
+    executes)."""
     try:
         document = yaml.safe_load(Path(run_file).read_text(encoding="utf-8"))
     except (OSError, yaml.YAMLError) as exc:
@@ -103,7 +106,8 @@ def load_runs(run_file: Path = paths.RUN_FILE, root: Path = paths.PROJECT_ROOT) 
             problems.append(f"{where}: 'parameters' must be a mapping of name: value")
             continue
         run = Run(name, notebook, str(entry["title"]), str(entry.get("subtitle", "")), parameters)
-        problems += check_parameters(run, where)
+        if check:
+            problems += check_parameters(run, where)
         runs.append(run)
     if problems:
         raise RunFileError("\n".join(problems))

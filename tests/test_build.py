@@ -10,6 +10,7 @@ import signal
 import subprocess
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import nbformat
@@ -18,8 +19,8 @@ import pytest
 import yaml
 
 from milcourts import paths
-from milcourts.build import BuildError, BuildSettings, build
-from milcourts.runfile import RunFileError
+from milcourts.build import BuildError, BuildSettings, build, cache_key, package_fingerprint
+from milcourts.runfile import RunFileError, load_runs
 
 
 def snapshot(directory: Path) -> dict[str, str]:
@@ -37,7 +38,8 @@ def project(tmp_path, make_notebook):
         run_file = tmp_path / "reports.yaml"
         run_file.write_text(yaml.safe_dump({"reports": runs}), encoding="utf-8")
         return BuildSettings(run_file=run_file, root=tmp_path, reports_dir=tmp_path / "reports",
-                             build_dir=tmp_path / "build", make_pdf=make_pdf)
+                             build_dir=tmp_path / "build", make_pdf=make_pdf,
+                             processed_dir=tmp_path / "processed", lock_file=tmp_path / "uv.lock")
     make_notebook("hello", ["print(greeting * 2)"])
     make_notebook("boom", ["x = 1", "1 / 0"])
     return settings_for
@@ -200,3 +202,103 @@ def test_same_inputs_give_byte_identical_html(project, monkeypatch):
         outputs.append((settings.reports_dir / "hello.html").read_bytes())
     assert outputs[0] == outputs[1]
     assert b"2025-11-21 16:00 UTC" in outputs[0]  # the stamp comes from SOURCE_DATE_EPOCH
+
+
+# ----------------------------------------------------------------------------- incremental builds
+
+def test_rebuild_with_nothing_changed_starts_no_kernel_and_touches_nothing(project, monkeypatch):
+    settings = project([HELLO])
+    assert [e["name"] for e in build(settings=settings)] == ["hello"]
+    before = snapshot(settings.reports_dir)
+    import milcourts.build as build_module
+
+    def no_kernel(*args, **kwargs):
+        raise AssertionError("a cached run started a kernel")
+
+    monkeypatch.setattr(build_module.pm, "execute_notebook", no_kernel)
+    assert build(settings=settings) == []
+    assert snapshot(settings.reports_dir) == before
+
+
+def test_changing_one_runs_parameters_reexecutes_only_that_run(project):
+    other = {**HELLO, "name": "hello-two", "parameters": {"greeting": "yo"}}
+    settings = project([HELLO, other])
+    build(settings=settings)
+    settings = project([HELLO, {**other, "parameters": {"greeting": "hey"}}])
+    assert [e["name"] for e in build(settings=settings)] == ["hello-two"]
+    assert "heyhey" in (settings.reports_dir / "hello-two.html").read_text()
+    manifest = json.loads((settings.reports_dir / "manifest.json").read_text())
+    assert set(manifest["reports"]) == {"hello", "hello-two"}
+
+
+def test_force_and_damaged_outputs_rebuild(project):
+    settings = project([HELLO])
+    build(settings=settings)
+    assert [e["name"] for e in build(settings=replace(settings, force=True))] == ["hello"]
+    (settings.reports_dir / "hello.html").write_text("tampered", encoding="utf-8")
+    assert [e["name"] for e in build(settings=settings)] == ["hello"]
+    assert "hihi" in (settings.reports_dir / "hello.html").read_text()
+
+
+def test_cache_key_changes_with_each_input(project, tmp_path):
+    settings = project([HELLO])
+    run = load_runs(settings.run_file, settings.root)[0]
+    settings.processed_dir.mkdir()
+    settings.lock_file.write_text("lock v1")
+    base = cache_key(run, settings, "ledger-a", "package-a")
+    assert cache_key(run, settings, "ledger-a", "package-a") == base  # stable
+    assert cache_key(run, settings, "ledger-b", "package-a") != base
+    assert cache_key(run, settings, "ledger-a", "package-b") != base
+    assert cache_key(replace(run, parameters={"greeting": "ho"}), settings, "ledger-a", "package-a") != base
+    assert cache_key(run, replace(settings, make_pdf=True), "ledger-a", "package-a") != base
+    settings.lock_file.write_text("lock v2")
+    assert cache_key(run, settings, "ledger-a", "package-a") != base
+    base = cache_key(run, settings, "ledger-a", "package-a")
+    (settings.processed_dir / "validation_inputs.csv").write_text("ledger_sha256\nabc\n")
+    assert cache_key(run, settings, "ledger-a", "package-a") != base
+    base = cache_key(run, settings, "ledger-a", "package-a")
+    notebook = nbformat.read(run.notebook, as_version=4)
+    notebook.cells.append(nbformat.v4.new_markdown_cell("More prose."))
+    nbformat.write(notebook, run.notebook)
+    assert cache_key(run, settings, "ledger-a", "package-a") != base
+    # a file a parameter names (another ledger) is part of the key by content
+    data = tmp_path / "other.csv"
+    data.write_text("v1")
+    with_file = replace(run, parameters={"greeting": str(data)})
+    first = cache_key(with_file, settings, "ledger-a", "package-a")
+    data.write_text("v2")
+    assert cache_key(with_file, settings, "ledger-a", "package-a") != first
+
+
+def test_package_fingerprint_is_stable():
+    assert package_fingerprint() == package_fingerprint()
+
+
+# ----------------------------------------------------------------------------- jobs, time limits, logs
+
+def test_jobs_run_in_parallel_processes_and_publish_all(project, make_notebook):
+    make_notebook("pid", ["import os\nprint(os.getppid())"])
+    runs = [{"name": f"pid-{i}", "notebook": "notebooks/pid.ipynb", "title": f"Pid {i}",
+             "parameters": {"greeting": str(i)}} for i in range(3)]
+    settings = replace(project(runs), jobs=2)
+    entries = build(settings=settings)
+    assert sorted(e["name"] for e in entries) == ["pid-0", "pid-1", "pid-2"]
+    parents = set()
+    for run in runs:
+        notebook = nbformat.read(settings.reports_dir / f"{run['name']}.ipynb", as_version=4)
+        parents.add(notebook.cells[-1].outputs[0]["text"].strip())
+    assert str(os.getpid()) not in parents  # kernels were started by worker processes, not the build
+    assert (settings.build_dir / "logs" / "pid-0.log").read_text().count("Executing Cell") >= 2
+
+
+def test_a_run_over_its_time_limit_is_an_error_naming_it(project, make_notebook):
+    make_notebook("slow", ["import time\ntime.sleep(30)"])
+    settings = replace(project([HELLO, {"name": "slow", "notebook": "notebooks/slow.ipynb", "title": "Slow"}]),
+                       run_timeout_seconds=8)
+    build(settings=replace(settings, run_file=project([HELLO]).run_file))
+    before = snapshot(settings.reports_dir)
+    settings = replace(project([HELLO, {"name": "slow", "notebook": "notebooks/slow.ipynb", "title": "Slow"}]),
+                       run_timeout_seconds=8, force=True)
+    with pytest.raises(BuildError, match=r"report 'slow' did not finish within its time limit of 8 s"):
+        build(settings=settings)
+    assert snapshot(settings.reports_dir) == before

@@ -230,3 +230,17 @@ def test_a_fit_without_pre_break_figures_admits_it_knows_nothing_of_the_pre_tren
     assert np.linalg.eigvalsh(fitted.cov).min() > 0
     back_cast = predict_total(simulate(fitted), "337", "2021-01-01", "2021-12-31")
     assert back_cast["upper_95"] > 3 * back_cast["lower_95"]
+
+
+def test_poisson_likelihood_pins_month_dispersion_and_narrows_monthly_bands(synthetic_fit):
+    truth, counts, fitted, draws = synthetic_fit
+    ledger = publish(truth, counts, aggregate_pattern(months_2024=True))
+    poisson = fit_filings_model(build_constraint_view(ledger), replace(FAST, likelihood="poisson"))
+    phi = np.exp(dict(zip(poisson.names, poisson.params))["log_phi"])
+    assert phi < 1e-4
+    poisson_counts = simulate(poisson, condition=False).counts
+    nb_counts = simulate(fitted, condition=False).counts
+    spread = lambda c: np.mean(np.quantile(c, 0.975, axis=0) - np.quantile(c, 0.025, axis=0))  # noqa: E731
+    assert spread(poisson_counts) < spread(nb_counts)
+    with pytest.raises(ValueError, match="likelihood must be one of"):
+        fit_filings_model(build_constraint_view(ledger), replace(FAST, likelihood="gaussian"))
