@@ -8,7 +8,7 @@ their sum); the report then looks at one of them.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -16,10 +16,12 @@ import pandas as pd
 
 from milcourts import narrative, paths, plotting
 from milcourts.audit import ARTICLE_LABELS
-from milcourts.filings import FilingsFit, fit_from_ledger, model_outputs
+from milcourts.constraints import build_constraint_view
+from milcourts.filings import FilingsFit, fit_from_ledger, model_outputs, published_by
 from milcourts.ledger import load_ledger
 from milcourts.provenance import sha256_of
-from milcourts.model import ARTICLES, LIKELIHOODS, MOBILISATION_BASE_START, ModelSpec, article_rows, predict_total
+from milcourts.model import (ARTICLES, LIKELIHOODS, MOBILISATION_BASE_START, ModelSpec, article_rows, effects_table,
+                             fit_filings_model, predict_total, simulate)
 from milcourts.validation import VALIDATION_FILES
 
 # Plain-language names of the articles, for titles and sentences.
@@ -360,3 +362,63 @@ def methods_sentences(analysis: TrendAnalysis) -> list[str]:
     if analysis.train_end:
         sentences.append(f"Fitted only on figures published by {narrative.format_date(pd.Timestamp(analysis.train_end))}.")
     return sentences
+
+
+# ----------------------------------------------------------------------------- sensitivity
+
+SENSITIVITY_DRAWS = 500  # per variant: enough for the median and a 95% interval of each effect
+RECENT_MONTHS_DROPPED = 3
+
+
+def _variant_effects(ledger: pd.DataFrame, spec: ModelSpec, article: str) -> pd.DataFrame:
+    fitted = fit_filings_model(build_constraint_view(ledger), replace(spec, n_draws=SENSITIVITY_DRAWS))
+    effects = effects_table(fitted, simulate(fitted, condition=False))
+    return effects[effects["article"] == article]
+
+
+def sensitivity_table(analysis: TrendAnalysis) -> pd.DataFrame:
+    """The headline effects refitted under other defensible choices, beside the reported fit.
+
+    Variants: the break a month earlier and later, without the latest knot, Poisson month counts,
+    and without the figures covering the most recent months. Exposure stays calendar days in every
+    variant (a working-day calendar is not in the ledger). Penalty selection is repeated per fit.
+    """
+    spec, article = analysis.spec, analysis.article
+    ledger = published_by(analysis.ledger, analysis.train_end) if analysis.train_end else analysis.ledger
+    last_end = ledger.loc[ledger["series"] == "court_filings", "period_end"].max()
+    cutoff = (last_end.to_period("M") - RECENT_MONTHS_DROPPED).end_time.normalize()
+    break_period = pd.Period(spec.break_month, "M")
+    variants = [
+        ("as reported", ledger, spec),
+        (f"break in {narrative.format_month(break_period - 1)}", ledger, replace(spec, break_month=str(break_period - 1))),
+        (f"break in {narrative.format_month(break_period + 1)}", ledger, replace(spec, break_month=str(break_period + 1))),
+        ("without the latest knot", ledger, replace(spec, knot_offsets_months=spec.knot_offsets_months[:-1])),
+        ("Poisson month counts" if spec.likelihood != "poisson" else "negative binomial month counts", ledger,
+         replace(spec, likelihood="negative_binomial" if spec.likelihood == "poisson" else "poisson")),
+        (f"figures ending after {narrative.format_date(cutoff)} dropped", ledger[ledger["period_end"] <= cutoff], spec),
+    ]
+    rows = []
+    for label, data, variant in variants:
+        effects = _variant_effects(data, variant, article)
+        segments = growth_segments(effects)
+        after = segments[segments["first_month"] >= variant.break_month]
+        fastest = after.loc[after["estimate"].idxmax()]
+        excess = effect_value(effects, "excess cases")
+        through = re.search(r"to (\d{4}-\d{2}) versus", excess["effect"]).group(1)
+        step = effect_value(effects, "level rate ratio at the break")
+        rows.append({
+            "variant": label,
+            "level ratio at the break": f"{step['estimate']:.2f} ({step['lower_95']:.2f}–{step['upper_95']:.2f})",
+            "fastest monthly growth after the break": f"{narrative.format_percent(fastest['estimate'])} "
+            f"({narrative.format_span(fastest['first_month'], fastest['last_month'])})",
+            "excess cases to the end of the data": f"{narrative.format_count(excess['estimate'])} "
+            f"({narrative.format_count(excess['lower_95'])}–{narrative.format_count(excess['upper_95'])}) "
+            f"to {narrative.format_month(through)}",
+        })
+    return pd.DataFrame(rows)
+
+
+def sensitivity_caption() -> str:
+    return (f"Headline effects refitted under other choices, medians with 95% intervals from "
+            f"{SENSITIVITY_DRAWS} draws per fit (so the first row can differ slightly from the tables above). "
+            "Exposure is calendar days in every row; a working-day calendar is not part of the ledger.")
