@@ -35,8 +35,10 @@ bench: setup ## time the model fit, the validation and the report build; print r
 validate-ledger: setup ## check data/raw/published_figures.csv and print a one-line summary
 	$(PY) -m milcourts validate-ledger data/raw/published_figures.csv
 
-lock: setup ## re-resolve uv.lock after editing the dependencies in pyproject.toml
+lock: ## re-resolve uv.lock after editing the dependencies in pyproject.toml, then sync .venv
+	@bash scripts/setup.sh --tools-only
 	.tools/bin/uv lock
+	@bash scripts/setup.sh
 
 clean: ## remove build/ (staging, failed runs); reports/ and .venv are kept
 	rm -rf build

@@ -32,7 +32,7 @@ os.environ.setdefault("PYDEVD_DISABLE_FILE_VALIDATION", "1")
 import nbformat  # noqa: E402
 import papermill as pm  # noqa: E402
 
-from milcourts import __version__, paths  # noqa: E402
+from milcourts import __version__  # noqa: E402
 from milcourts.atomic import signals_held, write_text_atomically  # noqa: E402
 from milcourts.ledger import load_ledger  # noqa: E402
 from milcourts.provenance import sha256_of, verify_provenance  # noqa: E402

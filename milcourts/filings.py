@@ -12,9 +12,10 @@ from milcourts.alternatives import comparison_table
 from milcourts.atomic import replace_all, temporary_sibling
 from milcourts.breakdate import break_effect_rows, profile_break_month, ruptures_break_month
 from milcourts.constraints import build_constraint_view
+from milcourts.fitcache import fit_and_simulate
 from milcourts.ledger import load_ledger
-from milcourts.model import (Draws, FittedModel, ModelSpec, effects_table, fit_filings_model,
-                             fit_to_ledger_table, monthly_filings_table, simulate)
+from milcourts.model import (Draws, FittedModel, ModelSpec, effects_table, fit_to_ledger_table,
+                             monthly_filings_table)
 
 OUTPUT_FILES = {
     "monthly_filings": "monthly_filings.csv",
@@ -59,8 +60,8 @@ def fit_from_ledger(ledger_csv: str | Path = paths.LEDGER_CSV, spec: ModelSpec =
     if through is not None and len(view.months):
         needed = (pd.Timestamp(through).to_period("M") - view.months[-1]).n
         spec = replace(spec, forecast_months=max(spec.forecast_months, needed))
-    fitted = fit_filings_model(view, spec)
-    fit = FilingsFit(fitted, simulate(fitted))
+    fitted, draws = fit_and_simulate(ledger, spec)  # shared with other reports of the same build
+    fit = FilingsFit(fitted, draws)
     if with_break_profile:
         fit.break_profile = profile_break_month(view, spec, fitted.penalty)
         fit.ruptures_month = ruptures_break_month(fit.draws)

@@ -41,6 +41,7 @@ import numpy as np
 import pandas as pd
 from scipy import optimize, special
 
+from milcourts.exposure import month_exposure
 from milcourts.constraints import ALL_ARTICLES, COMPONENT_ARTICLES, ConstraintView, month_weights
 
 ARTICLES = COMPONENT_ARTICLES  # ("337", "338", "332"); Art. 337 is the reference series
@@ -117,6 +118,7 @@ class ModelSpec:
     forecast_damping: float = 0.8  # slope kept per month past the data (1 = undamped log-linear trend)
     penalty_grid: tuple[float, ...] = PENALTY_GRID
     likelihood: str = "negative_binomial"  # or "poisson" (see LIKELIHOODS)
+    exposure: str = "calendar_days"  # or "working_days" (see exposure.EXPOSURES)
     n_draws: int = 2000
     seed: int = 20221021
 
@@ -163,7 +165,8 @@ def _median_publication_gap_days(figures: pd.DataFrame) -> float:
     return float(gaps.median()) if len(gaps) else 0.0
 
 
-def prepare_observations(view: ConstraintView, train_end: pd.Timestamp | None = None) -> Observations:
+def prepare_observations(view: ConstraintView, train_end: pd.Timestamp | None = None,
+                         exposure: str = "calendar_days") -> Observations:
     """Decide, figure by figure, whether and how it enters the likelihood, and why."""
     figures = view.figures.copy()
     figures["is_used"] = True
@@ -200,7 +203,7 @@ def prepare_observations(view: ConstraintView, train_end: pd.Timestamp | None = 
     months = view.months
     starts = np.array([m.start_time for m in months], dtype="datetime64[D]")
     ends = np.array([m.end_time.normalize() for m in months], dtype="datetime64[D]")
-    days = np.array([m.days_in_month for m in months], dtype=float)
+    days = month_exposure(months, exposure)  # the rate's unit; partial-month weights stay calendar shares
     n, m = len(fit), len(months)
     weights = view.month_weights.loc[fit["figure_id"]].to_numpy() if n else np.zeros((0, m))
     lag_first = np.zeros((n, m))
@@ -591,7 +594,7 @@ def fit_filings_model(view: ConstraintView, spec: ModelSpec = ModelSpec(),
     flat to within one unit from penalty 0.001 to 0.03 and drifts to the smallest penalty tried
     (under-smoothing, the known weakness of prediction-error criteria for smoothing parameters),
     while LAML has a clear interior maximum."""
-    obs = prepare_observations(view, train_end)
+    obs = prepare_observations(view, train_end, spec.exposure)
     if len(obs.value) == 0:
         raise ValueError("no usable figure to fit the model to")
     break_index = _month_index(obs.months, spec.break_month)
@@ -680,7 +683,7 @@ def simulate(fitted: FittedModel, n_draws: int | None = None, seed: int | None =
     rng = np.random.default_rng(spec.seed if seed is None else seed)
     n_draws = n_draws or spec.n_draws
     months = all_months(fitted)
-    days = np.array([m.days_in_month for m in months], dtype=float)
+    days = month_exposure(months, spec.exposure)
     design = _full_design(fitted, months)
     params = rng.multivariate_normal(fitted.params, fitted.cov, size=n_draws, method="eigh")
     coef, phi, alpha, tau = unpack(params, len(fitted.knots))

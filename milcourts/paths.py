@@ -23,6 +23,16 @@ LOCK_FILE = PROJECT_ROOT / "uv.lock"
 TEMPLATES_DIR = Path(__file__).resolve().parent / "templates"
 
 
+def fit_cache_dir() -> Path | None:
+    """Where fits shared between reports are kept (fitcache); MILCOURTS_FIT_CACHE moves it, and
+    "off" disables it. Read at call time so that a build, a bench or a test can point its kernels
+    elsewhere through the environment."""
+    setting = os.environ.get("MILCOURTS_FIT_CACHE", "")
+    if setting == "off":
+        return None
+    return Path(setting) if setting else BUILD_DIR / "fit-cache"
+
+
 def resolve(path: str | Path) -> Path:
     """A path from a notebook parameter or the command line: relative ones are from the project root."""
     path = Path(path)

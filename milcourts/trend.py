@@ -8,7 +8,7 @@ their sum); the report then looks at one of them.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -16,12 +16,12 @@ import pandas as pd
 
 from milcourts import narrative, paths, plotting
 from milcourts.audit import ARTICLE_LABELS
-from milcourts.constraints import build_constraint_view
-from milcourts.filings import FilingsFit, fit_from_ledger, model_outputs, published_by
+from milcourts.fitcache import fit_and_simulate_all
+from milcourts.filings import FilingsFit, model_outputs, published_by
 from milcourts.ledger import load_ledger
 from milcourts.provenance import sha256_of
 from milcourts.model import (ARTICLES, LIKELIHOODS, MOBILISATION_BASE_START, ModelSpec, article_rows, effects_table,
-                             fit_filings_model, predict_total, simulate)
+                             predict_total)
 from milcourts.validation import VALIDATION_FILES
 
 # Plain-language names of the articles, for titles and sentences.
@@ -46,6 +46,7 @@ class TrendAnalysis:
     fit_to_ledger: pd.DataFrame    # this article's figures (all-article figures too for all_refusal)
     validation: dict[str, pd.DataFrame]  # make validate's tables, when they exist
     train_end: str | None
+    sensitivity_effects: list[tuple[str, ModelSpec, pd.DataFrame]] = field(default_factory=list)  # refits
 
     @property
     def label(self) -> str:
@@ -99,20 +100,30 @@ def run_trend_analysis(ledger_csv: str | Path, article: str, break_month: str = 
                        likelihood: str = "negative_binomial") -> TrendAnalysis:
     """Fit the joint model with the report's parameters and cut out one article's results.
 
-    `train_end` "" uses every figure; a date fits only what was published by then.
+    `train_end` "" uses every figure; a date fits only what was published by then. The
+    sensitivity refits are requested together with the main fit, so that runs building in
+    parallel share them (fitcache) instead of queueing behind one another.
     """
     _check(article, break_month, forecast_months, likelihood)
     spec = ModelSpec(break_month=break_month, forecast_months=forecast_months, likelihood=likelihood)
-    filings = fit_from_ledger(ledger_csv, spec, train_end=train_end or None)
+    ledger = load_ledger(paths.resolve(ledger_csv))
+    used = published_by(ledger, train_end) if train_end else ledger
+    variants = sensitivity_variants(used, spec)
+    (fitted, draws), *variant_fits = fit_and_simulate_all(
+        [(used, spec, True)] + [(data, replace(variant, n_draws=SENSITIVITY_DRAWS), False)
+                                for _, data, variant in variants])
+    filings = FilingsFit(fitted, draws)
     outputs = model_outputs(filings)
     monthly = outputs["monthly_filings"]
     monthly = monthly[monthly["article"] == article].merge(_counterfactual_rows(filings, article), on="month")
     effects = outputs["effects"][outputs["effects"]["article"] == article].reset_index(drop=True)
     figures = outputs["fit_to_ledger"]
     figures = figures[figures["article"] == article].reset_index(drop=True)
-    return TrendAnalysis(article=article, spec=spec, filings=filings, ledger=load_ledger(paths.resolve(ledger_csv)),
+    sensitivity = [(label, variant, effects_table(*fit)) for (label, _, variant), fit in zip(variants, variant_fits)]
+    return TrendAnalysis(article=article, spec=spec, filings=filings, ledger=ledger,
                          monthly=monthly.reset_index(drop=True), effects=effects, fit_to_ledger=figures,
-                         validation=read_validation(paths.resolve(ledger_csv)), train_end=train_end or None)
+                         validation=read_validation(paths.resolve(ledger_csv)), train_end=train_end or None,
+                         sensitivity_effects=sensitivity)
 
 
 def effect_value(effects: pd.DataFrame, starts: str) -> pd.Series:
@@ -370,55 +381,56 @@ SENSITIVITY_DRAWS = 500  # per variant: enough for the median and a 95% interval
 RECENT_MONTHS_DROPPED = 3
 
 
-def _variant_effects(ledger: pd.DataFrame, spec: ModelSpec, article: str) -> pd.DataFrame:
-    fitted = fit_filings_model(build_constraint_view(ledger), replace(spec, n_draws=SENSITIVITY_DRAWS))
-    effects = effects_table(fitted, simulate(fitted, condition=False))
-    return effects[effects["article"] == article]
 
 
-def sensitivity_table(analysis: TrendAnalysis) -> pd.DataFrame:
-    """The headline effects refitted under other defensible choices, beside the reported fit.
-
-    Variants: the break a month earlier and later, without the latest knot, Poisson month counts,
-    and without the figures covering the most recent months. Exposure stays calendar days in every
-    variant (a working-day calendar is not in the ledger). Penalty selection is repeated per fit.
-    """
-    spec, article = analysis.spec, analysis.article
-    ledger = published_by(analysis.ledger, analysis.train_end) if analysis.train_end else analysis.ledger
+def sensitivity_variants(ledger: pd.DataFrame, spec: ModelSpec) -> list[tuple[str, pd.DataFrame, ModelSpec]]:
+    """Other defensible choices, each a full refit (penalty selection repeated): the break a month
+    earlier and later, without the latest knot, the other month-count likelihood, working days as
+    exposure, and without the figures covering the most recent months (reporting lag)."""
     last_end = ledger.loc[ledger["series"] == "court_filings", "period_end"].max()
     cutoff = (last_end.to_period("M") - RECENT_MONTHS_DROPPED).end_time.normalize()
     break_period = pd.Period(spec.break_month, "M")
-    variants = [
-        ("as reported", ledger, spec),
+    other_likelihood = "negative_binomial" if spec.likelihood == "poisson" else "poisson"
+    other_exposure = "calendar_days" if spec.exposure == "working_days" else "working_days"
+    return [
         (f"break in {narrative.format_month(break_period - 1)}", ledger, replace(spec, break_month=str(break_period - 1))),
         (f"break in {narrative.format_month(break_period + 1)}", ledger, replace(spec, break_month=str(break_period + 1))),
         ("without the latest knot", ledger, replace(spec, knot_offsets_months=spec.knot_offsets_months[:-1])),
-        ("Poisson month counts" if spec.likelihood != "poisson" else "negative binomial month counts", ledger,
-         replace(spec, likelihood="negative_binomial" if spec.likelihood == "poisson" else "poisson")),
+        (f"{other_likelihood.replace('_', ' ')} month counts".capitalize(), ledger, replace(spec, likelihood=other_likelihood)),
+        (f"{other_exposure.replace('_', ' ')} as exposure".capitalize(), ledger, replace(spec, exposure=other_exposure)),
         (f"figures ending after {narrative.format_date(cutoff)} dropped", ledger[ledger["period_end"] <= cutoff], spec),
     ]
-    rows = []
-    for label, data, variant in variants:
-        effects = _variant_effects(data, variant, article)
-        segments = growth_segments(effects)
-        after = segments[segments["first_month"] >= variant.break_month]
-        fastest = after.loc[after["estimate"].idxmax()]
-        excess = effect_value(effects, "excess cases")
-        through = re.search(r"to (\d{4}-\d{2}) versus", excess["effect"]).group(1)
-        step = effect_value(effects, "level rate ratio at the break")
-        rows.append({
-            "variant": label,
-            "level ratio at the break": f"{step['estimate']:.2f} ({step['lower_95']:.2f}–{step['upper_95']:.2f})",
-            "fastest monthly growth after the break": f"{narrative.format_percent(fastest['estimate'])} "
-            f"({narrative.format_span(fastest['first_month'], fastest['last_month'])})",
-            "excess cases to the end of the data": f"{narrative.format_count(excess['estimate'])} "
-            f"({narrative.format_count(excess['lower_95'])}–{narrative.format_count(excess['upper_95'])}) "
-            f"to {narrative.format_month(through)}",
-        })
+
+
+def _sensitivity_row(label: str, spec: ModelSpec, effects: pd.DataFrame) -> dict:
+    segments = growth_segments(effects)
+    after = segments[segments["first_month"] >= spec.break_month]
+    fastest = after.loc[after["estimate"].idxmax()]
+    excess = effect_value(effects, "excess cases")
+    through = re.search(r"to (\d{4}-\d{2}) versus", excess["effect"]).group(1)
+    step = effect_value(effects, "level rate ratio at the break")
+    return {
+        "variant": label,
+        "level ratio at the break": f"{step['estimate']:.2f} ({step['lower_95']:.2f}–{step['upper_95']:.2f})",
+        "fastest monthly growth after the break": f"{narrative.format_percent(fastest['estimate'])} "
+        f"({narrative.format_span(fastest['first_month'], fastest['last_month'])})",
+        "excess cases to the end of the data": f"{narrative.format_count(excess['estimate'])} "
+        f"({narrative.format_count(excess['lower_95'])}–{narrative.format_count(excess['upper_95'])}) "
+        f"to {narrative.format_month(through)}",
+    }
+
+
+def sensitivity_table(analysis: TrendAnalysis) -> pd.DataFrame:
+    """The headline effects as reported (first row, the same numbers as the effect table) and
+    under each variant of `sensitivity_variants`."""
+    rows = [_sensitivity_row("as reported", analysis.spec, analysis.effects)]
+    for label, spec, effects in analysis.sensitivity_effects:
+        rows.append(_sensitivity_row(label, spec, effects[effects["article"] == analysis.article]))
     return pd.DataFrame(rows)
 
 
 def sensitivity_caption() -> str:
-    return (f"Headline effects refitted under other choices, medians with 95% intervals from "
-            f"{SENSITIVITY_DRAWS} draws per fit (so the first row can differ slightly from the tables above). "
-            "Exposure is calendar days in every row; a working-day calendar is not part of the ledger.")
+    return ("Headline effects under other defensible choices, each a full refit; medians with 95% intervals "
+            f"from {SENSITIVITY_DRAWS} parameter draws per refit (the first row is the reported fit, as in the "
+            "tables above). Working days are those of the Russian production calendar, transferred working "
+            "Saturdays included.")

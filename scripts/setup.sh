@@ -41,6 +41,8 @@ if [ ! -x .tools/bin/uv ] || [ "$(.tools/bin/uv --version | cut -d' ' -f2)" != "
   "$PYTHON" -m venv .tools
   .tools/bin/python -m pip install -q "uv==$UV_VERSION"
 fi
+# `make lock` needs uv but not a synced environment (the lock is what it is about to change)
+[ "${1:-}" = "--tools-only" ] && exit 0
 # Bytecode is compiled at install time: this machine sets PYTHONDONTWRITEBYTECODE=1, and without
 # .pyc files every kernel start re-compiles pandas and statsmodels (5.5 s instead of 1.9 s).
 UV_PYTHON_DOWNLOADS=never .tools/bin/uv sync --locked --extra dev --compile-bytecode --quiet --python "$PYTHON"

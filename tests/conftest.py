@@ -64,3 +64,17 @@ def make_notebook(tmp_path):
 @pytest.fixture
 def real_ledger() -> Path:
     return paths.LEDGER_CSV
+
+
+@pytest.fixture(autouse=True, scope="session")
+def fit_cache_outside_the_project(tmp_path_factory):
+    """Tests share fits among themselves (kernels included, through the environment) but never
+    read or write the project's own build/fit-cache."""
+    import os
+    previous = os.environ.get("MILCOURTS_FIT_CACHE")
+    os.environ["MILCOURTS_FIT_CACHE"] = str(tmp_path_factory.mktemp("fit-cache"))
+    yield
+    if previous is None:
+        os.environ.pop("MILCOURTS_FIT_CACHE", None)
+    else:
+        os.environ["MILCOURTS_FIT_CACHE"] = previous

@@ -38,7 +38,7 @@ def test_trend_report_on_a_synthetic_ledger(tmp_path):
     build(settings=settings)
     html = (settings.reports_dir / "trend-337.html").read_text(encoding="utf-8")
     for section in ("Key findings", "Monthly cases", "Effects with their intervals", "How much the results depend",
-                    "without the latest knot", "Poisson month counts", "How well the model fits",
+                    "without the latest knot", "Poisson month counts", "Working days as exposure", "How well the model fits",
                     "Validation on figures the model had not seen", "Methods and limitations", "Sources"):
         assert section in html, section
     assert "AWOL (Art. 337) cases reaching military courts grew by" in html
