@@ -31,6 +31,7 @@ os.environ.setdefault("PYDEVD_DISABLE_FILE_VALIDATION", "1")
 
 import nbformat  # noqa: E402
 import papermill as pm  # noqa: E402
+from traitlets.config import Config  # noqa: E402
 
 from milcourts import __version__  # noqa: E402
 from milcourts.atomic import signals_held, write_text_atomically  # noqa: E402
@@ -161,12 +162,17 @@ def execute_run(run: Run, staging: Path, settings: BuildSettings, context: dict)
     papermill_log = logging.getLogger("papermill")
     papermill_log.addHandler(progress)
     papermill_log.setLevel(logging.INFO)
+    # Kernels talk over Unix sockets in a private directory rather than TCP on localhost: no open
+    # ports, and no kernel warning about unencrypted TCP on the console. /tmp keeps the socket path
+    # under the 107-byte limit wherever the project lives.
+    sockets = Path(tempfile.mkdtemp(prefix="milcourts-kernel-"))
     try:
         with _time_limit(settings.run_timeout_seconds, run.name):
             pm.execute_notebook(
                 str(run.notebook), str(executed), parameters=run.parameters, kernel_name=KERNEL_NAME,
                 cwd=str(settings.root), progress_bar=False, log_output=True,
                 shutdown_kernel="immediate", execution_timeout=CELL_TIMEOUT_SECONDS,
+                config=Config({"KernelManager": {"transport": "ipc", "ip": str(sockets / "kernel")}}),
             )
     except pm.PapermillExecutionError as exc:
         failed_dir = settings.build_dir / "failed"
@@ -178,6 +184,7 @@ def execute_run(run: Run, staging: Path, settings: BuildSettings, context: dict)
     finally:
         papermill_log.removeHandler(progress)
         progress.close()
+        shutil.rmtree(sockets, ignore_errors=True)
     seconds = time.perf_counter() - started
     notebook = nbformat.read(executed, as_version=4)
     leaks = _stderr_outputs(notebook)
