@@ -26,6 +26,7 @@ from milcourts.ledger import load_ledger
 from milcourts.model import fit_filings_model, simulate
 from milcourts.build import BuildSettings, build
 from milcourts.runfile import load_runs
+from milcourts.summary import run_summary
 from milcourts.trend import run_trend_analysis
 from milcourts.validation import run_validation
 
@@ -58,6 +59,7 @@ def _empty_notebook(directory: Path) -> Path:
 # What each notebook computes with the model, called as the notebook calls it (parameters from the run).
 MODEL_TIME = {
     "02-filings-trend": lambda parameters: run_trend_analysis(paths.LEDGER_CSV, **parameters),
+    "03-summary": lambda parameters: run_summary(paths.LEDGER_CSV, **parameters),
 }
 
 

@@ -195,3 +195,69 @@ def describe_validation(covered: int, total: int, relative_mae: float | None, lo
         sentence += (f"; its forecast errors averaged {relative_mae:.2f} times those of carrying the latest "
                      "published rate forward")
     return sentence + "."
+
+
+# ----------------------------------------------------------------------------- summary report
+
+def format_share(value: float) -> str:
+    return f"{value:.0f}%" if value >= 1 else f"{value:.1f}%"
+
+
+def format_list(items: list[str]) -> str:
+    return items[0] if len(items) == 1 else ", ".join(items[:-1]) + " and " + items[-1]
+
+
+def describe_year_total(year: int, total: dict, previous: dict | None) -> str:
+    """`total`/`previous`: predict_total dicts (estimate, lower_95, upper_95) for all three articles."""
+    sentence = (f"In {year} military courts received an estimated {format_count(total['estimate'])} cases under the "
+                f"three refusal articles (95% prediction interval {format_count(total['lower_95'])} to "
+                f"{format_count(total['upper_95'])})")
+    if previous is not None:
+        sentence += (f", against {format_count(previous['estimate'])} ({format_count(previous['lower_95'])} to "
+                     f"{format_count(previous['upper_95'])}) in {year - 1}")
+    return sentence + "."
+
+
+def describe_shares(shares: list[tuple[str, float, float, float]]) -> str:
+    """(label, share %, lower, upper) per article, the first the largest."""
+    (label, share, lo, hi), *rest = shares
+    parts = [f"{other} {format_share(s)} ({format_share(a)} to {format_share(b)})" for other, s, a, b in rest]
+    return (f"{label[0].upper() + label[1:]} made up {format_share(share)} of them (95% interval {format_share(lo)} to "
+            f"{format_share(hi)}), " + format_list(parts) + ".")
+
+
+def describe_cross_check(inside: int, total: int, outside_ids: list[str]) -> str:
+    sentence = (f"Refitted without the {plural(total, 'figure')} published for the three articles together, the "
+                f"model's sum of the articles is consistent with {format_count(inside)} of them (inside their 95% "
+                "prediction intervals)")
+    if outside_ids:
+        verb = "falls" if len(outside_ids) == 1 else "fall"
+        return sentence + f"; {format_list(outside_ids)} {verb} outside."
+    return sentence + "."
+
+
+def describe_requests_growth(first: str, last: str, growth: float, lo: float, hi: float,
+                             filings: float, filings_lo: float, filings_hi: float) -> str:
+    verb = "grew" if growth >= 0 else "fell"
+    return (f"Requests for help to desert received by Idite Lesom {verb} by {format_percent(abs(growth))} a month "
+            f"(95% CI {format_percent(lo)} to {format_percent(hi)}) from {format_span(first, last)}, against "
+            f"{format_percent(filings)} a month (95% interval {format_percent(filings_lo)} to "
+            f"{format_percent(filings_hi)}) for AWOL and desertion cases reaching military courts over the same months.")
+
+
+def _months_phrase(lag: int) -> str:
+    return "in the same month" if lag == 0 else f"{plural(lag, 'month')} later"
+
+
+def describe_lag(best: int, in_set: list[int], best_deviance: float, trend_deviance: float, n_windows: int) -> str:
+    """The lead/lag comparison, with how far it can be trusted."""
+    others = [lag for lag in in_set if lag != best]
+    sentence = f"Of the lags tried, court filings {_months_phrase(best)} track the requests most closely"
+    if others:
+        contiguous = in_set == list(range(in_set[0], in_set[-1] + 1))
+        lags = f"{in_set[0]} to {in_set[-1]}" if contiguous else format_list([str(lag) for lag in in_set])
+        sentence += f", but lags of {lags} months all fit about as well (the 95% set of lags)"
+    if trend_deviance < best_deviance:
+        return sentence + (f"; a plain trend fits the {plural(n_windows, 'request window')} better than filings at any "
+                           "lag, so the lead is suggestive, not established.")
+    return sentence + f", and better than a plain trend fits the {plural(n_windows, 'request window')}."

@@ -209,3 +209,86 @@ def plot_validation(scores: pd.DataFrame) -> plt.Figure:
     ax.legend(loc="lower right", fontsize=8)
     fig.tight_layout()
     return fig
+
+
+def _draw_published(ax, figures: pd.DataFrame, colour) -> None:
+    """Published windows as what they are: a single month a point, a longer window a bar at its
+    monthly average; bounds as triangles."""
+    for r in figures.itertuples():
+        start, end = pd.Timestamp(r.period_start), pd.Timestamp(r.period_end)
+        days = (end - start).days + 1
+        marker = {"at_least": "^", "at_most": "v"}.get(r.value_qualifier, "o")
+        if start.to_period("M") == end.to_period("M") and days >= 28:
+            ax.plot(start + pd.Timedelta(days=14), r.value, marker=marker, color=colour, markersize=6,
+                    linestyle="none", zorder=5)
+        else:
+            average = r.value / days * 30.44
+            ax.plot([start, end], [average, average], color=colour, linewidth=2.5, zorder=4, solid_capstyle="butt")
+
+
+def plot_articles_side_by_side(monthly: pd.DataFrame, figures: pd.DataFrame, break_month: str,
+                               titles: dict[str, str]) -> plt.Figure:
+    """One panel per article, each on its own scale (their sizes differ tenfold), sharing time."""
+    palette = sns.color_palette(PALETTE, 10)
+    articles = list(titles)
+    fig, axes = plt.subplots(len(articles), 1, figsize=(10, 3 * len(articles) + 0.5), sharex=True)
+    break_start = pd.Period(break_month, "M").to_timestamp()
+    for ax, article in zip(np.atleast_1d(axes), articles):
+        rows = monthly[(monthly["article"] == article) & ~monthly["is_forecast"]]
+        x = _month_mid(rows["month"])
+        ax.fill_between(x, rows["lower_95"], rows["upper_95"], color=palette[0], alpha=0.2, linewidth=0)
+        ax.plot(x, rows["expected"], color=palette[0], linewidth=2)
+        _draw_published(ax, figures[figures["article"] == article], palette[3])
+        ax.axvline(break_start, color="#444", linewidth=1, linestyle="--")
+        ax.set_title(titles[article], loc="left", fontsize=11)
+        ax.set_ylabel("cases per month")
+        ax.set_ylim(bottom=0)
+        ax.yaxis.set_major_formatter(plt.FuncFormatter(lambda v, _: f"{v:,.0f}"))
+    first = np.atleast_1d(axes)[0]
+    first.plot([], [], color=palette[0], linewidth=2, label="model: expected cases, 95% prediction interval")
+    first.plot([], [], color=palette[3], marker="o", linewidth=2.5, label="published (point: a month; bar: window average)")
+    first.legend(loc="upper left", fontsize=8, frameon=True)
+    last = np.atleast_1d(axes)[-1]
+    last.xaxis.set_major_locator(mdates.MonthLocator(bymonth=(1, 7)))
+    last.xaxis.set_major_formatter(mdates.DateFormatter("%b %Y"))
+    fig.tight_layout()
+    return fig
+
+
+def plot_requests_against_filings(requests_monthly: pd.DataFrame, windows, filings: pd.DataFrame) -> plt.Figure:
+    """Top: court filings (model). Bottom: help requests as published (disjoint windows) with their
+    fitted trend. Two panels rather than two y-axes on one, which would invite reading the
+    crossing of the lines as meaningful."""
+    palette = sns.color_palette(PALETTE, 10)
+    fig, (top, bottom) = plt.subplots(2, 1, figsize=(10, 7.5), sharex=True)
+    x = _month_mid(filings["month"])
+    top.fill_between(x, filings["lower_95"], filings["upper_95"], color=palette[0], alpha=0.2, linewidth=0,
+                     label="95% prediction interval")
+    top.plot(x, filings["expected"], color=palette[0], linewidth=2, label="expected cases (model)")
+    top.set_ylabel("court cases per month")
+    top.set_title("AWOL and desertion cases received by military courts", loc="left", fontsize=11)
+    top.legend(loc="upper left", fontsize=8)
+    x = _month_mid(requests_monthly["month"])
+    bottom.fill_between(x, requests_monthly["lower_95"], requests_monthly["upper_95"], color=palette[2], alpha=0.2,
+                        linewidth=0, label="log-linear trend, 95% confidence band")
+    bottom.plot(x, requests_monthly["expected"], color=palette[2], linewidth=2)
+    for weights, value in zip(windows.weights, windows.value):
+        covered = windows.months[weights > 0]
+        average = value / weights.sum()
+        if len(covered) == 1:
+            bottom.plot(covered[0].start_time + pd.Timedelta(days=14), value, "o", color=palette[3], markersize=7, zorder=5)
+        else:
+            for month in covered:  # a disjoint window may skip months: one bar piece per month
+                bottom.plot([month.start_time, month.end_time], [average, average], color=palette[3], linewidth=2.5,
+                            zorder=4, solid_capstyle="butt")
+    bottom.plot([], [], color=palette[3], marker="o", linewidth=2.5, label="published requests (point: a month; bar: window average)")
+    bottom.set_ylabel("requests per month")
+    bottom.set_title("Requests for help to desert received by Idite Lesom", loc="left", fontsize=11)
+    bottom.legend(loc="upper left", fontsize=8)
+    for ax in (top, bottom):
+        ax.set_ylim(bottom=0)
+        ax.yaxis.set_major_formatter(plt.FuncFormatter(lambda v, _: f"{v:,.0f}"))
+    bottom.xaxis.set_major_locator(mdates.MonthLocator(bymonth=(1, 4, 7, 10)))
+    bottom.xaxis.set_major_formatter(mdates.DateFormatter("%b %Y"))
+    fig.tight_layout()
+    return fig

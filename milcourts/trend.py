@@ -59,7 +59,7 @@ class TrendAnalysis:
         return pd.to_datetime(used["source_date"]).max()
 
 
-def _check(article: str, break_month: str, forecast_months: int, likelihood: str) -> None:
+def check_report_parameters(article: str, break_month: str, forecast_months: int, likelihood: str) -> None:
     if article not in (*ARTICLES, "all_refusal"):
         raise ValueError(f"article must be one of {', '.join((*ARTICLES, 'all_refusal'))}, got {article!r}")
     try:
@@ -104,7 +104,7 @@ def run_trend_analysis(ledger_csv: str | Path, article: str, break_month: str = 
     sensitivity refits are requested together with the main fit, so that runs building in
     parallel share them (fitcache) instead of queueing behind one another.
     """
-    _check(article, break_month, forecast_months, likelihood)
+    check_report_parameters(article, break_month, forecast_months, likelihood)
     spec = ModelSpec(break_month=break_month, forecast_months=forecast_months, likelihood=likelihood)
     ledger = load_ledger(paths.resolve(ledger_csv))
     used = published_by(ledger, train_end) if train_end else ledger
@@ -163,8 +163,12 @@ def effects_for_report(effects: pd.DataFrame) -> pd.DataFrame:
 
 def sources_table(analysis: TrendAnalysis) -> pd.DataFrame:
     """Every ledger figure the fit used for this article: publisher, date, title, link."""
-    used = analysis.fit_to_ledger[analysis.fit_to_ledger["is_used"]]["figure_id"]
-    ledger = analysis.ledger.set_index("figure_id").loc[used]
+    return sources_for(analysis.ledger, list(analysis.fit_to_ledger.loc[analysis.fit_to_ledger["is_used"], "figure_id"]))
+
+
+def sources_for(ledger: pd.DataFrame, figure_ids: list[str]) -> pd.DataFrame:
+    """The sources appendix: each figure's period, value, publisher, date, title and link."""
+    ledger = ledger.set_index("figure_id").loc[figure_ids]
     table = pd.DataFrame({
         "figure": ledger.index,
         "period": [f"{s:%Y-%m-%d} to {e:%Y-%m-%d}" for s, e in zip(ledger["period_start"], ledger["period_end"])],

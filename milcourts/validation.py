@@ -49,7 +49,9 @@ def _interval(draws: np.ndarray) -> tuple[float, float, float]:
     return float(lo), float(mid), float(hi)
 
 
-def _covers(value: float, qualifier: str, lo: float, hi: float) -> bool:
+def interval_covers(value: float, qualifier: str, lo: float, hi: float) -> bool:
+    """Whether a published figure is consistent with a 95% interval: a bound ("at least v") only
+    fails when the whole interval lies on the wrong side of it."""
     if qualifier == "at_least":
         return value <= hi
     if qualifier == "at_most":
@@ -81,7 +83,7 @@ def leave_one_out(ledger: pd.DataFrame, settings: ValidationSettings) -> pd.Data
             "period_start": target.period_start.date(), "period_end": target.period_end.date(),
             "value": target.value, "value_qualifier": target.value_qualifier,
             "predicted_median": round(mid, 1), "lower_95": round(lo, 1), "upper_95": round(hi, 1),
-            "is_covered": _covers(target.value, target.value_qualifier, lo, hi),
+            "is_covered": interval_covers(target.value, target.value_qualifier, lo, hi),
             "method": f"refit without the figure (penalty {settings.penalty}); 95% predictive interval "
                       "of the figure as published",
         })
@@ -148,7 +150,7 @@ def rolling_origin(ledger: pd.DataFrame, settings: ValidationSettings) -> pd.Dat
                 "months_after_origin": max(0, (target.period_end.to_period("M") - origin.to_period("M")).n),
                 "value": target.value, "value_qualifier": target.value_qualifier,
                 "predicted_median": round(mid, 1), "lower_95": round(lo, 1), "upper_95": round(hi, 1),
-                "is_covered": _covers(target.value, target.value_qualifier, lo, hi),
+                "is_covered": interval_covers(target.value, target.value_qualifier, lo, hi),
                 "model_abs_error": abs(mid - target.value) if target.value_qualifier != "at_least" else np.nan,
                 "naive_forecast": naive,
                 "naive_abs_error": abs(naive - target.value)

@@ -88,3 +88,36 @@ def test_trend_sentences_word_for_word():
         "Scored on figures it had not seen when fitted, the model's 95% intervals covered 35 of 38 "
         "later-published figures and 5 of 6 left-out short-window figures; its forecast errors averaged 0.30 "
         "times those of carrying the latest published rate forward.")
+
+
+def test_summary_sentences_word_for_word():
+    from milcourts import narrative as n
+    total = {"estimate": 10410.2, "lower_95": 9551.0, "upper_95": 11472.4}
+    previous = {"estimate": 5740.0, "lower_95": 5407.0, "upper_95": 6135.0}
+    assert n.describe_year_total(2024, total, previous) == (
+        "In 2024 military courts received an estimated 10,410 cases under the three refusal articles "
+        "(95% prediction interval 9,551 to 11,472), against 5,740 (5,407 to 6,135) in 2023.")
+    assert n.describe_year_total(2024, total, None).endswith("(95% prediction interval 9,551 to 11,472).")
+    assert n.describe_shares([("AWOL (Art. 337)", 88.6, 87.2, 90.1), ("desertion (Art. 338)", 5.1, 4.2, 6.0),
+                              ("refusing orders (Art. 332)", 0.6, 0.4, 0.8)]) == (
+        "AWOL (Art. 337) made up 89% of them (95% interval 87% to 90%), desertion (Art. 338) 5% (4% to 6%) "
+        "and refusing orders (Art. 332) 0.6% (0.4% to 0.8%).")
+    assert n.describe_cross_check(9, 10, ["F064"]) == (
+        "Refitted without the 10 figures published for the three articles together, the model's sum of the "
+        "articles is consistent with 9 of them (inside their 95% prediction intervals); F064 falls outside.")
+    assert n.describe_cross_check(2, 4, ["F1", "F2"]).endswith("; F1 and F2 fall outside.")
+    assert n.describe_cross_check(1, 1, []).endswith("1 figure published for the three articles together, the model's "
+                                                     "sum of the articles is consistent with 1 of them (inside their "
+                                                     "95% prediction intervals).")
+    assert n.describe_requests_growth("2023-01", "2024-01", 19.7, 10.6, 29.7, 10.2, 7.9, 13.1) == (
+        "Requests for help to desert received by Idite Lesom grew by 20% a month (95% CI 11% to 30%) from "
+        "January 2023 to January 2024, against 10% a month (95% interval 7.9% to 13%) for AWOL and desertion "
+        "cases reaching military courts over the same months.")
+    assert n.describe_lag(5, [2, 3, 4, 5, 6], 60.0, 43.1, 7) == (
+        "Of the lags tried, court filings 5 months later track the requests most closely, but lags of 2 to 6 "
+        "months all fit about as well (the 95% set of lags); a plain trend fits the 7 request windows better "
+        "than filings at any lag, so the lead is suggestive, not established.")
+    assert n.describe_lag(0, [0], 10.0, 43.1, 7) == (
+        "Of the lags tried, court filings in the same month track the requests most closely, and better than a "
+        "plain trend fits the 7 request windows.")
+    assert "lags of 1, 3 and 4 months" in n.describe_lag(3, [1, 3, 4], 10.0, 43.1, 7)

@@ -1,0 +1,398 @@
+"""Everything the summary report shows: the three articles side by side, the all-articles
+cross-check, and the requests for help to desert against court filings.
+
+The joint fit is the same one the per-article reports use (same spec, so the fit cache serves it
+to whichever report runs first). The cross-check is out of sample: the model is refitted without
+any figure published for the three articles together, and the sum of the three articles is then
+scored against those figures.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from milcourts import narrative, paths, plotting, reporting
+from milcourts.constraints import ALL_ARTICLES, build_constraint_view
+from milcourts.filings import FilingsFit, model_outputs
+from milcourts.fitcache import fit_and_simulate_all
+from milcourts.ledger import load_ledger
+from milcourts.model import ARTICLES, Draws, ModelSpec, article_rows, predict_total, published_figure_draws
+from milcourts.requests import (RequestsTrend, TooFewRequestFigures, filings_growth_percent, fit_requests_trend,
+                                lag_comparison, request_figures)
+from milcourts.trend import (ARTICLE_NAMES, check_report_parameters, effect_value, growth_segments, is_running_total,
+                             sources_for)
+from milcourts.validation import interval_covers
+
+# Idite Lesom helps soldiers leave their units: the court series that counts them is AWOL and desertion.
+COMPARISON_ARTICLES = ("337", "338")
+CROSS_CHECK_SEED = 20240618
+
+
+@dataclass
+class SummaryAnalysis:
+    spec: ModelSpec
+    ledger: pd.DataFrame
+    filings: FilingsFit
+    outputs: dict[str, pd.DataFrame]   # model_outputs of the joint fit
+    cross_check: pd.DataFrame          # all-article figures against the fit without them
+    requests: RequestsTrend | None     # None when the ledger has too few request counts
+    lags: pd.DataFrame | None          # lag_comparison
+    filings_growth: tuple[float, float, float] | None  # AWOL + desertion over the requests' months, percent
+    requests_missing: str = ""         # why there is no requests section, when there is none
+
+    @property
+    def draws(self) -> Draws:
+        return self.filings.draws
+
+
+def _without_all_article_filings(ledger: pd.DataFrame) -> pd.DataFrame:
+    is_all = (ledger["series"] == "court_filings") & (ledger["article"] == ALL_ARTICLES)
+    return ledger[~is_all].reset_index(drop=True)
+
+
+def _cross_check(without: tuple, targets: pd.DataFrame) -> pd.DataFrame:
+    """Each all-article figure against the predictive interval of the fit that never saw one."""
+    _, draws = without
+    rng = np.random.default_rng(CROSS_CHECK_SEED)
+    rows = []
+    for r in targets.itertuples():
+        predicted = published_figure_draws(draws, ALL_ARTICLES, r.period_start, r.period_end,
+                                           r.assumed_source_date, r.value_qualifier, rng)
+        median, lo, hi = np.quantile(predicted, [0.5, 0.025, 0.975])
+        rows.append({"figure_id": r.figure_id, "period_start": r.period_start, "period_end": r.period_end,
+                     "value": r.value, "value_qualifier": r.value_qualifier, "predicted_median": median,
+                     "lower_95": lo, "upper_95": hi, "is_covered": interval_covers(r.value, r.value_qualifier, lo, hi)})
+    return pd.DataFrame(rows)
+
+
+def filings_expected(draws: Draws, articles: tuple[str, ...]) -> tuple[np.ndarray, pd.Series]:
+    """Expected monthly cases of the articles together: per draw, and their mean by month."""
+    rows = sorted({row for article in articles for row in article_rows(article)})
+    per_draw = draws.mu[:, rows, :].sum(axis=1)
+    return per_draw, pd.Series(per_draw.mean(axis=0), index=draws.months)
+
+
+def run_summary(ledger_csv: str | Path, break_month: str = "2022-10", forecast_months: int = 6,
+                likelihood: str = "negative_binomial", max_lag_months: int = 6) -> SummaryAnalysis:
+    """Fit what the summary needs; the joint fit is shared with the per-article reports."""
+    check_report_parameters(ARTICLES[0], break_month, forecast_months, likelihood)
+    if not 0 <= max_lag_months <= 12:
+        raise ValueError(f"max_lag_months must be between 0 and 12, got {max_lag_months}")
+    spec = ModelSpec(break_month=break_month, forecast_months=forecast_months, likelihood=likelihood)
+    ledger = load_ledger(paths.resolve(ledger_csv))
+    without = _without_all_article_filings(ledger)
+    reduced_months = build_constraint_view(without).months
+    all_figures = ledger[(ledger["series"] == "court_filings") & (ledger["article"] == ALL_ARTICLES)]
+    needed = (all_figures["period_end"].max().to_period("M") - reduced_months[-1]).n if len(all_figures) else 0
+    cross_spec = replace(spec, forecast_months=max(spec.forecast_months, needed))
+    (fitted, draws), without_fit = fit_and_simulate_all([(ledger, spec, True), (without, cross_spec, True)])
+    filings = FilingsFit(fitted, draws)
+    figures = fitted.obs.figures
+    targets = figures[(figures["article"] == ALL_ARTICLES) & figures["is_used"]]
+    cross_check = _cross_check(without_fit, targets)
+    try:
+        requests = fit_requests_trend(ledger)
+    except TooFewRequestFigures as error:
+        return SummaryAnalysis(spec=spec, ledger=ledger, filings=filings, outputs=model_outputs(filings),
+                               cross_check=cross_check, requests=None, lags=None, filings_growth=None,
+                               requests_missing=str(error))
+    per_draw, mean_by_month = filings_expected(draws, COMPARISON_ARTICLES)
+    months = requests.windows.months
+    return SummaryAnalysis(
+        spec=spec, ledger=ledger, filings=filings, outputs=model_outputs(filings), cross_check=cross_check,
+        requests=requests, lags=lag_comparison(requests.windows, mean_by_month, max_lag_months),
+        filings_growth=filings_growth_percent(per_draw, draws.months, months[0], months[-1]),
+    )
+
+
+# ----------------------------------------------------------------------------- numbers for the text
+
+def complete_years(draws: Draws) -> list[int]:
+    """Calendar years whose twelve months are all modelled from data (no forecast month)."""
+    observed = draws.months[: draws.n_observed]
+    counts = pd.Series(observed.year).value_counts()
+    return sorted(int(y) for y, n in counts.items() if n == 12)
+
+
+def year_totals(analysis: SummaryAnalysis, year: int) -> dict[str, dict]:
+    return {article: predict_total(analysis.draws, article, f"{year}-01-01", f"{year}-12-31")
+            for article in (*ARTICLES, ALL_ARTICLES)}
+
+
+def year_shares(analysis: SummaryAnalysis, year: int) -> pd.DataFrame:
+    """Each article's share of the year's cases, per draw: median and 95% interval (percent)."""
+    draws = analysis.draws
+    in_year = np.asarray(draws.months.year == year)
+    totals = draws.counts[:, :, in_year].sum(axis=2)
+    shares = 100 * totals / totals.sum(axis=1, keepdims=True)
+    q = np.quantile(shares, [0.5, 0.025, 0.975], axis=0)
+    return pd.DataFrame({"article": ARTICLES, "share": q[0], "lower_95": q[1], "upper_95": q[2]})
+
+
+def headline_table(analysis: SummaryAnalysis) -> pd.DataFrame:
+    """One row per article: yearly totals, the break, the fastest growth, as printed."""
+    effects = analysis.outputs["effects"]
+    years = complete_years(analysis.draws)[-2:]
+    rows = []
+    for article in ARTICLES:
+        own = effects[effects["article"] == article]
+        row = {"article": ARTICLE_NAMES[article]}
+        for year in years:
+            total = predict_total(analysis.draws, article, f"{year}-01-01", f"{year}-12-31")
+            row[f"cases received in {year}"] = (f"{narrative.format_count(total['estimate'])} "
+                                                f"({narrative.format_count(total['lower_95'])}–"
+                                                f"{narrative.format_count(total['upper_95'])})")
+        step = effect_value(own, "level rate ratio at the break")
+        row["level ratio at the break"] = (f"{narrative.format_ratio(step['estimate'])} "
+                                           f"({narrative.format_ratio(step['lower_95'])}–"
+                                           f"{narrative.format_ratio(step['upper_95'])})")
+        segments = growth_segments(own)
+        after = segments[segments["first_month"] >= analysis.spec.break_month]
+        fastest = after.loc[after["estimate"].idxmax()]
+        row["fastest monthly growth after the break"] = (
+            f"{narrative.format_percent(fastest['estimate'])} ({narrative.format_percent(fastest['lower_95'])} to "
+            f"{narrative.format_percent(fastest['upper_95'])}), {narrative.format_span(fastest['first_month'], fastest['last_month'])}")
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def headline_caption(analysis: SummaryAnalysis) -> str:
+    return ("Cases received per year: modelled totals with 95% prediction intervals. Level ratio and growth: "
+            f"posterior medians with 95% intervals from {analysis.spec.n_draws:,} draws of the joint fit "
+            "(the same numbers as each article's own report).")
+
+
+def requests_span(analysis: SummaryAnalysis) -> tuple[str, str]:
+    months = analysis.requests.windows.months
+    return str(months[0]), str(months[-1])
+
+
+def key_findings(analysis: SummaryAnalysis) -> list[str]:
+    sentences = []
+    years = complete_years(analysis.draws)
+    if years:
+        year = years[-1]
+        totals = year_totals(analysis, year)
+        previous = year_totals(analysis, year - 1)[ALL_ARTICLES] if year - 1 in years else None
+        sentences.append(narrative.describe_year_total(year, totals[ALL_ARTICLES], previous))
+        shares = year_shares(analysis, year)
+        sentences.append(narrative.describe_shares(
+            [(ARTICLE_NAMES[r.article], r.share, r.lower_95, r.upper_95) for r in shares.itertuples()]))
+    check = analysis.cross_check
+    if len(check):
+        sentences.append(narrative.describe_cross_check(int(check["is_covered"].sum()), len(check),
+                                                        check.loc[~check["is_covered"], "figure_id"].tolist()))
+    if analysis.requests is not None:
+        first, last = requests_span(analysis)
+        sentences.append(narrative.describe_requests_growth(first, last, *analysis.requests.growth_percent(),
+                                                            *analysis.filings_growth))
+        sentences.append(lag_sentence(analysis))
+    return sentences[:6]
+
+
+def trend_only_deviance(analysis: SummaryAnalysis) -> float:
+    return analysis.requests.fit.deviance
+
+
+def lag_sentence(analysis: SummaryAnalysis) -> str:
+    lags = analysis.lags
+    best = lags.loc[lags["is_best"]].iloc[0]
+    in_set = lags.loc[lags["is_in_95_set"], "lag_months"].astype(int).tolist()
+    return narrative.describe_lag(int(best["lag_months"]), in_set, float(best["deviance"]),
+                                  trend_only_deviance(analysis), len(analysis.requests.windows.value))
+
+
+# ----------------------------------------------------------------------------- tables
+
+def cross_check_table(analysis: SummaryAnalysis) -> pd.DataFrame:
+    check = analysis.cross_check
+    qualifier = {"at_least": "at least ", "at_most": "at most ", "approx": "about "}
+    return pd.DataFrame({
+        "figure": check["figure_id"],
+        "period": [f"{s:%Y-%m-%d} to {e:%Y-%m-%d}" for s, e in zip(check["period_start"], check["period_end"])],
+        "published": [qualifier.get(q, "") + narrative.format_count(v)
+                      for v, q in zip(check["value"], check["value_qualifier"])],
+        "predicted (median)": [narrative.format_count(v) for v in check["predicted_median"]],
+        "95% prediction interval": [f"{narrative.format_count(lo)}–{narrative.format_count(hi)}"
+                                    for lo, hi in zip(check["lower_95"], check["upper_95"])],
+        "consistent": np.where(check["is_covered"], "yes", "no"),
+    })
+
+
+def cross_check_scores(analysis: SummaryAnalysis) -> pd.DataFrame:
+    """The cross-check in the shape of the validation chart."""
+    check = analysis.cross_check.copy()
+    check["label"] = [f"{f}, {s:%b %Y} to {e:%b %Y}" for f, s, e in
+                      zip(check["figure_id"], check["period_start"], check["period_end"])]
+    return check
+
+
+def request_windows_table(analysis: SummaryAnalysis) -> pd.DataFrame:
+    windows = analysis.requests.windows
+    fitted = analysis.requests.fit.expected
+    return pd.DataFrame({"months": windows.label, "requests": [narrative.format_count(v) for v in windows.value],
+                         "from ledger figures": windows.derivation,
+                         "trend (fitted)": [narrative.format_count(v) for v in fitted]})
+
+
+def lag_table(analysis: SummaryAnalysis) -> pd.DataFrame:
+    lags = analysis.lags
+    return pd.DataFrame({
+        "court filings taken": [f"{narrative.plural(k, 'month')} later" if k else "the same month"
+                                for k in lags["lag_months"]],
+        "deviance above the best lag": [f"{v:.1f}" for v in lags["deviance_above_best"]],
+        "elasticity (95% CI)": [f"{e:.2f} ({lo:.2f} to {hi:.2f})".replace("-", "−") for e, lo, hi in
+                                zip(lags["elasticity"], lags["elasticity_lower_95"], lags["elasticity_upper_95"])],
+        "in the 95% set of lags": np.where(lags["is_in_95_set"], "yes", "no"),
+    })
+
+
+def lag_caption(analysis: SummaryAnalysis) -> str:
+    return ("For each lag, log requests = constant + elasticity × log court filings that many months later "
+            "(AWOL and desertion, model means), fitted to the disjoint request windows by Poisson likelihood "
+            "with Pearson-scaled (quasi-Poisson) standard errors and t intervals. The 95% set holds the lags whose "
+            "deviance is within the chi-square 95% point, times the best lag's scale, of the lowest. An elasticity "
+            "of one means requests proportional to filings.")
+
+
+def requests_sources(analysis: SummaryAnalysis) -> pd.DataFrame:
+    """Every help-request figure, used or not, with the reason when not."""
+    figures = request_figures(analysis.ledger)
+    return pd.DataFrame({
+        "figure": figures["figure_id"], "measure": figures["measure"].str.replace("_", " "),
+        "period": [f"{s:%Y-%m-%d}" if pd.notna(s) else "?" for s in figures["period_start"]],
+        "to": [f"{e:%Y-%m-%d}" if pd.notna(e) else "?" for e in figures["period_end"]],
+        "value": [f"{v:,.1f}".rstrip("0").rstrip(".") for v in figures["value"]],
+        "used": np.where(figures["is_used"], "yes", "no: " + figures["reason_unused"]),
+    })
+
+
+def sources_table(analysis: SummaryAnalysis) -> pd.DataFrame:
+    """Every ledger figure this report used: the joint fit's and the request counts."""
+    used = analysis.filings.fitted.obs.figures
+    ids = list(used.loc[used["is_used"], "figure_id"])
+    requests = request_figures(analysis.ledger)
+    ids += list(requests.loc[requests["is_used"], "figure_id"])
+    return sources_for(analysis.ledger, ids)
+
+
+# ----------------------------------------------------------------------------- charts
+
+def side_by_side_chart(analysis: SummaryAnalysis):
+    monthly = analysis.outputs["monthly_filings"]
+    used = analysis.outputs["fit_to_ledger"]
+    used = used[used["is_used"] & ~is_running_total(used["period_start"])]
+    return plotting.plot_articles_side_by_side(monthly[monthly["article"].isin(ARTICLES)], used,
+                                               analysis.spec.break_month,
+                                               {a: ARTICLE_NAMES[a][0].upper() + ARTICLE_NAMES[a][1:] for a in ARTICLES})
+
+
+def side_by_side_caption(analysis: SummaryAnalysis) -> str:
+    last = analysis.draws.months[analysis.draws.n_observed - 1]
+    return (f"Modelled monthly cases received by military courts, January 2021 to {narrative.format_month(last)}, "
+            "with 95% prediction intervals (shaded), one panel per article on its own scale. Dots are published "
+            "single months; bars are the monthly average of longer published windows. The dashed line marks the "
+            f"break in {narrative.format_month(analysis.spec.break_month)}.")
+
+
+def side_by_side_alt_text(analysis: SummaryAnalysis) -> str:
+    years = complete_years(analysis.draws)
+    text = "Three stacked line charts of monthly court cases, one for each refusal article"
+    if years:
+        totals = year_totals(analysis, years[-1])
+        text += "; expected cases in " + str(years[-1]) + ": " + ", ".join(
+            f"{ARTICLE_NAMES[a]} about {narrative.format_count(totals[a]['estimate'])}" for a in ARTICLES)
+    return text + "."
+
+
+def requests_chart(analysis: SummaryAnalysis):
+    per_draw, _ = filings_expected(analysis.draws, COMPARISON_ARTICLES)
+    rows = sorted({row for a in COMPARISON_ARTICLES for row in article_rows(a)})
+    counts = analysis.draws.counts[:, rows, :].sum(axis=1)
+    q = np.quantile(counts, [0.025, 0.975], axis=0)
+    filings = pd.DataFrame({"month": analysis.draws.months.astype(str), "expected": per_draw.mean(axis=0),
+                            "lower_95": q[0], "upper_95": q[1]})
+    first, last = requests_span(analysis)
+    lag_end = pd.Period(last, "M") + int(analysis.lags["lag_months"].max())
+    filings = filings[(filings["month"] >= str(pd.Period(first, "M") - 3)) & (filings["month"] <= str(lag_end))]
+    return plotting.plot_requests_against_filings(analysis.requests.monthly(), analysis.requests.windows, filings)
+
+
+def requests_caption(analysis: SummaryAnalysis) -> str:
+    return ("Top: AWOL and desertion cases received by military courts per month (model, 95% prediction interval). "
+            "Bottom: requests for help to desert received by Idite Lesom, as published (dots: single months; bars: "
+            "monthly average of a window, after subtracting the months published separately), with a log-linear "
+            "trend and its 95% confidence band. The shared time axis shows the lead of requests over filings.")
+
+
+def requests_alt_text(analysis: SummaryAnalysis) -> str:
+    growth = analysis.requests.growth_percent()
+    first, last = requests_span(analysis)
+    return (f"Two stacked charts: court cases for AWOL and desertion, and help requests to Idite Lesom from "
+            f"{narrative.format_month(first)} to {narrative.format_month(last)}, rising about "
+            f"{narrative.format_percent(growth[0])} a month.")
+
+
+def cross_check_caption(analysis: SummaryAnalysis) -> str:
+    return ("Each figure published for the three articles together (dot) against the 95% predictive interval of the "
+            "model fitted without any such figure, relative to the predicted median; green dots are consistent, orange "
+            "are not. Bounds (at least / at most) are consistent unless the whole interval lies on the wrong side.")
+
+
+def cross_check_alt_text(analysis: SummaryAnalysis) -> str:
+    check = analysis.cross_check
+    return (f"Interval chart of {len(check)} figures published for all three articles together against the refit's "
+            f"predictive intervals; {int(check['is_covered'].sum())} are consistent.")
+
+
+def methods_sentences(analysis: SummaryAnalysis) -> list[str]:
+    cross = (f"The cross-check refit drops {narrative.plural(len(analysis.cross_check), 'all-article figure')} and keeps "
+             "every other figure; its predictions include the reporting lag and counting base of each figure as published.")
+    if analysis.requests is None:
+        return [cross]
+    fit = analysis.requests.fit
+    n_used = int(analysis.requests.figures["is_used"].sum())
+    n_all = len(analysis.requests.figures)
+    return [
+        f"Requests: {narrative.plural(n_used, 'published count')} of the {n_all} help-request figures in the ledger "
+        f"are counts of requests in a window; nested ones were made disjoint, giving "
+        f"{narrative.plural(len(analysis.requests.windows.value), 'window')}.",
+        f"The request trend's Pearson dispersion is {fit.scale:.1f} on {narrative.plural(fit.df_resid, 'residual degree')} "
+        "of freedom: the published months scatter well beyond Poisson noise around a straight log-line, and the "
+        "intervals are widened by that factor's square root.",
+        cross,
+    ]
+
+
+# ----------------------------------------------------------------------------- sections
+
+def show_cross_check(analysis: SummaryAnalysis) -> None:
+    if analysis.cross_check.empty:
+        reporting.show_paragraphs(["The ledger has no figure for the three articles together, so there is nothing "
+                                   "to cross-check."])
+        return
+    reporting.show_figure(plotting.plot_validation(cross_check_scores(analysis)), caption=cross_check_caption(analysis),
+                          alt_text=cross_check_alt_text(analysis))
+    reporting.show_table(cross_check_table(analysis), "All-article figures against the model fitted without them")
+
+
+def show_requests(analysis: SummaryAnalysis) -> None:
+    if analysis.requests is None:
+        reporting.show_paragraphs([f"No comparison: {analysis.requests_missing}."])
+        return
+    reporting.show_figure(requests_chart(analysis), caption=requests_caption(analysis),
+                          alt_text=requests_alt_text(analysis))
+    reporting.show_table(request_windows_table(analysis),
+                         "Published request counts made disjoint: a window minus the months published on their own")
+
+
+def show_lags(analysis: SummaryAnalysis) -> None:
+    if analysis.requests is None:
+        reporting.show_paragraphs([f"No comparison: {analysis.requests_missing}."])
+        return
+    reporting.show_paragraphs([lag_sentence(analysis)])
+    reporting.show_table(lag_table(analysis), lag_caption(analysis))
