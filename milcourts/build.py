@@ -13,13 +13,16 @@ import datetime as dt
 import html
 import json
 import logging
+import multiprocessing
 import os
+import queue
 import re
 import shutil
 import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
@@ -103,11 +106,12 @@ def _stderr_outputs(notebook: nbformat.NotebookNode) -> list[str]:
 
 
 class _CellProgress(logging.Handler):
-    """Writes each run's log (build/logs/NAME.log) and a progress line per cell started."""
+    """Writes each run's log (build/logs/NAME.log) and reports each cell started to `events`
+    (anything with put((run, cell, cells)): the progress display, or a queue to it from a worker)."""
 
-    def __init__(self, run_name: str, n_cells: int, log_path: Path):
+    def __init__(self, run_name: str, n_cells: int, log_path: Path, events):
         super().__init__()
-        self.run_name, self.n_cells = run_name, n_cells
+        self.run_name, self.n_cells, self.events = run_name, n_cells, events
         self.log = log_path.open("w", encoding="utf-8")
 
     def emit(self, record: logging.LogRecord) -> None:
@@ -115,12 +119,93 @@ class _CellProgress(logging.Handler):
         self.log.write(message + "\n")
         self.log.flush()
         found = re.match(r"Executing Cell (\d+)", message)
-        if found:
-            _log(f"  {self.run_name}: cell {int(found.group(1))}/{self.n_cells}")
+        if found and self.events is not None:
+            self.events.put((self.run_name, int(found.group(1)), self.n_cells))
 
     def close(self) -> None:
         self.log.close()
         super().close()
+
+
+class Progress:
+    """A bar of runs done out of the total, followed by the current cell of each run executing.
+
+    On a terminal it is one line redrawn in place, with messages printed above it; in a log (CI,
+    a pipe) each change is a line of its own, since carriage returns would garble the log.
+    """
+
+    WIDTH = 24
+
+    def __init__(self, total: int, stream=None):
+        self.stream = stream or sys.stderr
+        self.total, self.done = total, 0
+        self.cells: dict[str, tuple[int, int]] = {}
+        self.is_terminal = hasattr(self.stream, "isatty") and self.stream.isatty()
+        self.lock = threading.Lock()
+
+    def line(self) -> str:
+        filled = round(self.WIDTH * self.done / self.total) if self.total else self.WIDTH
+        running = ", ".join(f"{name} cell {cell}/{cells}" for name, (cell, cells) in self.cells.items())
+        return f"[{'#' * filled}{'.' * (self.WIDTH - filled)}] {self.done}/{self.total} runs" + \
+            (f" | {running}" if running else "")
+
+    def _write(self, text: str) -> None:
+        self.stream.write(text)
+        self.stream.flush()
+
+    def _draw(self) -> None:
+        self._write(f"\r\033[K{self.line()}" if self.is_terminal else self.line() + "\n")
+
+    def message(self, text: str) -> None:
+        with self.lock:
+            self._write(f"\r\033[K{text}\n" if self.is_terminal else text + "\n")
+            if self.is_terminal:
+                self._draw()
+
+    def put(self, event: tuple[str, int, int]) -> None:
+        name, cell, cells = event
+        with self.lock:
+            self.cells[name] = (cell, cells)
+            self._draw()
+
+    def finished(self, name: str, seconds: float) -> None:
+        with self.lock:
+            self.done += 1
+            self.cells.pop(name, None)
+        self.message(f"{name}: done in {seconds:.1f} s")
+        if not self.is_terminal:
+            with self.lock:
+                self._draw()
+
+    def close(self) -> None:
+        if self.is_terminal:
+            self._write("\n")
+
+
+@contextlib.contextmanager
+def _relayed(progress: Progress):
+    """A queue worker processes can put cell events on, drained into `progress` by a thread."""
+    manager = multiprocessing.Manager()
+    events = manager.Queue()
+    stop = threading.Event()
+
+    def drain():
+        while not stop.is_set() or not events.empty():
+            try:
+                progress.put(events.get(timeout=0.1))
+            except queue.Empty:
+                continue
+            except (EOFError, OSError):  # the manager went away (interruption): nothing more to show
+                return
+
+    thread = threading.Thread(target=drain, daemon=True)
+    thread.start()
+    try:
+        yield events
+    finally:
+        stop.set()
+        thread.join(timeout=2)
+        manager.shutdown()
 
 
 class RunTimeout(BuildError):
@@ -150,15 +235,16 @@ def _time_limit(seconds: float, run_name: str):
 KERNEL_THREAD_LIMITS = {"OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
 
 
-def execute_run(run: Run, staging: Path, settings: BuildSettings, context: dict) -> dict:
-    """Execute one run into `staging` and export it; returns its manifest entry."""
+def execute_run(run: Run, staging: Path, settings: BuildSettings, context: dict, events=None) -> dict:
+    """Execute one run into `staging` and export it; returns its manifest entry. Cells started are
+    reported to `events` (see _CellProgress)."""
     os.environ.update(KERNEL_THREAD_LIMITS)  # inherited by the kernel this run starts
     executed = staging / f"{run.name}.ipynb"
     started = time.perf_counter()
     log_dir = settings.build_dir / "logs"
     log_dir.mkdir(parents=True, exist_ok=True)
     progress = _CellProgress(run.name, len(nbformat.read(run.notebook, as_version=4).cells) + bool(run.parameters),
-                             log_dir / f"{run.name}.log")
+                             log_dir / f"{run.name}.log", events)
     papermill_log = logging.getLogger("papermill")
     papermill_log.addHandler(progress)
     papermill_log.setLevel(logging.INFO)
@@ -221,33 +307,38 @@ def execute_run(run: Run, staging: Path, settings: BuildSettings, context: dict)
 def _execute_all(runs: list[Run], staging: Path, settings: BuildSettings, context: dict) -> dict[str, dict]:
     """Every run, `settings.jobs` at a time in separate processes (serially in this one for 1)."""
     done: dict[str, dict] = {}
+    progress = Progress(len(runs))
 
     def finished(entry: dict) -> None:
         done[entry["name"]] = entry
-        _log(f"[{len(done)}/{len(runs)} done] {entry['name']} in {entry['execution_seconds']:.1f} s")
+        progress.finished(entry["name"], entry["execution_seconds"])
 
-    if settings.jobs <= 1:
-        for run in runs:
-            _log(f"{run.name}: executing {run.notebook.name}")
-            finished(execute_run(run, staging, settings, context))
-        return done
-    pool = ProcessPoolExecutor(max_workers=settings.jobs)
     try:
-        futures = []
-        for run in runs:
-            _log(f"{run.name}: queued ({run.notebook.name})")
-            futures.append(pool.submit(execute_run, run, staging, settings, context))
-        for future in as_completed(futures):
-            finished(future.result())
-    except BaseException:
-        # a failure or an interruption: stop the other runs now (their kernels are shut down by
-        # the same SIGTERM handling) instead of waiting for them to finish
-        for process in list(getattr(pool, "_processes", {}).values()):
-            process.terminate()
-        pool.shutdown(wait=False, cancel_futures=True)
-        raise
-    pool.shutdown()
-    return done
+        if settings.jobs <= 1:
+            for run in runs:
+                progress.message(f"{run.name}: executing {run.notebook.name}")
+                finished(execute_run(run, staging, settings, context, progress))
+            return done
+        with _relayed(progress) as events:
+            pool = ProcessPoolExecutor(max_workers=settings.jobs)
+            try:
+                futures = []
+                for run in runs:
+                    progress.message(f"{run.name}: queued ({run.notebook.name})")
+                    futures.append(pool.submit(execute_run, run, staging, settings, context, events))
+                for future in as_completed(futures):
+                    finished(future.result())
+            except BaseException:
+                # a failure or an interruption: stop the other runs now (their kernels are shut down
+                # by the same SIGTERM handling) instead of waiting for them to finish
+                for process in list(getattr(pool, "_processes", {}).values()):
+                    process.terminate()
+                pool.shutdown(wait=False, cancel_futures=True)
+                raise
+            pool.shutdown()
+        return done
+    finally:
+        progress.close()
 
 
 @contextlib.contextmanager

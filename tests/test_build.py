@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -19,7 +21,7 @@ import pytest
 import yaml
 
 from milcourts import paths
-from milcourts.build import BuildError, BuildSettings, build, cache_key, package_fingerprint
+from milcourts.build import BuildError, BuildSettings, Progress, build, cache_key, package_fingerprint
 from milcourts.runfile import RunFileError, load_runs
 
 
@@ -276,7 +278,7 @@ def test_package_fingerprint_is_stable():
 
 # ----------------------------------------------------------------------------- jobs, time limits, logs
 
-def test_jobs_run_in_parallel_processes_and_publish_all(project, make_notebook):
+def test_jobs_run_in_parallel_processes_and_publish_all(project, make_notebook, capsys):
     make_notebook("pid", ["import os\nprint(os.getppid())"])
     runs = [{"name": f"pid-{i}", "notebook": "notebooks/pid.ipynb", "title": f"Pid {i}",
              "parameters": {"greeting": str(i)}} for i in range(3)]
@@ -289,6 +291,36 @@ def test_jobs_run_in_parallel_processes_and_publish_all(project, make_notebook):
         parents.add(notebook.cells[-1].outputs[0]["text"].strip())
     assert str(os.getpid()) not in parents  # kernels were started by worker processes, not the build
     assert (settings.build_dir / "logs" / "pid-0.log").read_text().count("Executing Cell") >= 2
+    # the workers' cell events reach the progress display of the build process
+    progress = capsys.readouterr().err
+    assert re.search(r"\] [0-2]/3 runs \| (.+, )?pid-\d cell \d/\d", progress)
+    assert "[########################] 3/3 runs" in progress
+
+
+class _Terminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def test_progress_is_one_line_redrawn_on_a_terminal_and_lines_in_a_log():
+    terminal, log = _Terminal(), io.StringIO()
+    for stream in (terminal, log):
+        progress = Progress(2, stream)
+        progress.put(("a", 1, 4))
+        progress.put(("b", 3, 10))
+        progress.finished("a", 1.25)
+        progress.close()
+    assert terminal.getvalue() == (
+        "\r\033[K[........................] 0/2 runs | a cell 1/4"
+        "\r\033[K[........................] 0/2 runs | a cell 1/4, b cell 3/10"
+        "\r\033[Ka: done in 1.2 s\n"
+        "\r\033[K[############............] 1/2 runs | b cell 3/10\n")
+    assert log.getvalue().splitlines() == [
+        "[........................] 0/2 runs | a cell 1/4",
+        "[........................] 0/2 runs | a cell 1/4, b cell 3/10",
+        "a: done in 1.2 s",
+        "[############............] 1/2 runs | b cell 3/10",
+    ]
 
 
 def test_a_run_over_its_time_limit_is_an_error_naming_it(project, make_notebook):
