@@ -401,7 +401,7 @@ def sensitivity_variants(ledger: pd.DataFrame, spec: ModelSpec) -> list[tuple[st
         (f"break in {narrative.format_month(break_period + 1)}", ledger, replace(spec, break_month=str(break_period + 1))),
         ("without the latest knot", ledger, replace(spec, knot_offsets_months=spec.knot_offsets_months[:-1])),
         (f"{other_likelihood.replace('_', ' ')} month counts".capitalize(), ledger, replace(spec, likelihood=other_likelihood)),
-        (f"{other_exposure.replace('_', ' ')} as exposure".capitalize(), ledger, replace(spec, exposure=other_exposure)),
+        (f"{other_exposure.replace('_', ' ')} as exposure", ledger, replace(spec, exposure=other_exposure)),
         (f"figures ending after {narrative.format_date(cutoff)} dropped", ledger[ledger["period_end"] <= cutoff], spec),
     ]
 

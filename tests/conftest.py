@@ -78,3 +78,30 @@ def fit_cache_outside_the_project(tmp_path_factory):
         os.environ.pop("MILCOURTS_FIT_CACHE", None)
     else:
         os.environ["MILCOURTS_FIT_CACHE"] = previous
+
+
+def build_report_on_ledger(tmp_path: Path, ledger, notebook: str, name: str, parameters: dict) -> str:
+    """Write `ledger` (a DataFrame with the ledger's columns, dates as timestamps) to a CSV, build
+    one run of `notebook` on it into tmp_path (HTML only) and return the report's HTML."""
+    import shutil
+
+    import yaml
+
+    from milcourts.build import BuildSettings, build
+
+    ledger_csv = tmp_path / "synthetic.csv"
+    frame = ledger[list(LEDGER_COLUMNS)].copy()
+    for column in ("period_start", "period_end", "source_date"):
+        frame[column] = frame[column].dt.strftime("%Y-%m-%d")
+    frame["value"] = frame["value"].map(lambda v: f"{v:.0f}")
+    frame.to_csv(ledger_csv, index=False)
+    (tmp_path / "notebooks").mkdir()
+    shutil.copy(paths.NOTEBOOKS_DIR / notebook, tmp_path / "notebooks")
+    run_file = tmp_path / "reports.yaml"
+    run_file.write_text(yaml.safe_dump({"reports": [{
+        "name": name, "notebook": f"notebooks/{notebook}", "title": f"Synthetic {name}",
+        "parameters": {"ledger_csv": str(ledger_csv), **parameters}}]}))
+    settings = BuildSettings(run_file=run_file, root=tmp_path, reports_dir=tmp_path / "reports",
+                             build_dir=tmp_path / "build", make_pdf=False)
+    build(settings=settings)
+    return (settings.reports_dir / f"{name}.html").read_text(encoding="utf-8")

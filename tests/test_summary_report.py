@@ -2,17 +2,12 @@
 
 from __future__ import annotations
 
-import shutil
-
 import numpy as np
 import pandas as pd
 import pytest
-import yaml
 
-from milcourts import paths
-from milcourts.build import BuildSettings, build
-from milcourts.ledger import LEDGER_COLUMNS
 from milcourts.synthetic import aggregate_pattern, default_truth, publish, simulate_counts
+from tests.conftest import build_report_on_ledger
 
 INJECTED = '<script>alert("x")</script> & <b>bold</b>'
 
@@ -38,22 +33,7 @@ def test_summary_report_on_a_synthetic_ledger(tmp_path):
     truth = default_truth()
     filings = publish(truth, simulate_counts(truth, np.random.default_rng(7)), aggregate_pattern(months_2024=True))
     ledger = pd.concat([filings, _help_rows()], ignore_index=True)
-    ledger_csv = tmp_path / "synthetic.csv"
-    frame = ledger[list(LEDGER_COLUMNS)].copy()
-    for column in ("period_start", "period_end", "source_date"):
-        frame[column] = frame[column].dt.strftime("%Y-%m-%d")
-    frame["value"] = frame["value"].map(lambda v: f"{v:.0f}")
-    frame.to_csv(ledger_csv, index=False)
-    (tmp_path / "notebooks").mkdir()
-    shutil.copy(paths.NOTEBOOKS_DIR / "03-summary.ipynb", tmp_path / "notebooks")
-    run_file = tmp_path / "reports.yaml"
-    run_file.write_text(yaml.safe_dump({"reports": [{
-        "name": "summary", "notebook": "notebooks/03-summary.ipynb", "title": "Synthetic summary",
-        "parameters": {"ledger_csv": str(ledger_csv), "max_lag_months": 3}}]}))
-    settings = BuildSettings(run_file=run_file, root=tmp_path, reports_dir=tmp_path / "reports",
-                             build_dir=tmp_path / "build", make_pdf=False)
-    build(settings=settings)
-    html = (settings.reports_dir / "summary.html").read_text(encoding="utf-8")
+    html = build_report_on_ledger(tmp_path, ledger, "03-summary.ipynb", "summary", {"max_lag_months": 3})
     for section in ("Key findings", "The three articles side by side", "all-articles cross-check",
                     "Requests for help to desert against court filings", "Lead or lag", "Methods and limitations",
                     "Sources", "Help-request figures in the ledger"):
