@@ -249,10 +249,17 @@ def _months_phrase(lag: int) -> str:
     return "in the same month" if lag == 0 else f"{plural(lag, 'month')} later"
 
 
-def describe_lag(best: int, in_set: list[int], best_deviance: float, trend_deviance: float, n_windows: int) -> str:
-    """The lead/lag comparison, with how far it can be trusted."""
+def describe_lag(best: int, in_set: list[int], best_deviance: float, trend_deviance: float, n_windows: int,
+                 share_of_draws: float, modal_lag: int, modal_share: float) -> str:
+    """The lead/lag comparison, with how far it can be trusted: `share_of_draws` is how often the
+    best lag wins when repeated on draws of the court model, `modal_lag` the lag that wins most."""
     others = [lag for lag in in_set if lag != best]
-    sentence = f"Of the lags tried, court filings {_months_phrase(best)} track the requests most closely"
+    if modal_lag == best:
+        robustness = f"the best lag in {100 * share_of_draws:.0f}% of the court model's draws"
+    else:
+        robustness = (f"yet the best in only {100 * share_of_draws:.0f}% of the court model's draws, against "
+                      f"{100 * modal_share:.0f}% for {'the same month' if modal_lag == 0 else plural(modal_lag, 'month')}")
+    sentence = f"Of the lags tried, court filings {_months_phrase(best)} track the requests most closely ({robustness})"
     if others:
         contiguous = in_set == list(range(in_set[0], in_set[-1] + 1))
         lags = f"{in_set[0]} to {in_set[-1]}" if contiguous else format_list([str(lag) for lag in in_set])

@@ -208,24 +208,29 @@ def filings_growth_percent(monthly_expected: np.ndarray, months: pd.PeriodIndex,
     return float(q[0]), float(q[1]), float(q[2])
 
 
-def lag_comparison(windows: DisjointWindows, filings_expected: pd.Series, max_lag_months: int) -> pd.DataFrame:
+def _lag_fit(windows: DisjointWindows, filings: pd.Series, lag: int) -> LogLinearFit:
+    shifted = windows.months + lag
+    missing = [str(m) for m in shifted if m not in filings.index]
+    if missing:
+        raise ValueError(f"court filings are not modelled for {missing[0]}, needed at a lag of {lag} months")
+    log_filings = np.log(filings.loc[shifted].to_numpy(float))
+    return fit_log_linear(windows, np.column_stack([np.ones(len(shifted)), log_filings - log_filings.mean()]))
+
+
+def lag_comparison(windows: DisjointWindows, filings_expected: pd.Series, max_lag_months: int,
+                   filings_draws: pd.DataFrame | None = None) -> pd.DataFrame:
     """How well court filings k months later track the requests, k = 0..max_lag_months.
 
     For each lag: log requests_t = c + e * log filings_(t+k), fitted to the disjoint windows as
     above (e: the elasticity, 1 = proportional). Lags are compared by deviance; the set of lags
     whose deviance is within the chi-square(1) 95% point, times the quasi-Poisson scale of the best
-    lag, of the lowest is the profile-likelihood 95% set for the lag. Filings enter at their
-    posterior mean, so this set ignores their uncertainty and is, if anything, too narrow.
+    lag, of the lowest is the profile-likelihood 95% set for the lag. That set takes the filings
+    at their posterior mean; `filings_draws` (draws x months) adds how often each lag is the best
+    when the comparison is repeated on draws of the court model, which carries its uncertainty.
     """
     rows = []
     for lag in range(max_lag_months + 1):
-        shifted = windows.months + lag
-        missing = [str(m) for m in shifted if m not in filings_expected.index]
-        if missing:
-            raise ValueError(f"court filings are not modelled for {missing[0]}, needed at a lag of {lag} months")
-        log_filings = np.log(filings_expected.loc[shifted].to_numpy(float))
-        design = np.column_stack([np.ones(len(shifted)), log_filings - log_filings.mean()])
-        fit = fit_log_linear(windows, design)
+        fit = _lag_fit(windows, filings_expected, lag)
         elasticity, lo, hi = fit.interval(1)
         rows.append({"lag_months": lag, "deviance": fit.deviance, "scale": fit.scale,
                      "elasticity": elasticity, "elasticity_lower_95": lo, "elasticity_upper_95": hi})
@@ -235,4 +240,10 @@ def lag_comparison(windows: DisjointWindows, filings_expected: pd.Series, max_la
     table["deviance_above_best"] = table["deviance"] - table.loc[best, "deviance"]
     table["is_best"] = table.index == best
     table["is_in_95_set"] = table["deviance_above_best"] <= threshold
+    if filings_draws is not None:
+        wins = np.zeros(len(table))
+        for _, draw in filings_draws.iterrows():
+            deviances = [_lag_fit(windows, draw, lag).deviance for lag in table["lag_months"]]
+            wins[int(np.argmin(deviances))] += 1
+        table["share_of_draws_best"] = wins / len(filings_draws)
     return table

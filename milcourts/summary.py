@@ -76,6 +76,15 @@ def filings_expected(draws: Draws, articles: tuple[str, ...]) -> tuple[np.ndarra
     return per_draw, pd.Series(per_draw.mean(axis=0), index=draws.months)
 
 
+LAG_DRAWS = 100  # court-model draws the lag comparison is repeated on (about 3 s)
+
+
+def _draw_subset(per_draw: np.ndarray, months: pd.PeriodIndex) -> pd.DataFrame:
+    """Evenly spaced draws (they are already random, so this is a fixed, reproducible sample)."""
+    index = np.linspace(0, len(per_draw) - 1, min(LAG_DRAWS, len(per_draw))).astype(int)
+    return pd.DataFrame(per_draw[index], columns=months)
+
+
 def run_summary(ledger_csv: str | Path, break_month: str = "2022-10", forecast_months: int = 6,
                 likelihood: str = "negative_binomial", max_lag_months: int = 6) -> SummaryAnalysis:
     """Fit what the summary needs; the joint fit is shared with the per-article reports."""
@@ -104,7 +113,8 @@ def run_summary(ledger_csv: str | Path, break_month: str = "2022-10", forecast_m
     months = requests.windows.months
     return SummaryAnalysis(
         spec=spec, ledger=ledger, filings=filings, outputs=model_outputs(filings), cross_check=cross_check,
-        requests=requests, lags=lag_comparison(requests.windows, mean_by_month, max_lag_months),
+        requests=requests, lags=lag_comparison(requests.windows, mean_by_month, max_lag_months,
+                                               _draw_subset(per_draw, draws.months)),
         filings_growth=filings_growth_percent(per_draw, draws.months, months[0], months[-1]),
     )
 
@@ -201,9 +211,12 @@ def trend_only_deviance(analysis: SummaryAnalysis) -> float:
 def lag_sentence(analysis: SummaryAnalysis) -> str:
     lags = analysis.lags
     best = lags.loc[lags["is_best"]].iloc[0]
+    modal = lags.loc[lags["share_of_draws_best"].idxmax()]
     in_set = lags.loc[lags["is_in_95_set"], "lag_months"].astype(int).tolist()
     return narrative.describe_lag(int(best["lag_months"]), in_set, float(best["deviance"]),
-                                  trend_only_deviance(analysis), len(analysis.requests.windows.value))
+                                  trend_only_deviance(analysis), len(analysis.requests.windows.value),
+                                  float(best["share_of_draws_best"]), int(modal["lag_months"]),
+                                  float(modal["share_of_draws_best"]))
 
 
 # ----------------------------------------------------------------------------- tables
@@ -248,6 +261,7 @@ def lag_table(analysis: SummaryAnalysis) -> pd.DataFrame:
         "elasticity (95% CI)": [f"{e:.2f} ({lo:.2f} to {hi:.2f})".replace("-", "−") for e, lo, hi in
                                 zip(lags["elasticity"], lags["elasticity_lower_95"], lags["elasticity_upper_95"])],
         "in the 95% set of lags": np.where(lags["is_in_95_set"], "yes", "no"),
+        "best in this share of court-model draws": [f"{100 * v:.0f}%" for v in lags["share_of_draws_best"]],
     })
 
 
@@ -256,7 +270,8 @@ def lag_caption(analysis: SummaryAnalysis) -> str:
             "(AWOL and desertion, model means), fitted to the disjoint request windows by Poisson likelihood "
             "with Pearson-scaled (quasi-Poisson) standard errors and t intervals. The 95% set holds the lags whose "
             "deviance is within the chi-square 95% point, times the best lag's scale, of the lowest. An elasticity "
-            "of one means requests proportional to filings.")
+            "of one means requests proportional to filings. The last column repeats the comparison on "
+            f"{LAG_DRAWS} draws of the court model, so it carries that model's uncertainty, which the 95% set does not.")
 
 
 def requests_sources(analysis: SummaryAnalysis) -> pd.DataFrame:

@@ -113,11 +113,13 @@ def test_summary_sentences_word_for_word():
         "Requests for help to desert received by Idite Lesom grew by 20% a month (95% CI 11% to 30%) from "
         "January 2023 to January 2024, against 10% a month (95% interval 7.9% to 13%) for AWOL and desertion "
         "cases reaching military courts over the same months.")
-    assert n.describe_lag(5, [2, 3, 4, 5, 6], 60.0, 43.1, 7) == (
-        "Of the lags tried, court filings 5 months later track the requests most closely, but lags of 2 to 6 "
+    assert n.describe_lag(5, [2, 3, 4, 5, 6], 60.0, 43.1, 7, 0.16, 3, 0.48) == (
+        "Of the lags tried, court filings 5 months later track the requests most closely (yet the best in only "
+        "16% of the court model's draws, against 48% for 3 months), but lags of 2 to 6 "
         "months all fit about as well (the 95% set of lags); a plain trend fits the 7 request windows better "
         "than filings at any lag, so the lead is suggestive, not established.")
-    assert n.describe_lag(0, [0], 10.0, 43.1, 7) == (
-        "Of the lags tried, court filings in the same month track the requests most closely, and better than a "
-        "plain trend fits the 7 request windows.")
-    assert "lags of 1, 3 and 4 months" in n.describe_lag(3, [1, 3, 4], 10.0, 43.1, 7)
+    assert n.describe_lag(0, [0], 10.0, 43.1, 7, 1.0, 0, 1.0) == (
+        "Of the lags tried, court filings in the same month track the requests most closely (the best lag in "
+        "100% of the court model's draws), and better than a plain trend fits the 7 request windows.")
+    assert "lags of 1, 3 and 4 months" in n.describe_lag(3, [1, 3, 4], 10.0, 43.1, 7, 0.5, 3, 0.5)
+    assert "against 60% for the same month)" in n.describe_lag(2, [0, 2], 10.0, 43.1, 7, 0.3, 0, 0.6)

@@ -97,10 +97,15 @@ def test_the_lag_comparison_finds_the_lag_the_data_were_made_with():
     rows = [(f"R{i}", m.start_time.strftime("%Y-%m-%d"), m.end_time.strftime("%Y-%m-%d"), round(v))
             for i, (m, v) in enumerate(zip(request_months, expected))]
     windows = disjoint_windows(_figures(rows))
-    table = lag_comparison(windows, filings, max_lag_months=6)
+    # draws of the court model: the same shape with multiplicative noise on the level only, so
+    # every draw still makes the lag of four months the best
+    rng = np.random.default_rng(1)
+    draws = pd.DataFrame(np.outer(np.exp(rng.normal(0, 0.2, 20)), filings.to_numpy()), columns=months)
+    table = lag_comparison(windows, filings, max_lag_months=6, filings_draws=draws)
     best = table.loc[table["is_best"]].iloc[0]
     assert best["lag_months"] == 4
     assert best["elasticity"] == pytest.approx(1.0, abs=0.02)
+    assert best["share_of_draws_best"] == 1.0 and table["share_of_draws_best"].sum() == pytest.approx(1.0)
     assert not table.loc[table["lag_months"] == 0, "is_in_95_set"].iloc[0]
     with pytest.raises(ValueError, match="court filings are not modelled for 2024-07, needed at a lag of 7 months"):
         lag_comparison(windows, filings.loc[:"2024-06"], max_lag_months=7)
