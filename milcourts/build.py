@@ -40,7 +40,7 @@ from milcourts import __version__  # noqa: E402
 from milcourts.atomic import signals_held, write_text_atomically  # noqa: E402
 from milcourts.ledger import load_ledger  # noqa: E402
 from milcourts.provenance import sha256_of, verify_provenance  # noqa: E402
-from milcourts.render import export_html, find_browser, print_pdf  # noqa: E402
+from milcourts.render import PdfPrinter, export_html, find_browser  # noqa: E402
 from milcourts.incremental import (CELL_TIMEOUT_SECONDS, BuildSettings, cache_key, is_current,  # noqa: E402, F401
                                    package_fingerprint, plan, read_manifest)
 from milcourts.runfile import Run, RunFileError, check_parameters  # noqa: E402
@@ -236,8 +236,9 @@ KERNEL_THREAD_LIMITS = {"OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1", "MK
 
 
 def execute_run(run: Run, staging: Path, settings: BuildSettings, context: dict, events=None) -> dict:
-    """Execute one run into `staging` and export it; returns its manifest entry. Cells started are
-    reported to `events` (see _CellProgress)."""
+    """Execute one run into `staging` and export it to HTML; returns its manifest entry. Cells
+    started are reported to `events` (see _CellProgress). The PDF is printed by the build
+    (_execute_all), whose one browser prints every report."""
     os.environ.update(KERNEL_THREAD_LIMITS)  # inherited by the kernel this run starts
     executed = staging / f"{run.name}.ipynb"
     started = time.perf_counter()
@@ -290,10 +291,6 @@ def execute_run(run: Run, staging: Path, settings: BuildSettings, context: dict,
     html_path = executed.with_suffix(".html")
     html_path.write_text(export_html(notebook, run.title), encoding="utf-8")
     outputs = [executed.name, html_path.name]
-    if settings.make_pdf:
-        pdf_path = executed.with_suffix(".pdf")
-        print_pdf(html_path, pdf_path)
-        outputs.append(pdf_path.name)
     return {
         "name": run.name, "title": run.title, "subtitle": run.subtitle,
         "notebook": run.notebook.relative_to(settings.root).as_posix()
@@ -305,11 +302,21 @@ def execute_run(run: Run, staging: Path, settings: BuildSettings, context: dict,
 
 
 def _execute_all(runs: list[Run], staging: Path, settings: BuildSettings, context: dict) -> dict[str, dict]:
-    """Every run, `settings.jobs` at a time in separate processes (serially in this one for 1)."""
+    """Every run, `settings.jobs` at a time in separate processes (serially in this one for 1).
+
+    PDFs are printed here, in this process, by one browser for the whole build, as each run's
+    HTML arrives: with --jobs the prints overlap the runs still executing, and no worker starts a
+    browser of its own (each start costs more CPU than the print itself).
+    """
     done: dict[str, dict] = {}
     progress = Progress(len(runs))
+    printer = PdfPrinter() if settings.make_pdf else None  # starts while the first kernel does
 
     def finished(entry: dict) -> None:
+        if printer is not None:
+            pdf_name = f"{entry['name']}.pdf"
+            printer.print(staging / f"{entry['name']}.html", staging / pdf_name)
+            entry["outputs"][pdf_name] = sha256_of(staging / pdf_name)
         done[entry["name"]] = entry
         progress.finished(entry["name"], entry["execution_seconds"])
 
@@ -339,6 +346,8 @@ def _execute_all(runs: list[Run], staging: Path, settings: BuildSettings, contex
         return done
     finally:
         progress.close()
+        if printer is not None:
+            printer.close()
 
 
 @contextlib.contextmanager
