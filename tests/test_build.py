@@ -21,7 +21,8 @@ import pytest
 import yaml
 
 from milcourts import paths
-from milcourts.build import BuildError, BuildSettings, Progress, build, cache_key, package_fingerprint
+from milcourts.build import (KERNEL_ENVIRONMENT, BuildError, BuildSettings, Progress, build, cache_key,
+                             package_fingerprint)
 from milcourts.runfile import RunFileError, load_runs
 
 
@@ -193,6 +194,20 @@ def test_sigterm_during_build_leaves_reports_untouched(tmp_path, make_notebook):
     assert "build interrupted by signal 15; reports/ left untouched" in err
     assert snapshot(reports) == before
     assert not list((root / "build").glob("staging-*"))
+
+
+def test_kernels_run_with_one_blas_thread_and_the_fixed_malloc_threshold(project, make_notebook):
+    """What KERNEL_ENVIRONMENT is for: kernels that do not oversubscribe the cores (--jobs) and
+    do not fault in fresh pages for every numpy temporary. Read back from inside a kernel."""
+    names = sorted(KERNEL_ENVIRONMENT)
+    make_notebook("environment", ["import os\n" + "".join(
+        f"print('{name}=' + os.environ.get('{name}', 'unset'))\n" for name in names)])
+    settings = project([{"name": "environment", "notebook": "notebooks/environment.ipynb", "title": "Environment"}])
+    build(settings=settings)
+    html = (settings.reports_dir / "environment.html").read_text(encoding="utf-8")
+    for name in names:
+        assert f"{name}={KERNEL_ENVIRONMENT[name]}" in html
+    assert "OPENBLAS_NUM_THREADS=1" in html and f"MALLOC_MMAP_THRESHOLD_={32 * 2**20}" in html
 
 
 def test_same_inputs_give_byte_identical_html(project, monkeypatch):
