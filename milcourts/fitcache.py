@@ -8,7 +8,11 @@ source and the numerical libraries, so they are stored under a hash of exactly t
 
 Parallel runs (`build --jobs N`) share the work instead of duplicating it: a fit being computed by
 another process is skipped for the moment (an exclusive lock per key), the caller does other
-pending fits, and comes back to wait for that one at the end.
+pending fits, and comes back to wait for that one at the end. Before it waits, it helps: every
+caller posts the fits it still needs under `wanted/`, and a caller left with nothing but fits
+held elsewhere computes one that another process wants and nobody has started. Without this, a
+report whose fits were all being computed by another run sat idle for seconds, on each of the
+two cores in turn (measured with `--jobs 2`: about 6 s of a 42 s build).
 """
 
 from __future__ import annotations
@@ -102,29 +106,104 @@ def _directory() -> Path:
     return directory
 
 
+def _is_running(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # alive, someone else's
+        return True
+    return True
+
+
+def _post_wanted(directory: Path, key: str, request: FitRequest) -> None:
+    """Say this process needs `key`, unless the fit is stored or a live process already said so."""
+    wanted = directory / "wanted" / f"{key}.pkl"
+    if (directory / f"{key}.pkl").exists():
+        return
+    if wanted.exists():
+        posted = _load(wanted)
+        if posted is not None and _is_running(posted[0]):
+            return
+    wanted.parent.mkdir(exist_ok=True)
+    _store(wanted, (os.getpid(), request))
+
+
+def _compute_one_wanted(directory: Path) -> bool:
+    """Compute and store one fit that a live process has posted and nobody is computing.
+
+    False when there is none: the caller then waits. Posts of processes that died (an interrupted
+    build) are dropped, never computed. A fit that fails here is dropped too: its owner computes
+    it and meets the error itself, in its own report, rather than failing this one.
+    """
+    for wanted in sorted((directory / "wanted").glob("*.pkl")):
+        key = wanted.stem
+        with _lock(directory / f"{key}.lock", blocking=False) as held:
+            if not held:
+                continue  # being computed
+            posted = _load(wanted)
+            if (directory / f"{key}.pkl").exists() or posted is None or not _is_running(posted[0]) \
+                    or request_key(*posted[1]) != key:
+                wanted.unlink(missing_ok=True)
+                continue
+            try:
+                result = _compute(*posted[1])
+            except Exception:  # noqa: BLE001 - see the docstring: the owner will raise it
+                wanted.unlink(missing_ok=True)
+                continue
+            _store(directory / f"{key}.pkl", result)
+            wanted.unlink(missing_ok=True)
+            return True
+    return False
+
+
+def _withdraw_wanted(directory: Path, keys: list[str]) -> None:
+    """Take back this process's posts for fits it no longer waits for (it stopped early)."""
+    for key in keys:
+        wanted = directory / "wanted" / f"{key}.pkl"
+        posted = _load(wanted)
+        if posted is not None and posted[0] == os.getpid():
+            wanted.unlink(missing_ok=True)
+
+
 def fit_and_simulate_all(requests: list[FitRequest]) -> list[tuple[FittedModel, Draws]]:
     """The fit and draws of each request, from the cache or computed (and then stored)."""
     if paths.fit_cache_dir() is None:
         return [_compute(*request) for request in requests]
     directory = _directory()
     keys = [request_key(*request) for request in requests]
+    for key, request in zip(keys, requests):
+        _post_wanted(directory, key, request)
     results: dict[int, tuple[FittedModel, Draws]] = {}
     pending = list(range(len(requests)))
-    blocking = False  # first pass: skip fits another process holds; later passes wait for them
+    try:
+        _share_work(directory, requests, keys, pending, results)
+    finally:
+        _withdraw_wanted(directory, [keys[index] for index in pending])
+    return [results[index] for index in range(len(requests))]
+
+
+def _share_work(directory: Path, requests: list[FitRequest], keys: list[str], pending: list[int],
+                results: dict) -> None:
+    """Fill `results` for the `pending` indexes; both change in place, so that the caller knows
+    what is left if this stops early (an error or an interruption)."""
     while pending:
-        for index in list(pending):
-            entry = directory / f"{keys[index]}.pkl"
-            with _lock(directory / f"{keys[index]}.lock", blocking) as held:
+        for index in list(pending):  # every fit of ours that no other process holds
+            with _lock(directory / f"{keys[index]}.lock", blocking=False) as held:
                 if not held:
                     continue
-                result = _load(entry)
+                result = _load(directory / f"{keys[index]}.pkl")
                 if result is None:
                     result = _compute(*requests[index])
-                    _store(entry, result)
+                    _store(directory / f"{keys[index]}.pkl", result)
+            (directory / "wanted" / f"{keys[index]}.pkl").unlink(missing_ok=True)
             results[index] = result
             pending.remove(index)
-        blocking = True
-    return [results[index] for index in range(len(requests))]
+        # what is left is being computed elsewhere: help with fits others want, and only when
+        # there are none wait for the holder of the first (its lock is free once it is stored)
+        if pending and not _compute_one_wanted(directory):
+            with _lock(directory / f"{keys[pending[0]]}.lock", blocking=True):
+                pass
 
 
 def fit_and_simulate(ledger: pd.DataFrame, spec: ModelSpec = ModelSpec(),

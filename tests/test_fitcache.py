@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import fcntl
+import os
+import subprocess
 import threading
 import time
 
@@ -99,3 +101,76 @@ def test_a_fit_another_process_is_computing_is_awaited_not_duplicated(computed, 
     worker.join(timeout=30)
     assert results == [[("fit by the other process",), ("fit", 30.0, "2022-11", True)]]
     assert computed == [(30.0, "2022-11", True)]
+
+
+def _post_as(pid: int, ledger: pd.DataFrame, spec: ModelSpec) -> None:
+    """A post in `wanted/` as the process `pid` leaves it."""
+    directory = fitcache._directory()
+    key = fitcache.request_key(ledger, spec, True)
+    (directory / "wanted").mkdir(exist_ok=True)
+    fitcache._store(directory / "wanted" / f"{key}.pkl", (pid, (ledger, spec, True)))
+
+
+def _dead_pid() -> int:
+    finished = subprocess.Popen(["true"])
+    finished.wait()
+    return finished.pid
+
+
+def test_a_caller_left_waiting_computes_a_fit_another_process_wants(computed, tmp_path):
+    """Its own fit is held elsewhere: before waiting, it computes one that a live process posted."""
+    spec_own, spec_theirs = ModelSpec(), ModelSpec(break_month="2022-12")
+    directory = fitcache._directory()
+    _post_as(os.getppid(), LEDGER, spec_theirs)  # a live process other than this one
+    key_own = fitcache.request_key(LEDGER, spec_own, True)
+    results = []
+    with (directory / f"{key_own}.lock").open("a") as held:
+        fcntl.flock(held, fcntl.LOCK_EX)
+        worker = threading.Thread(target=lambda: results.append(fitcache.fit_and_simulate_all([(LEDGER, spec_own, True)])))
+        worker.start()
+        for _ in range(200):
+            if computed:
+                break
+            time.sleep(0.05)
+        assert computed == [(30.0, "2022-12", True)]  # theirs, while it cannot have its own
+        fitcache._store(directory / f"{key_own}.pkl", ("own fit, stored by its holder",))
+        fcntl.flock(held, fcntl.LOCK_UN)
+    worker.join(timeout=30)
+    assert results == [[("own fit, stored by its holder",)]]
+    theirs = fitcache.request_key(LEDGER, spec_theirs, True)
+    assert fitcache._load(directory / f"{theirs}.pkl") == ("fit", 30.0, "2022-12", True)  # there for its owner
+    assert not list((directory / "wanted").iterdir())
+
+
+def test_posts_of_a_process_that_died_are_dropped_not_computed(computed):
+    _post_as(_dead_pid(), LEDGER, ModelSpec(break_month="2022-12"))
+    assert fitcache._compute_one_wanted(fitcache._directory()) is False
+    assert computed == []
+    assert not list((fitcache._directory() / "wanted").iterdir())
+
+
+def test_a_fit_that_fails_for_a_helper_is_left_to_its_owner(computed, monkeypatch):
+    """The helper's own report must not fail on another's fit; the owner computes it and raises."""
+    def failing(ledger, spec, condition):
+        raise FloatingPointError("overflow in someone else's fit")
+
+    monkeypatch.setattr(fitcache, "_compute", failing)
+    _post_as(os.getppid(), LEDGER, ModelSpec(break_month="2022-12"))
+    assert fitcache._compute_one_wanted(fitcache._directory()) is False
+    assert not list((fitcache._directory() / "wanted").iterdir())
+
+
+def test_a_caller_that_stops_early_withdraws_its_posts(computed, monkeypatch):
+    def interrupted(ledger, spec, condition):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(fitcache, "_compute", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        fitcache.fit_and_simulate_all([(LEDGER, ModelSpec(), True), (LEDGER, ModelSpec(break_month="2022-12"), True)])
+    assert not list((fitcache._directory() / "wanted").iterdir())
+
+
+def test_a_finished_request_leaves_no_posts(computed):
+    fitcache.fit_and_simulate_all([(LEDGER, ModelSpec(), True), (LEDGER, ModelSpec(break_month="2022-12"), True)])
+    assert len(computed) == 2
+    assert not list((fitcache._directory() / "wanted").iterdir())
