@@ -24,7 +24,7 @@ from milcourts.constraints import build_constraint_view
 from milcourts.filings import fit_from_ledger
 from milcourts.ledger import load_ledger
 from milcourts.model import fit_filings_model, simulate
-from milcourts.build import BuildSettings, build
+from milcourts.build import KERNEL_ENVIRONMENT, BuildSettings, build
 from milcourts.runfile import load_runs
 from milcourts.summary import run_summary
 from milcourts.trend import run_trend_analysis
@@ -135,6 +135,10 @@ def _bench_model(ledger) -> dict[str, float]:
 
 
 def main() -> int:
+    if any(os.environ.get(name) != value for name, value in KERNEL_ENVIRONMENT.items()):
+        # measure the model under the threads and malloc settings the report kernels have: model
+        # time is compared with builds whose fits run in those kernels
+        os.execve(sys.executable, [sys.executable, "-m", "milcourts.bench"], {**os.environ, **KERNEL_ENVIRONMENT})
     with _fresh_fit_cache("off"):  # the model's own cost, never a cache read
         measured = _bench_model(load_ledger(paths.LEDGER_CSV))
     measured.update(bench_reports())
