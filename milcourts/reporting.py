@@ -86,6 +86,19 @@ def show_table(frame: pd.DataFrame, caption: str | None = None, index: bool = Fa
     display(HTML(title + table))
 
 
+def show_sources(tables: tuple[pd.DataFrame, pd.DataFrame]) -> None:
+    """The sources appendix: figures with their source numbers, then each publication once, as a
+    reference list (a table squeezed the links and dates into narrow, many-line cells)."""
+    figures, publications = tables
+    show_table(figures, "Figures used, by figure id")
+    references = []
+    for row in publications.itertuples(index=False):
+        link = _escaped_cell(row.link, is_link=True) if row.link else "no link"
+        references.append(f'<p class="report-reference">{html.escape(row.source)} {html.escape(row.publisher)}, '
+                          f"{html.escape(row.published)}. <em>{html.escape(row.title)}</em>. {link}</p>")
+    display(HTML("<p><em>Publications, by source number</em></p>" + "".join(references)))
+
+
 def show_paragraphs(sentences: list[str]) -> None:
     """Display generated prose, one paragraph per sentence, escaped."""
     display(HTML("".join(f"<p>{html.escape(s)}</p>" for s in sentences)))

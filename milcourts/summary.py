@@ -286,8 +286,9 @@ def requests_sources(analysis: SummaryAnalysis) -> pd.DataFrame:
     })
 
 
-def sources_table(analysis: SummaryAnalysis) -> pd.DataFrame:
-    """Every ledger figure this report used: the joint fit's and the request counts."""
+def sources_table(analysis: SummaryAnalysis) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Every ledger figure this report used (the joint fit's and the request counts), and the
+    publications they come from."""
     used = analysis.filings.fitted.obs.figures
     ids = list(used.loc[used["is_used"], "figure_id"])
     requests = request_figures(analysis.ledger)

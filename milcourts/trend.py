@@ -161,24 +161,59 @@ def effects_for_report(effects: pd.DataFrame) -> pd.DataFrame:
                                  "method": "how the interval was made"}).drop(columns="article")
 
 
-def sources_table(analysis: TrendAnalysis) -> pd.DataFrame:
-    """Every ledger figure the fit used for this article: publisher, date, title, link."""
+def sources_table(analysis: TrendAnalysis) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Every ledger figure the fit used for this article, and the publications they come from."""
     return sources_for(analysis.ledger, list(analysis.fit_to_ledger.loc[analysis.fit_to_ledger["is_used"], "figure_id"]))
 
 
-def sources_for(ledger: pd.DataFrame, figure_ids: list[str]) -> pd.DataFrame:
-    """The sources appendix: each figure's period, value, publisher, date, title and link."""
-    ledger = ledger.set_index("figure_id").loc[figure_ids]
-    table = pd.DataFrame({
-        "figure": ledger.index,
-        "period": [f"{s:%Y-%m-%d} to {e:%Y-%m-%d}" for s, e in zip(ledger["period_start"], ledger["period_end"])],
-        "value": [f"{v:,.0f}" for v in ledger["value"]],
-        "publisher": ledger["source_publisher"],
-        "published": [f"{d:%Y-%m-%d}" if pd.notna(d) else "unknown" for d in ledger["source_date"]],
-        "title": ledger["source_title"],
-        "link": ledger["source_url"].fillna(""),
+_QUALIFIER_WORDS = {"approx": "about ", "at_least": "at least "}
+
+
+def _figure_label(series: str, article: str) -> str:
+    """Short enough that a row of the appendix fits on one line of an A4 page."""
+    articles = {"337": "Art. 337", "338": "Art. 338", "332": "Art. 332", "all_refusal": "Arts. 332, 337, 338"}
+    if series == "court_filings" and article in articles:
+        return f"{articles[article]} cases"
+    what = series.replace("_", " ")
+    return f"{what}, {articles[article]}" if article in articles else what
+
+
+def sources_for(ledger: pd.DataFrame, figure_ids: list[str]) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The sources appendix as two tables: each figure (what it counts, period, value, source
+    number), then each publication once (publisher, date, title, link).
+
+    Most publications report several figures (the ledger has 161 figures from 45 publications);
+    with the title and link repeated on every figure's row, the summary's appendix was more than
+    half of its PDF. Publications are numbered in order of publication date.
+    """
+    rows = ledger.set_index("figure_id").loc[figure_ids]
+    publications = pd.DataFrame({
+        "publisher": rows["source_publisher"].to_numpy(),
+        "date": pd.to_datetime(rows["source_date"]).to_numpy(),
+        "title": rows["source_title"].to_numpy(),
+        "link": rows["source_url"].fillna("").to_numpy(),
     })
-    return table.reset_index(drop=True)
+    unique = (publications.drop_duplicates()
+              .sort_values(["date", "publisher", "title", "link"], na_position="last", kind="stable")
+              .reset_index(drop=True))
+    unique["source"] = [f"[{number}]" for number in range(1, len(unique) + 1)]
+    numbered = publications.merge(unique, on=["publisher", "date", "title", "link"], how="left")
+    figures = pd.DataFrame({
+        "figure": rows.index,
+        "counts": [_figure_label(series, article) for series, article in zip(rows["series"], rows["article"])],
+        "period": [f"{s:%Y-%m-%d} – {e:%Y-%m-%d}" for s, e in zip(rows["period_start"], rows["period_end"])],
+        "published value": [f"{_QUALIFIER_WORDS.get(q, '')}{v:,.0f}"
+                               for v, q in zip(rows["value"], rows["value_qualifier"])],
+        "source": numbered["source"].to_numpy(),
+    })
+    listed = pd.DataFrame({
+        "source": unique["source"],
+        "publisher": unique["publisher"],
+        "published": [f"{d:%Y-%m-%d}" if pd.notna(d) else "date unknown" for d in unique["date"]],
+        "title": unique["title"],
+        "link": unique["link"],
+    })
+    return figures.reset_index(drop=True), listed
 
 
 def is_running_total(period_start: pd.Series) -> pd.Series:
