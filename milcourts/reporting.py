@@ -83,7 +83,17 @@ def show_table(frame: pd.DataFrame, caption: str | None = None, index: bool = Fa
     else:
         table = frame.to_html(index=index, escape=True, border=0, na_rep="—", classes="report-table")
     title = f"<p><em>{html.escape(caption)}</em></p>" if caption else ""
-    display(HTML(title + table))
+    display(HTML(title + _dates_unbroken(table)))
+
+
+_ISO_DATE = re.compile(r"\b\d{4}-\d{2}(?:-\d{2})?\b")
+
+
+def _dates_unbroken(table_html: str) -> str:
+    """Keep each ISO date on one line: browsers may break after its hyphens, and a narrow column
+    showed "2023-06-" over "01". Only text between tags is touched, never an attribute (a link)."""
+    return re.sub(r">([^<]+)<", lambda text: ">" + _ISO_DATE.sub(
+        lambda date: f'<span class="report-date">{date.group()}</span>', text.group(1)) + "<", table_html)
 
 
 def show_sources(tables: tuple[pd.DataFrame, pd.DataFrame]) -> None:

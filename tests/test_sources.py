@@ -59,3 +59,18 @@ def test_the_reference_list_escapes_ledger_text_and_links_only_urls(monkeypatch)
     assert 'href="javascript' not in references                       # not a link, shown as text
     assert '<a href="https://zona.media/a">https://zona.media/a</a>' in references
     assert references.count('class="report-reference"') == 2           # one line per publication
+
+
+def test_dates_in_tables_stay_on_one_line_and_links_are_untouched(monkeypatch):
+    from milcourts import reporting
+    shown = []
+    monkeypatch.setattr(reporting, "display", lambda html: shown.append(html.data))
+    frame = pd.DataFrame({"period": ["2023-06-01 – 2023-08-31"], "month": ["2024-03"],
+                          "link": ["https://example.org/2023-06-01/a"], "text": ["<b>2023-06-01</b>"]})
+    reporting.show_table(frame, link_columns=("link",))
+    table = shown[-1]
+    assert ('<span class="report-date">2023-06-01</span> – <span class="report-date">2023-08-31</span>'
+            in table)
+    assert '<span class="report-date">2024-03</span>' in table
+    assert 'href="https://example.org/2023-06-01/a"' in table          # the attribute is left alone
+    assert '&lt;b&gt;<span class="report-date">2023-06-01</span>&lt;/b&gt;' in table  # escaped, then wrapped
