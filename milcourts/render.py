@@ -195,6 +195,17 @@ class PdfPrinter:
         html_path, pdf_path = Path(html_path).resolve(), Path(pdf_path).resolve()
         if not html_path.is_file():
             raise RenderError(f"cannot print {html_path}: no such file")
+        try:
+            data = self._print(html_path)
+        except RenderError as error:
+            raise RenderError(f"printing {html_path.name} to PDF: {error}") from error
+        if data[:5] != b"%PDF-":
+            raise RenderError(f"{self.browser} printed {html_path.name} to something that is not a PDF")
+        partial = pdf_path.with_name(pdf_path.name + ".part")
+        partial.write_bytes(data)
+        os.replace(partial, pdf_path)
+
+    def _print(self, html_path: Path) -> bytes:
         deadline = time.monotonic() + self.timeout_seconds
         target = self._call("Target.createTarget", {"url": "about:blank"}, deadline=deadline)["targetId"]
         try:
@@ -212,12 +223,7 @@ class PdfPrinter:
                 with contextlib.suppress(RenderError):  # never hide why the print failed
                     self._call("Target.closeTarget", {"targetId": target})
             self._events.clear()
-        data = base64.b64decode(printed["data"])
-        if data[:5] != b"%PDF-":
-            raise RenderError(f"{self.browser} printed {html_path.name} to something that is not a PDF")
-        partial = pdf_path.with_name(pdf_path.name + ".part")
-        partial.write_bytes(data)
-        os.replace(partial, pdf_path)
+        return base64.b64decode(printed["data"])
 
     def _kill(self) -> None:
         if self._process.poll() is None:

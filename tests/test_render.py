@@ -69,6 +69,7 @@ def test_browser_that_fails_to_start_shows_its_stderr(tmp_path, monkeypatch):
         with pytest.raises(RenderError) as raised:
             printer.print(page(tmp_path, "report", "text"), tmp_path / "report.pdf")
     message = str(raised.value)
+    assert message.startswith("printing report.html to PDF: ")
     assert "fake-chromium exited during Target.createTarget (exit 3)" in message
     assert "cannot open display: this browser is broken" in message
     assert not list(tmp_path.glob("report.pdf*"))
