@@ -168,7 +168,7 @@ class PdfPrinter:
                 if "method" in message:
                     self._events.append(message)
         except (BrokenPipeError, EOFError) as exc:
-            raise self._failure(f"exited during {method} (exit {self._process.poll()})") from exc
+            raise self._failure(f"exited during {method} (exit {self._exit_status()})") from exc
         except TimeoutError as exc:
             self._kill()
             raise self._failure(f"did not answer {method} within {self.timeout_seconds:g} s") from exc
@@ -224,6 +224,12 @@ class PdfPrinter:
                     self._call("Target.closeTarget", {"targetId": target})
             self._events.clear()
         return base64.b64decode(printed["data"])
+
+    def _exit_status(self) -> int | None:
+        """The exit status of a browser whose pipe closed: it may not have been reaped yet."""
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            return self._process.wait(timeout=5)
+        return None
 
     def _kill(self) -> None:
         if self._process.poll() is None:
