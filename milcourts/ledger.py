@@ -10,6 +10,7 @@ lazily so every violation is reported at once.
 from __future__ import annotations
 
 import csv
+import datetime as dt
 import io
 import re
 from dataclasses import dataclass
@@ -77,10 +78,25 @@ REQUIRED_NONEMPTY = (
 # The ledger marks a missing URL in the notes instead of leaving it silently blank.
 MISSING_URL_MARKER = "source_url unknown"
 
-_ISO_DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
-_NUMBER = re.compile(r"[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?")
-_FIGURE_ID = re.compile(r"F\d{3,}")
+# ASCII digits only: Python's \d also matches Arabic-Indic, full-width and other digits, which
+# float() and the date parsers then read (or choke on) in ways nobody reviewing the CSV would expect.
+_ISO_DATE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
+# Plain decimals as journalists print them: no exponent, no "inf" or "nan", no thousands separator.
+_NUMBER = re.compile(r"[+-]?([0-9]+(\.[0-9]*)?|\.[0-9]+)")
+_FIGURE_ID = re.compile(r"F[0-9]{3,}")
 _URL = re.compile(r"https?://[^\s/$.?#][^\s]*", re.IGNORECASE)
+# The plausible window of a figure: the series begin in the 2010s (the earliest figure is an official
+# statistic for 2010), so a date before 2000 is a typo; nothing can be published after today. Outside
+# it a typo such as year 1000 would make the model span a millennium of months.
+EARLIEST_DATE = "2000-01-01"
+# No count of cases, persons or requests about one army can exceed this (Russia's armed forces number
+# about 1.5 million); a larger value is a typo or an attack on the float conversion (1e400 -> inf).
+MAX_VALUE = 10_000_000
+# Control characters (C0 and C1, DEL) and bidirectional overrides make text that reads differently
+# from what it says; line breaks and tabs are kept in the free-text columns (quoted newlines are CSV).
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
+_CONTROL_OR_BREAK = re.compile(r"[\x00-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
+FREE_TEXT_COLUMNS = ("source_title", "quote", "notes")
 
 
 @dataclass(frozen=True)
@@ -130,6 +146,15 @@ def _optional_date(text: str) -> bool:
     return text == "" or _is_iso_date(text)
 
 
+def _today() -> str:
+    return dt.date.today().isoformat()
+
+
+def _has_no_control_characters(column: str):
+    pattern = _CONTROL if column in FREE_TEXT_COLUMNS else _CONTROL_OR_BREAK
+    return lambda text: pattern.search(text) is None
+
+
 def _cell_schema() -> pa.DataFrameSchema:
     """Cell rules on the raw strings, so a bad cell is reported as written, never as NaN."""
 
@@ -154,13 +179,32 @@ def _cell_schema() -> pa.DataFrameSchema:
         checks[column].append(
             pa.Check(_optional_date, element_wise=True, error="an ISO date YYYY-MM-DD (or empty)")
         )
+        checks[column].append(
+            pa.Check(lambda v: not _is_iso_date(v) or v >= EARLIEST_DATE, element_wise=True,
+                     error=f"a date from {EARLIEST_DATE} on (the plausible window of a figure)")
+        )
+        checks[column].append(
+            pa.Check(lambda v: not _is_iso_date(v) or v <= _today(), element_wise=True,
+                     error="a date no later than today (nothing is published in the future)")
+        )
     checks["value"].append(
-        pa.Check(lambda v: v == "" or _is_number(v), element_wise=True, error="a number")
+        pa.Check(lambda v: v == "" or _is_number(v), element_wise=True,
+                 error="a number in ASCII digits, without exponent (like 1234 or 12.5)")
     )
     checks["value"].append(
         pa.Check(lambda v: not _is_number(v) or float(v) >= 0, element_wise=True,
                  error="a non-negative number")
     )
+    checks["value"].append(
+        pa.Check(lambda v: not _is_number(v) or float(v) <= MAX_VALUE, element_wise=True,
+                 error=f"a number at most {MAX_VALUE:,}")
+    )
+    for column in LEDGER_COLUMNS:
+        checks[column].append(
+            pa.Check(_has_no_control_characters(column), element_wise=True,
+                     error="text without control characters" + (
+                         " (line breaks and tabs are allowed)" if column in FREE_TEXT_COLUMNS else ""))
+        )
     checks["source_url"].append(
         pa.Check(lambda v: v == "" or bool(_URL.fullmatch(v)), element_wise=True,
                  error="an http(s) URL")

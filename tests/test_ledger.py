@@ -67,7 +67,7 @@ def test_extra_unknown_column(tmp_path):
         ({"period_start": "2024-01-01", "period_end": "2023-12-31"}, "period_end",
          "a date on or after period_start 2024-01-01, found '2023-12-31'"),
         ({"value": "-5"}, "value", "a non-negative number, found '-5'"),
-        ({"value": "about 500"}, "value", "a number, found 'about 500'"),
+        ({"value": "about 500"}, "value", "a number in ASCII digits, without exponent (like 1234 or 12.5), found 'about 500'"),
         ({"article": "339"}, "article", "one of 337, 338, 332, all_refusal, na, found '339'"),
         ({"measure": "total"}, "measure", "one of count, cumulative"),
         ({"value_qualifier": "roughly"}, "value_qualifier", "one of exact, at_least, approx, at_most, found 'roughly'"),
@@ -160,3 +160,50 @@ def test_cli_invalid_exits_nonzero_with_messages(write_ledger, capsys):
 def test_cli_missing_file(tmp_path, capsys):
     assert main(["validate-ledger", str(tmp_path / "nope.csv")]) == 1
     assert "not found" in capsys.readouterr().err
+
+
+# ----------------------------------------------------------------------------- impossible values
+
+ARABIC_INDIC = "\u0661\u0662\u0663"      # ١٢٣
+FULL_WIDTH = "\uff11\uff12\uff13"        # １２３
+
+
+@pytest.mark.parametrize(
+    ("changes", "column", "expected"),
+    [
+        ({"value": "1e400"}, "value", "a number in ASCII digits"),
+        ({"value": "1e15"}, "value", "a number in ASCII digits"),
+        ({"value": "20000000"}, "value", "a number at most 10,000,000"),
+        ({"value": "inf"}, "value", "a number in ASCII digits"),
+        ({"value": "nan"}, "value", "a number in ASCII digits"),
+        ({"value": ARABIC_INDIC}, "value", "a number in ASCII digits"),
+        ({"value": FULL_WIDTH}, "value", "a number in ASCII digits"),
+        ({"figure_id": "F" + ARABIC_INDIC}, "figure_id", "an id like F001"),
+        ({"figure_id": "F" + FULL_WIDTH}, "figure_id", "an id like F001"),
+        ({"source_date": "2024-03-0\u0664"}, "source_date", "an ISO date YYYY-MM-DD"),
+        ({"period_start": "1000-01-01"}, "period_start", "a date from 2000-01-01"),
+        ({"period_start": "1999-12-31"}, "period_start", "a date from 2000-01-01"),
+        ({"source_date": "9999-12-31"}, "source_date", "a date no later than today"),
+        ({"quote": "5,092 cases\x00"}, "quote", "text without control characters"),
+        ({"source_publisher": "Media\x1bzona"}, "source_publisher", "text without control characters"),
+        ({"notes": "see \u202eevil\u202c"}, "notes", "text without control characters"),
+        ({"source_url": "https://zona.media/\x7f"}, "source_url", "text without control characters"),
+    ],
+)
+def test_impossible_values_are_rejected_with_line_id_and_column(write_ledger, changes, column, expected):
+    path = write_ledger([row(figure_id="F001"), row(**{"figure_id": "F002", **changes})])
+    messages = issues_of(path)
+    figure_id = changes.get("figure_id", "F002")
+    assert any(m.startswith(f"{path}:3 [{figure_id}]: column '{column}': expected {expected}") for m in messages), messages
+
+
+def test_line_breaks_and_tabs_stay_allowed_in_quotes_and_notes(write_ledger):
+    frame, issues = check_ledger(write_ledger([row(quote="line one\nline\ttwo", notes="a\r\nb")]))
+    assert issues == []
+
+
+def test_cli_reports_a_non_ascii_digit_in_a_date_without_a_traceback(write_ledger, capsys):
+    path = write_ledger([row(source_date="2024-0\u0663-04")])
+    assert main(["validate-ledger", str(path)]) == 1
+    err = capsys.readouterr().err
+    assert f"{path}:2 [F001]: column 'source_date': expected an ISO date YYYY-MM-DD" in err
