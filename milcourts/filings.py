@@ -14,7 +14,7 @@ from milcourts.breakdate import break_effect_rows, profile_break_month, ruptures
 from milcourts.constraints import build_constraint_view
 from milcourts.fitcache import fit_and_simulate
 from milcourts.ledger import load_ledger
-from milcourts.model import (Draws, FittedModel, ModelSpec, effects_table, fit_to_ledger_table,
+from milcourts.model import (Draws, FittedModel, ModelSpec, check_month_range, effects_table, fit_to_ledger_table,
                              monthly_filings_table)
 
 OUTPUT_FILES = {
@@ -60,6 +60,7 @@ def fit_from_ledger(ledger_csv: str | Path = paths.LEDGER_CSV, spec: ModelSpec =
     if through is not None and len(view.months):
         needed = (pd.Timestamp(through).to_period("M") - view.months[-1]).n
         spec = replace(spec, forecast_months=max(spec.forecast_months, needed))
+        check_month_range(view.figures, view.months, spec.forecast_months)  # before any fit
     fitted, draws = fit_and_simulate(ledger, spec)  # shared with other reports of the same build
     fit = FilingsFit(fitted, draws)
     if with_break_profile:

@@ -106,6 +106,31 @@ PRIOR_INTERCEPT_SD = 5.0
 PENALTY_GRID = (0.01, 0.03, 0.1, 0.3, 1.0, 3.0)
 # Largest absolute gradient of the penalised log-likelihood accepted as an optimum.
 CONVERGED_GRADIENT = 0.05
+# The month range the model is built for. One pre-break log-linear trend cannot describe more than
+# about a decade, and the reconstruction's memory grows with the square of the months (a figure
+# dated in year 1000 asked for 12,000 months and gigabytes). Forecasts further ahead than three
+# years say nothing (reports allow 24 months; validation's rolling origin needs at most a year).
+MAX_MODELLED_MONTHS = 120
+MAX_FORECAST_MONTHS = 36
+
+
+class ModelRangeError(ValueError):
+    """The figures or the forecast ask for months the model was not built for."""
+
+
+def check_month_range(figures: pd.DataFrame, months: pd.PeriodIndex, forecast_months: int = 0) -> None:
+    """Refuse, before anything is allocated, a month range the model was not built for."""
+    if len(months) > MAX_MODELLED_MONTHS:
+        earliest = figures.loc[figures["period_start"].idxmin()] if len(figures) else None
+        latest = figures.loc[figures["period_end"].idxmax()] if len(figures) else None
+        which = (f" (figure {earliest['figure_id']} starts {earliest['period_start'].date()}, "
+                 f"figure {latest['figure_id']} ends {latest['period_end'].date()})") if earliest is not None else ""
+        raise ModelRangeError(
+            f"the figures span {months[0]} to {months[-1]}, {len(months):,} months{which}; the model is built "
+            f"for at most {MAX_MODELLED_MONTHS} months (one pre-break trend): check those dates in the ledger")
+    if not 0 <= forecast_months <= MAX_FORECAST_MONTHS:
+        raise ModelRangeError(f"a forecast of {forecast_months} months past {months[-1] if len(months) else 'the data'} "
+                              f"was asked for; the model forecasts 0 to {MAX_FORECAST_MONTHS} months ahead")
 
 
 @dataclass(frozen=True)
@@ -168,6 +193,7 @@ def _median_publication_gap_days(figures: pd.DataFrame) -> float:
 def prepare_observations(view: ConstraintView, train_end: pd.Timestamp | None = None,
                          exposure: str = "calendar_days") -> Observations:
     """Decide, figure by figure, whether and how it enters the likelihood, and why."""
+    check_month_range(view.figures, view.months)
     figures = view.figures.copy()
     figures["is_used"] = True
     figures["usage"] = "observed"
@@ -666,6 +692,7 @@ class Draws:
 
 def all_months(fitted: FittedModel) -> pd.PeriodIndex:
     months = fitted.obs.months
+    check_month_range(fitted.obs.figures, months, fitted.spec.forecast_months)
     return pd.period_range(months[0], periods=len(months) + fitted.spec.forecast_months, freq="M")
 
 

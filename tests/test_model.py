@@ -244,3 +244,39 @@ def test_poisson_likelihood_pins_month_dispersion_and_narrows_monthly_bands(synt
     assert spread(poisson_counts) < spread(nb_counts)
     with pytest.raises(ValueError, match="likelihood must be one of"):
         fit_filings_model(build_constraint_view(ledger), replace(FAST, likelihood="gaussian"))
+
+
+# The model's month range: a figure dated in year 1000 once asked for 12,000 months and gigabytes.
+_FAR_RANGE_SCRIPT = """
+import resource, sys
+import numpy as np
+import pandas as pd
+resource.setrlimit(resource.RLIMIT_AS, (1_500_000_000, 1_500_000_000))
+from milcourts.constraints import build_constraint_view
+from milcourts.model import ModelSpec, fit_filings_model
+from milcourts.synthetic import aggregate_pattern, default_truth, publish, simulate_counts
+truth = default_truth()
+ledger = publish(truth, simulate_counts(truth, np.random.default_rng(7)), aggregate_pattern())
+ledger.loc[0, "period_start"] = pd.Timestamp(sys.argv[1])
+try:
+    fit_filings_model(build_constraint_view(ledger), ModelSpec(penalty_grid=(1.0,), n_draws=50))
+except ValueError as error:
+    print("REFUSED:", error)
+"""
+
+
+@pytest.mark.parametrize("start", ["1000-01-01", "2001-01-01"])
+def test_a_month_range_the_model_was_not_built_for_is_refused_before_allocating(start):
+    import subprocess
+    import sys
+    done = subprocess.run([sys.executable, "-c", _FAR_RANGE_SCRIPT, start], capture_output=True, text=True,
+                          timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "REFUSED:" in done.stdout and "the model is built for at most 120 months" in done.stdout, done.stdout
+    assert f"starts {start}" in done.stdout
+
+
+def test_predict_refuses_a_window_far_beyond_the_forecast_horizon(capsys):
+    assert main(["predict", "--article", "337", "--start", "2099-01-01", "--end", "2099-12-31"]) == 1
+    err = capsys.readouterr().err
+    assert "predict failed:" in err and "the model forecasts 0 to 36 months ahead" in err
