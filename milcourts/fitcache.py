@@ -2,17 +2,19 @@
 
 Every trend run and the summary fit the same joint model to the same ledger (the model is always
 joint; a report only looks at one article), and each trend run refits the same sensitivity
-variants. Without sharing, a cold build repeats identical 10-second fits a dozen times. A fit and
-its draws are a deterministic function of the ledger rows, the spec (seed included), the package
-source and the numerical libraries, so they are stored under a hash of exactly those and reused.
+variants. Without sharing, a cold build repeats identical fits a dozen times. A fit and its draws
+are a deterministic function of the ledger rows, the spec (seed included), the package source and
+the numerical libraries, so they are stored under a hash of exactly those and reused.
 
-Parallel runs (`build --jobs N`) share the work instead of duplicating it: a fit being computed by
-another process is skipped for the moment (an exclusive lock per key), the caller does other
-pending fits, and comes back to wait for that one at the end. Before it waits, it helps: every
-caller posts the fits it still needs under `wanted/`, and a caller left with nothing but fits
-held elsewhere computes one that another process wants and nobody has started. Without this, a
-report whose fits were all being computed by another run sat idle for seconds, on each of the
-two cores in turn (measured with `--jobs 2`: about 6 s of a 42 s build).
+Parallel runs (`build --jobs N`) do not duplicate work: a fit being computed by another process
+is skipped for the moment (an exclusive lock per key), the caller does its other pending fits
+first, then waits for the holder.
+
+The cache directory may be one a user points us at (MILCOURTS_FIT_CACHE), so nothing in it is
+ours unless we made it: entries live in a folder named `milcourts-fits-<code version>` holding a
+marker file we wrote, and only such folders are ever removed (when the code changes). Entries are
+stored by fitstore in formats that cannot execute code, verified before they are parsed; a damaged
+one is silently refitted and replaced (a warning printed in a report kernel would fail the build).
 """
 
 from __future__ import annotations
@@ -20,9 +22,6 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import hashlib
-import logging
-import os
-import pickle
 import shutil
 from pathlib import Path
 
@@ -31,12 +30,11 @@ import pandas as pd
 import scipy
 
 from milcourts import paths
-from milcourts.atomic import temporary_sibling
 from milcourts.constraints import build_constraint_view
+from milcourts.fitstore import read_entry, write_entry
 from milcourts.incremental import package_fingerprint
 from milcourts.model import Draws, FittedModel, ModelSpec, fit_filings_model, simulate
 
-log = logging.getLogger(__name__)
 
 FitRequest = tuple[pd.DataFrame, ModelSpec, bool]  # ledger rows, spec, whether draws are conditioned
 
@@ -61,22 +59,34 @@ def _compute(ledger: pd.DataFrame, spec: ModelSpec, condition: bool) -> tuple[Fi
     return fitted, simulate(fitted, condition=condition)
 
 
-def _load(path: Path) -> tuple[FittedModel, Draws] | None:
-    if not path.exists():
-        return None
+VERSION_PREFIX = "milcourts-fits-"
+MARKER_FILE = ".milcourts-fit-cache"
+MARKER_TEXT = "Fits cached by milcourts. The build deletes this folder when the code changes.\n"
+
+
+def _is_ours(folder: Path) -> bool:
+    """A version folder we made: our name, a real directory (not a link), with our marker inside."""
+    if not folder.name.startswith(VERSION_PREFIX) or folder.is_symlink() or not folder.is_dir():
+        return False
+    marker = folder / MARKER_FILE
     try:
-        with path.open("rb") as handle:
-            return pickle.load(handle)
-    except Exception as error:  # a damaged entry is recomputed, never trusted
-        log.warning("fit cache entry %s unreadable (%s); refitting", path.name, error)
-        return None
+        return not marker.is_symlink() and marker.read_text(encoding="utf-8") == MARKER_TEXT
+    except (OSError, UnicodeDecodeError):
+        return False
 
 
-def _store(path: Path, result: tuple[FittedModel, Draws]) -> None:
-    temporary = temporary_sibling(path)
-    with temporary.open("wb") as handle:
-        pickle.dump(result, handle, protocol=pickle.HIGHEST_PROTOCOL)
-    os.replace(temporary, path)
+def _directory() -> Path:
+    """This code version's folder; our folders of other versions can never be read again, so they
+    go. Nothing else in the cache directory is touched."""
+    root = paths.fit_cache_dir()
+    directory = root / f"{VERSION_PREFIX}{_code_version()}"
+    if not _is_ours(directory):
+        directory.mkdir(parents=True, exist_ok=True)
+        (directory / MARKER_FILE).write_text(MARKER_TEXT, encoding="utf-8")
+        for stale in root.iterdir():
+            if stale != directory and _is_ours(stale):
+                shutil.rmtree(stale, ignore_errors=True)
+    return directory
 
 
 @contextlib.contextmanager
@@ -94,76 +104,14 @@ def _lock(path: Path, blocking: bool):
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
-def _directory() -> Path:
-    """This code version's entries; entries of other versions can never be read again, so they go."""
-    root = paths.fit_cache_dir()
-    directory = root / _code_version()
-    if not directory.exists():
-        directory.mkdir(parents=True, exist_ok=True)
-        for stale in root.iterdir():
-            if stale.is_dir() and stale != directory:
-                shutil.rmtree(stale, ignore_errors=True)
-    return directory
-
-
-def _is_running(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # alive, someone else's
-        return True
-    return True
-
-
-def _post_wanted(directory: Path, key: str, request: FitRequest) -> None:
-    """Say this process needs `key`, unless the fit is stored or a live process already said so."""
-    wanted = directory / "wanted" / f"{key}.pkl"
-    if (directory / f"{key}.pkl").exists():
-        return
-    if wanted.exists():
-        posted = _load(wanted)
-        if posted is not None and _is_running(posted[0]):
-            return
-    wanted.parent.mkdir(exist_ok=True)
-    _store(wanted, (os.getpid(), request))
-
-
-def _compute_one_wanted(directory: Path) -> bool:
-    """Compute and store one fit that a live process has posted and nobody is computing.
-
-    False when there is none: the caller then waits. Posts of processes that died (an interrupted
-    build) are dropped, never computed. A fit that fails here is dropped too: its owner computes
-    it and meets the error itself, in its own report, rather than failing this one.
-    """
-    for wanted in sorted((directory / "wanted").glob("*.pkl")):
-        key = wanted.stem
-        with _lock(directory / f"{key}.lock", blocking=False) as held:
-            if not held:
-                continue  # being computed
-            posted = _load(wanted)
-            if (directory / f"{key}.pkl").exists() or posted is None or not _is_running(posted[0]) \
-                    or request_key(*posted[1]) != key:
-                wanted.unlink(missing_ok=True)
-                continue
-            try:
-                result = _compute(*posted[1])
-            except Exception:  # noqa: BLE001 - see the docstring: the owner will raise it
-                wanted.unlink(missing_ok=True)
-                continue
-            _store(directory / f"{key}.pkl", result)
-            wanted.unlink(missing_ok=True)
-            return True
-    return False
-
-
-def _withdraw_wanted(directory: Path, keys: list[str]) -> None:
-    """Take back this process's posts for fits it no longer waits for (it stopped early)."""
-    for key in keys:
-        wanted = directory / "wanted" / f"{key}.pkl"
-        posted = _load(wanted)
-        if posted is not None and posted[0] == os.getpid():
-            wanted.unlink(missing_ok=True)
+def _read_or_compute(directory: Path, key: str, request: FitRequest) -> tuple[FittedModel, Draws]:
+    ledger, spec, _ = request
+    expected = {"key": key, "code_version": _code_version()}
+    result = read_entry(directory / key, ledger, spec, expected)
+    if result is None:
+        result = _compute(*request)
+        write_entry(directory / key, *result, meta=expected)
+    return result
 
 
 def fit_and_simulate_all(requests: list[FitRequest]) -> list[tuple[FittedModel, Draws]]:
@@ -172,38 +120,19 @@ def fit_and_simulate_all(requests: list[FitRequest]) -> list[tuple[FittedModel, 
         return [_compute(*request) for request in requests]
     directory = _directory()
     keys = [request_key(*request) for request in requests]
-    for key, request in zip(keys, requests):
-        _post_wanted(directory, key, request)
     results: dict[int, tuple[FittedModel, Draws]] = {}
     pending = list(range(len(requests)))
-    try:
-        _share_work(directory, requests, keys, pending, results)
-    finally:
-        _withdraw_wanted(directory, [keys[index] for index in pending])
-    return [results[index] for index in range(len(requests))]
-
-
-def _share_work(directory: Path, requests: list[FitRequest], keys: list[str], pending: list[int],
-                results: dict) -> None:
-    """Fill `results` for the `pending` indexes; both change in place, so that the caller knows
-    what is left if this stops early (an error or an interruption)."""
     while pending:
         for index in list(pending):  # every fit of ours that no other process holds
             with _lock(directory / f"{keys[index]}.lock", blocking=False) as held:
                 if not held:
                     continue
-                result = _load(directory / f"{keys[index]}.pkl")
-                if result is None:
-                    result = _compute(*requests[index])
-                    _store(directory / f"{keys[index]}.pkl", result)
-            (directory / "wanted" / f"{keys[index]}.pkl").unlink(missing_ok=True)
-            results[index] = result
+                results[index] = _read_or_compute(directory, keys[index], requests[index])
             pending.remove(index)
-        # what is left is being computed elsewhere: help with fits others want, and only when
-        # there are none wait for the holder of the first (its lock is free once it is stored)
-        if pending and not _compute_one_wanted(directory):
+        if pending:  # the rest are being computed elsewhere: wait for the first holder
             with _lock(directory / f"{keys[pending[0]]}.lock", blocking=True):
                 pass
+    return [results[index] for index in range(len(requests))]
 
 
 def fit_and_simulate(ledger: pd.DataFrame, spec: ModelSpec = ModelSpec(),
