@@ -45,19 +45,34 @@ def _build(args: argparse.Namespace) -> int:
         print("nothing to build; reports/ unchanged", file=sys.stderr)
         return 0
 
-    from milcourts.build import BuildError, build
+    from milcourts.build import BuildError, BuildInterrupted, build
     from milcourts.ledger import LedgerValidationError
     from milcourts.provenance import ProvenanceError
     from milcourts.render import RenderError
 
     try:
         build(only=args.only, settings=settings)
+    except BuildInterrupted as exc:
+        print(exc, file=sys.stderr)
+        return 128 + exc.signum  # as a shell reports a process ended by that signal
     except (BuildError, LedgerValidationError, ProvenanceError, RenderError, RunFileError) as exc:
         print(f"build failed; reports/ left as it was.\n{exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print("build interrupted; reports/ left as it was.", file=sys.stderr)
         return 130
+    return 0
+
+
+def _record_provenance(args: argparse.Namespace) -> int:
+    from milcourts.provenance import ProvenanceError, write_record
+
+    try:
+        record = write_record(Path(args.path), args.copied_from, args.description)
+    except (ProvenanceError, OSError) as exc:
+        print(f"record-provenance failed: {exc}", file=sys.stderr)
+        return 1
+    print(f"wrote {record}")
     return 0
 
 
@@ -122,6 +137,13 @@ def main(argv: list[str] | None = None) -> int:
     validate = commands.add_parser("validate-ledger", help="check a ledger CSV; exit 1 listing every problem")
     validate.add_argument("path", help="ledger CSV, e.g. data/raw/published_figures.csv")
     validate.set_defaults(handler=_validate_ledger)
+
+    record = commands.add_parser("record-provenance",
+                                 help="write the provenance record of a new raw file (a new ledger vintage)")
+    record.add_argument("path", help="the raw file, e.g. data/raw/published_figures_2027-01.csv")
+    record.add_argument("--copied-from", required=True, help="where the file came from")
+    record.add_argument("--description", required=True, help="what the file holds")
+    record.set_defaults(handler=_record_provenance)
 
     build = commands.add_parser("build", help="execute and render the reports in the run file")
     build.add_argument("--only", action="append", metavar="NAME", help="build only this run (repeatable)")

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import fcntl
 import html
 import json
 import logging
@@ -41,8 +42,9 @@ from milcourts.atomic import signals_held, write_text_atomically  # noqa: E402
 from milcourts.ledger import load_ledger  # noqa: E402
 from milcourts.provenance import sha256_of, verify_provenance  # noqa: E402
 from milcourts.render import PdfPrinter, export_html, find_browser  # noqa: E402
-from milcourts.incremental import (CELL_TIMEOUT_SECONDS, BuildSettings, cache_key, is_current,  # noqa: E402, F401
-                                   package_fingerprint, plan, read_manifest)
+from milcourts.incremental import (CELL_TIMEOUT_SECONDS, OUTPUT_FORMATS, BuildSettings, cache_key,  # noqa: E402, F401
+                                   is_current, is_output_name, package_fingerprint, plan, read_manifest,
+                                   run_ledger)
 from milcourts.runfile import Run, RunFileError, check_parameters  # noqa: E402
 
 KERNEL_NAME = "python3"
@@ -55,6 +57,40 @@ class BuildError(RuntimeError):
 
 class BuildInterrupted(BuildError):
     """SIGTERM or SIGINT arrived before publishing; reports/ was left untouched."""
+
+    def __init__(self, signum: int):
+        self.signum = signum
+        super().__init__(f"build interrupted by signal {signum}; reports/ left untouched")
+
+
+class BuildBusy(BuildError):
+    """Another build holds this checkout's build lock."""
+
+
+@contextlib.contextmanager
+def exclusive_build(build_dir: Path):
+    """One build at a time per build directory (that is, per checkout): a second one refuses at
+    once, naming the first, instead of interleaving its logs, staging and publishing with it.
+    The lock is an flock, so it is released however the holder ends, even by SIGKILL."""
+    build_dir.mkdir(parents=True, exist_ok=True)
+    with open(build_dir / "build.lock", "a+", encoding="utf-8") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.seek(0)
+            holder = handle.read().strip() or "process unknown"
+            raise BuildBusy(f"another build is running in this checkout ({holder}); it owns reports/ "
+                            "until it ends. Wait for it (or stop it), then run the build again.") from None
+        handle.seek(0)
+        handle.truncate()
+        handle.write(f"process {os.getpid()}, started {_built_at()}\n")
+        handle.flush()
+        try:
+            yield
+        finally:
+            handle.seek(0)
+            handle.truncate()
+            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def _log(message: str) -> None:
@@ -308,7 +344,7 @@ def execute_run(run: Run, staging: Path, settings: BuildSettings, context: dict,
     }
 
 
-def _execute_all(runs: list[Run], staging: Path, settings: BuildSettings, context: dict) -> dict[str, dict]:
+def _execute_all(runs: list[Run], staging: Path, settings: BuildSettings, contexts: dict[str, dict]) -> dict[str, dict]:
     """Every run, `settings.jobs` at a time in separate processes (serially in this one for 1).
 
     PDFs are printed here, in this process, by one browser for the whole build, as each run's
@@ -331,7 +367,7 @@ def _execute_all(runs: list[Run], staging: Path, settings: BuildSettings, contex
         if settings.jobs <= 1:
             for run in runs:
                 progress.message(f"{run.name}: executing {run.notebook.name}")
-                finished(execute_run(run, staging, settings, context, progress))
+                finished(execute_run(run, staging, settings, contexts[run.name], progress))
             return done
         with _relayed(progress) as events:
             pool = ProcessPoolExecutor(max_workers=settings.jobs)
@@ -339,7 +375,7 @@ def _execute_all(runs: list[Run], staging: Path, settings: BuildSettings, contex
                 futures = []
                 for run in runs:
                     progress.message(f"{run.name}: queued ({run.notebook.name})")
-                    futures.append(pool.submit(execute_run, run, staging, settings, context, events))
+                    futures.append(pool.submit(execute_run, run, staging, settings, contexts[run.name], events))
                 for future in as_completed(futures):
                     finished(future.result())
             except BaseException:
@@ -357,31 +393,55 @@ def _execute_all(runs: list[Run], staging: Path, settings: BuildSettings, contex
             printer.close()
 
 
+class _Interrupts:
+    """Signals received during a build; see _interrupts_as_errors."""
+
+    def __init__(self):
+        self.received: list[int] = []
+        self.publishing = False
+
+    def check(self) -> None:
+        if self.received:
+            raise BuildInterrupted(self.received[0])
+
+
 @contextlib.contextmanager
 def _interrupts_as_errors():
-    """Turn SIGTERM into BuildInterrupted so staging is cleaned up and reports/ stays untouched.
+    """Turn SIGINT and SIGTERM into BuildInterrupted so staging is cleaned up and reports/ stays
+    untouched.
 
-    The exception raised in the handler may surface wrapped by whatever was running (papermill's
-    asyncio loop, a kernel client), so the arrival of the signal is remembered and any exception
-    leaving the block after it is reported as the interruption it is.
+    Both handlers are installed explicitly: a build started in the background by a shell inherits
+    SIGINT ignored, and was then published despite the interrupt. The exception raised in the
+    handler may surface wrapped, or be swallowed, by whatever was running (papermill's asyncio
+    loop, a kernel client), so the arrival of the signal is remembered: any exception leaving the
+    block after it is reported as the interruption it is, and `check()` before publishing refuses
+    to publish. A signal that arrives once publishing has begun (its renames hold signals back)
+    no longer stops anything: the new reports are complete.
     """
-    received: list[int] = []
+    state = _Interrupts()
 
     def handler(signum, frame):
-        received.append(signum)
-        raise BuildInterrupted(f"build interrupted by signal {signum}; reports/ left untouched")
+        state.received.append(signum)
+        if not state.publishing:
+            raise BuildInterrupted(signum)
 
-    previous = signal.signal(signal.SIGTERM, handler)
+    previous = {signum: signal.signal(signum, handler) for signum in (signal.SIGINT, signal.SIGTERM)}
     try:
-        yield
+        yield state
     except BuildInterrupted:
         raise
     except BaseException as exc:
-        if received:
-            raise BuildInterrupted(f"build interrupted by signal {received[0]}; reports/ left untouched") from exc
+        if state.received and not state.publishing:
+            raise BuildInterrupted(state.received[0]) from exc
         raise
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        for signum, action in previous.items():
+            signal.signal(signum, action)
+
+
+def _format_order(name: str) -> tuple[int, str]:
+    extension = name.rsplit(".", 1)[-1]
+    return (OUTPUT_FORMATS.index(extension) if extension in OUTPUT_FORMATS else len(OUTPUT_FORMATS), name)
 
 
 def render_index(manifest: dict) -> str:
@@ -390,7 +450,7 @@ def render_index(manifest: dict) -> str:
     for entry in sorted(manifest["reports"].values(), key=lambda e: e["name"]):
         links = " · ".join(
             f'<a href="{html.escape(name)}">{html.escape(name.rsplit(".", 1)[1].upper())}</a>'
-            for name in sorted(entry["outputs"], key=lambda n: ("html", "pdf", "ipynb").index(n.rsplit(".", 1)[1]))
+            for name in sorted(entry["outputs"], key=_format_order)
         )
         params = ", ".join(f"{k} = {v!r}" for k, v in entry["parameters"].items()) or "defaults"
         rows.append(
@@ -418,17 +478,49 @@ date in the ledger a report read. The executed notebook (IPYNB) is the audit tra
 
 
 def publish(staging: Path, entries: list[dict], reports_dir: Path) -> None:
-    """Rename every output into reports/, then the manifest and index; nothing else touches it."""
+    """Rename every output into reports/, then the manifest and index; nothing else touches it.
+
+    reports/ holds exactly what the manifest lists: a file the previous entry of a run listed and
+    the new one does not (the PDF of a build before a `--no-pdf` one) is removed. A file is only
+    removed if it is provably the build's own: a plain name inside reports/ that starts with the
+    run's name, with the very checksum the manifest recorded for it (a forged manifest cannot
+    make the build delete a reader's file, and a file edited since is left alone).
+    """
     reports_dir.mkdir(parents=True, exist_ok=True)
     manifest = read_manifest(reports_dir)
+    stale = []
     for entry in entries:
+        previous = manifest["reports"].get(entry["name"], {}).get("outputs", {})
+        for name, digest in previous.items():
+            path = reports_dir / name
+            if name not in entry["outputs"] and is_output_name(name) and name.startswith(f"{entry['name']}.") \
+                    and path.is_file() and not path.is_symlink() and sha256_of(path) == digest:
+                stale.append(path)
         manifest["reports"][entry["name"]] = entry
     with signals_held():
         for entry in entries:
             for name in entry["outputs"]:
                 os.replace(staging / name, reports_dir / name)
+        for path in stale:
+            path.unlink(missing_ok=True)
         write_text_atomically(reports_dir / "manifest.json", json.dumps(manifest, indent=2, sort_keys=True) + "\n")
         write_text_atomically(reports_dir / "index.html", render_index(manifest))
+
+
+def _ledger_contexts(runs: list[Run], settings: BuildSettings) -> dict[str, dict]:
+    """Per run, the ledger it reads, checked against its provenance record and validated, and what
+    its title page and manifest entry say about it. Nothing runs on a ledger that fails either."""
+    ledgers = {run.name: run_ledger(run, settings) for run in runs}
+    facts = {}
+    for path in sorted(set(ledgers.values())):
+        verify_provenance(path, settings.ledger_provenance if path == settings.ledger_csv else None)
+        ledger = load_ledger(path)
+        facts[path] = {
+            "data_vintage": ledger["source_date"].max().date().isoformat(),
+            "ledger_sha256": sha256_of(path),
+            "ledger_csv": path.relative_to(settings.root).as_posix() if path.is_relative_to(settings.root) else str(path),
+        }
+    return {name: facts[path] for name, path in ledgers.items()}
 
 
 def build(only: list[str] | None = None, settings: BuildSettings = BuildSettings()) -> list[dict]:
@@ -436,9 +528,14 @@ def build(only: list[str] | None = None, settings: BuildSettings = BuildSettings
 
     A run whose cache key (see cache_key) matches its published entry, with its files intact, is
     not executed again: a rebuild with nothing changed starts no kernel. Returns the entries built.
+    One build at a time per checkout (exclusive_build).
     """
-    verify_provenance(settings.ledger_csv, settings.ledger_provenance)
-    ledger_sha256, keys, stale, published = plan(settings, only)
+    with exclusive_build(settings.build_dir):
+        return _build_locked(only, settings)
+
+
+def _build_locked(only: list[str] | None, settings: BuildSettings) -> list[dict]:
+    _, keys, stale, published = plan(settings, only)
     for name, entry in published.items():
         if name in keys and name not in {run.name for run in stale}:
             _log(f"{name}: up to date (inputs unchanged since {entry['built_at']})")
@@ -449,25 +546,23 @@ def build(only: list[str] | None = None, settings: BuildSettings = BuildSettings
     problems = [p for run in runs for p in check_parameters(run, f"{settings.run_file} ({run.name})")]
     if problems:
         raise RunFileError("\n".join(problems))
-    ledger = load_ledger(settings.ledger_csv)  # nothing runs on an invalid ledger
+    ledgers = _ledger_contexts(runs, settings)  # nothing runs on an unrecorded or invalid ledger
     if settings.make_pdf:
         find_browser()  # fail before spending minutes on notebooks
-    context = {
-        "data_vintage": ledger["source_date"].max().date().isoformat(),
-        "built_at": _built_at(), "package_version": __version__,
-        "ledger_sha256": ledger_sha256,
-        "git_commit": _git_commit(settings.root),
-    }
-    settings.build_dir.mkdir(parents=True, exist_ok=True)
+    shared = {"built_at": _built_at(), "package_version": __version__, "git_commit": _git_commit(settings.root)}
+    contexts = {run.name: {**shared, **ledgers[run.name]} for run in runs}
     staging = Path(tempfile.mkdtemp(prefix="staging-", dir=settings.build_dir))
     try:
-        with _interrupts_as_errors():
+        with _interrupts_as_errors() as interrupts:
             # longest first (by the last build's time; new runs first): with --jobs the slow runs
             # then start at once instead of waiting behind quick ones
             longest_first = sorted(runs, key=lambda r: -published.get(r.name, {}).get("execution_seconds", 1e9))
-            entries = _execute_all(longest_first, staging, settings, context)
+            entries = _execute_all(longest_first, staging, settings, contexts)
             entries = [{**entries[run.name], "cache_key": keys[run.name]} for run in runs]
-            publish(staging, entries, settings.reports_dir)
+            with signals_held():
+                interrupts.check()  # an interrupt some library swallowed still stops the build here
+                interrupts.publishing = True
+                publish(staging, entries, settings.reports_dir)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     _log(f"published {len(entries)} report(s) to {settings.reports_dir}")

@@ -7,8 +7,10 @@ and starts nothing.
 
 from __future__ import annotations
 
+import ast
 import hashlib
 import json
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -48,6 +50,40 @@ def package_fingerprint() -> str:
     return digest.hexdigest()
 
 
+LEDGER_PARAMETER = "ledger_csv"
+
+
+def notebook_parameter_default(notebook: Path, name: str) -> object | None:
+    """The literal default of `name` in a notebook's `parameters` cell, read without running
+    anything (JSON, then the cell's syntax tree); None if the cell does not assign a literal."""
+    try:
+        cells = json.loads(Path(notebook).read_text(encoding="utf-8")).get("cells", [])
+        for cell in cells:
+            if cell.get("cell_type") == "code" and "parameters" in cell.get("metadata", {}).get("tags", []):
+                source = cell.get("source", "")
+                tree = ast.parse("".join(source) if isinstance(source, list) else source)
+                for statement in tree.body:
+                    targets = statement.targets if isinstance(statement, ast.Assign) else \
+                        [statement.target] if isinstance(statement, ast.AnnAssign) else []
+                    if any(isinstance(t, ast.Name) and t.id == name for t in targets) and statement.value is not None:
+                        return ast.literal_eval(statement.value)
+    except (OSError, ValueError, SyntaxError, AttributeError, TypeError):
+        return None
+    return None
+
+
+def run_ledger(run: Run, settings: BuildSettings) -> Path:
+    """The ledger a run reads: its `ledger_csv` parameter, else its notebook's default for it,
+    else (a notebook that reads no ledger of its own) the build's ledger."""
+    value = run.parameters.get(LEDGER_PARAMETER)
+    if value is None:
+        value = notebook_parameter_default(run.notebook, LEDGER_PARAMETER)
+    if not isinstance(value, str) or not value:
+        return settings.ledger_csv
+    path = Path(value)
+    return path if path.is_absolute() else settings.root / path
+
+
 def cache_key(run: Run, settings: BuildSettings, ledger_sha256: str, package: str) -> str:
     """Everything a run's outputs depend on: its notebook, parameters and titles, the ledger, the
     package source, the lock, the results in data/processed it may read, files its parameters name
@@ -77,20 +113,84 @@ def is_current(entry: dict | None, key: str, reports_dir: Path) -> bool:
                for name, digest in entry["outputs"].items())
 
 
+# What a file the build publishes may be called: a plain name inside reports/, never a path.
+_OUTPUT_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
+_DIGEST = re.compile(r"[0-9a-f]{64}")
+_RUN_NAME = re.compile(r"[a-z0-9][a-z0-9-]*")
+_TEXT_FIELDS = ("name", "title", "subtitle", "data_vintage", "built_at")
+# Formats a report is published in, in the order the index lists them.
+OUTPUT_FORMATS = ("html", "pdf", "ipynb")
+
+
+def is_output_name(name: object) -> bool:
+    return isinstance(name, str) and bool(_OUTPUT_NAME.fullmatch(name)) and ".." not in name
+
+
+def _valid_entry(name: object, entry: object) -> bool:
+    """A manifest entry the build can trust to name its own files (anything else is rebuilt)."""
+    if not isinstance(name, str) or not _RUN_NAME.fullmatch(name) or not isinstance(entry, dict):
+        return False
+    if entry.get("name") != name or not all(isinstance(entry.get(f), str) for f in _TEXT_FIELDS):
+        return False
+    outputs = entry.get("outputs")
+    return isinstance(outputs, dict) and bool(outputs) and isinstance(entry.get("parameters"), dict) and \
+        all(is_output_name(n) and isinstance(d, str) and _DIGEST.fullmatch(d) for n, d in outputs.items())
+
+
+def _recovered_entry(executed: Path) -> dict | None:
+    """A manifest entry for a report found on disk without one, from its executed notebook's
+    metadata (read as JSON, never run). It has no cache key, so the run is rebuilt when next
+    selected; until then the index still lists it."""
+    name = executed.stem
+    try:
+        notebook = json.loads(executed.read_text(encoding="utf-8"))
+        metadata = notebook["metadata"]
+        ours = metadata["milcourts"]
+        entry = {
+            "name": name, "title": str(metadata.get("title", name)), "subtitle": str(ours.get("subtitle", "")),
+            "data_vintage": str(ours.get("data_vintage", "unknown")), "built_at": str(ours.get("built_at", "unknown")),
+            "ledger_sha256": str(ours.get("ledger_sha256", "")), "recovered": True,
+            "parameters": dict(metadata.get("papermill", {}).get("parameters", {})),
+        }
+    except (OSError, UnicodeDecodeError, ValueError, KeyError, TypeError, AttributeError):
+        return None
+    entry["outputs"] = {f"{name}.{ext}": sha256_of(executed.with_suffix(f".{ext}"))
+                        for ext in OUTPUT_FORMATS if executed.with_suffix(f".{ext}").is_file()}
+    return entry if _valid_entry(name, entry) else None
+
+
 def read_manifest(reports_dir: Path) -> dict:
+    """reports/manifest.json, trusting only well-formed entries; a missing, truncated or edited
+    manifest is a reason to rebuild, never to crash. Reports on disk that it does not list (the
+    manifest was deleted or damaged) are recovered from their executed notebooks, so that the
+    index keeps listing every report on disk."""
     path = reports_dir / "manifest.json"
-    if not path.is_file():
-        return {"reports": {}}
-    return json.loads(path.read_text(encoding="utf-8"))
+    try:
+        document = json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
+    except (OSError, UnicodeDecodeError, ValueError):
+        document = {}
+    listed = document.get("reports") if isinstance(document, dict) else None
+    reports = {name: entry for name, entry in listed.items() if _valid_entry(name, entry)} \
+        if isinstance(listed, dict) else {}
+    if reports_dir.is_dir():
+        for executed in sorted(reports_dir.glob("*.ipynb")):
+            if executed.stem not in reports and _RUN_NAME.fullmatch(executed.stem):
+                recovered = _recovered_entry(executed)
+                if recovered is not None:
+                    reports[executed.stem] = recovered
+    return {"reports": reports}
 
 
 def plan(settings: BuildSettings, only: list[str] | None = None):
     """(ledger sha256, cache key per selected run, runs to execute, published manifest entries)."""
     runs = select_runs(load_runs(settings.run_file, settings.root, check=False), only)
-    ledger_sha256 = sha256_of(settings.ledger_csv)
+    ledgers = {run.name: run_ledger(run, settings) for run in runs}
+    digests = {path: sha256_of(path) if path.is_file() else "" for path in set(ledgers.values())}
+    ledger_sha256 = digests.get(settings.ledger_csv) or (sha256_of(settings.ledger_csv)
+                                                          if settings.ledger_csv.is_file() else "")
     package = package_fingerprint()
     published = read_manifest(settings.reports_dir)["reports"]
-    keys = {run.name: cache_key(run, settings, ledger_sha256, package) for run in runs}
+    keys = {run.name: cache_key(run, settings, digests[ledgers[run.name]], package) for run in runs}
     stale = [run for run in runs
              if settings.force or not is_current(published.get(run.name), keys[run.name], settings.reports_dir)]
     return ledger_sha256, keys, stale, published

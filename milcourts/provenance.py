@@ -7,6 +7,7 @@ on purpose (a new vintage with its own record).
 
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
 from pathlib import Path
 
@@ -27,18 +28,53 @@ def sha256_of(path: Path) -> str:
     return digest.hexdigest()
 
 
+def record_path_for(raw_path: Path) -> Path:
+    """Where a raw file's record lives: beside it, `NAME.provenance.yml` for `NAME.csv`."""
+    raw_path = Path(raw_path)
+    return raw_path.with_name(f"{raw_path.stem}.provenance.yml")
+
+
+def write_record(raw_path: Path, copied_from: str, description: str) -> Path:
+    """Record a new raw file's checksum and origin (a new ledger vintage, a test ledger).
+
+    Refuses to replace an existing record: a raw file whose record changes is no longer the file
+    the reports built from it describe.
+    """
+    raw_path = Path(raw_path)
+    record_path = record_path_for(raw_path)
+    if record_path.exists():
+        raise ProvenanceError(f"{record_path} exists; raw files and their records are never edited in place")
+    if not copied_from.strip() or not description.strip():
+        raise ProvenanceError("a provenance record needs where the file came from and what it holds")
+    record = {"file": raw_path.name, "sha256": sha256_of(raw_path), "bytes": raw_path.stat().st_size,
+              "copied_from": copied_from, "copied_on": dt.date.today().isoformat(), "description": description}
+    record_path.write_text(f"# Provenance of {raw_path.name}. The file is immutable: never edit it in place.\n"
+                           + yaml.safe_dump(record, sort_keys=False, allow_unicode=True), encoding="utf-8")
+    return record_path
+
+
 def read_provenance(record_path: Path) -> dict:
     if not record_path.is_file():
         raise ProvenanceError(f"{record_path}: provenance record not found")
-    record = yaml.safe_load(record_path.read_text(encoding="utf-8")) or {}
+    try:
+        record = yaml.safe_load(record_path.read_text(encoding="utf-8")) or {}
+    except (yaml.YAMLError, UnicodeDecodeError) as error:
+        raise ProvenanceError(f"{record_path}: not a readable provenance record ({error})") from error
+    if not isinstance(record, dict):
+        raise ProvenanceError(f"{record_path}: expected a mapping of field: value")
     missing = [f for f in REQUIRED_FIELDS if not record.get(f)]
     if missing:
         raise ProvenanceError(f"{record_path}: missing field(s) {', '.join(missing)}")
     return record
 
 
-def verify_provenance(raw_path: Path, record_path: Path) -> dict:
-    """Return the record if the raw file still has the recorded checksum; raise otherwise."""
+def verify_provenance(raw_path: Path, record_path: Path | None = None) -> dict:
+    """Return the record if the raw file still has the recorded checksum; raise otherwise.
+    The record is the one beside the file unless `record_path` names another."""
+    raw_path = Path(raw_path)
+    record_path = record_path_for(raw_path) if record_path is None else Path(record_path)
+    if not raw_path.is_file():
+        raise ProvenanceError(f"{raw_path}: raw file not found")
     record = read_provenance(record_path)
     if record["file"] != raw_path.name:
         raise ProvenanceError(

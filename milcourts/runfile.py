@@ -42,12 +42,28 @@ def parameters_cell_index(notebook) -> int | None:
     return None
 
 
+def read_notebook(path: Path, where: str):
+    """The notebook at `path`, validated against the notebook schema; RunFileError if it is not one
+    (any bytes can sit behind a `notebook:` entry)."""
+    import nbformat  # imported here: a cached rebuild never needs it (see incremental.py)
+
+    try:
+        notebook = nbformat.read(path, as_version=4)
+        nbformat.validate(notebook)
+    except Exception as error:  # noqa: BLE001 - NotJSONError, ValidationError, KeyError, Unicode...
+        reason = str(error).strip().splitlines()[0][:200] if str(error).strip() else type(error).__name__
+        raise RunFileError(f"{where}: {path} is not a Jupyter notebook ({type(error).__name__}: {reason})") from error
+    return notebook
+
+
 def check_parameters(run: Run, where: str) -> list[str]:
     """Problems with a run's parameters against its notebook's `parameters` cell."""
-    import nbformat  # imported here: a cached rebuild never needs them (see incremental.py)
     import papermill as pm
 
-    notebook = nbformat.read(run.notebook, as_version=4)
+    try:
+        notebook = read_notebook(run.notebook, where)
+    except RunFileError as error:
+        return [str(error)]
     if parameters_cell_index(notebook) is None:
         return [f"{where}: notebook {run.notebook} has no cell tagged 'parameters'"]
     declared = pm.inspect_notebook(str(run.notebook))

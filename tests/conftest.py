@@ -95,6 +95,8 @@ def build_report_on_ledger(tmp_path: Path, ledger, notebook: str, name: str, par
         frame[column] = frame[column].dt.strftime("%Y-%m-%d")
     frame["value"] = frame["value"].map(lambda v: f"{v:.0f}")
     frame.to_csv(ledger_csv, index=False)
+    from milcourts.provenance import write_record
+    write_record(ledger_csv, copied_from="simulated by the test", description="synthetic ledger for one test")
     (tmp_path / "notebooks").mkdir()
     shutil.copy(paths.NOTEBOOKS_DIR / notebook, tmp_path / "notebooks")
     run_file = tmp_path / "reports.yaml"

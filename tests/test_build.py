@@ -190,7 +190,7 @@ def test_sigterm_during_build_leaves_reports_untouched(tmp_path, make_notebook):
         time.sleep(0.1)
     process.send_signal(signal.SIGTERM)
     _, err = process.communicate(timeout=60)
-    assert process.returncode == 1
+    assert process.returncode == 143  # 128 + SIGTERM, as a shell reports it
     assert "build interrupted by signal 15; reports/ left untouched" in err
     assert snapshot(reports) == before
     assert not list((root / "build").glob("staging-*"))
@@ -349,3 +349,182 @@ def test_a_run_over_its_time_limit_is_an_error_naming_it(project, make_notebook)
     with pytest.raises(BuildError, match=r"report 'slow' did not finish within its time limit of 8 s"):
         build(settings=settings)
     assert snapshot(settings.reports_dir) == before
+
+
+# ----------------------------------------------------------------------------- hostile input, interruptions
+
+@pytest.mark.parametrize("content", [b"this is not json", b"", b"{}", b'{"cells": 3}', b"\xff\xfe"])
+def test_a_notebook_entry_that_is_not_a_notebook_is_a_clear_error(project, tmp_path, content):
+    (tmp_path / "notebooks" / "fake.ipynb").write_bytes(content)
+    settings = project([{"name": "fake", "notebook": "notebooks/fake.ipynb", "title": "Fake"}])
+    with pytest.raises(RunFileError, match=r"\(fake\): \S*notebooks/fake.ipynb is not a Jupyter notebook"):
+        build(settings=settings)
+    assert not settings.reports_dir.exists()
+
+
+@pytest.mark.parametrize("force", [False, True])
+@pytest.mark.parametrize("damage", ["truncated", "empty", "{}", "a list", "an entry without outputs",
+                                    "outputs outside reports/", "a reader's file as an output"])
+def test_a_damaged_manifest_is_a_reason_to_rebuild_never_a_crash(project, tmp_path, damage, force):
+    settings = project([HELLO])
+    build(settings=settings)
+    manifest = settings.reports_dir / "manifest.json"
+    text = manifest.read_text()
+    (tmp_path / "precious.txt").write_text("not the build's")
+    (settings.reports_dir / "hello.notes.txt").write_text("a reader's notes")
+    hostile = json.loads(text)
+    hostile["reports"]["hello"]["outputs"]["../precious.txt"] = "0" * 64
+    forged = json.loads(text)
+    forged["reports"]["hello"]["outputs"]["hello.notes.txt"] = "0" * 64
+    manifest.write_text({
+        "truncated": text[: len(text) // 2], "empty": "", "{}": "{}", "a list": "[1, 2]",
+        "an entry without outputs": json.dumps({"reports": {"hello": {"name": "hello"}}}),
+        "outputs outside reports/": json.dumps(hostile), "a reader's file as an output": json.dumps(forged),
+    }[damage])
+    assert [e["name"] for e in build(settings=replace(settings, force=force))] == ["hello"]
+    rebuilt = json.loads(manifest.read_text())
+    assert set(rebuilt["reports"]) == {"hello"}
+    assert (tmp_path / "precious.txt").read_text() == "not the build's"
+    assert (settings.reports_dir / "hello.notes.txt").read_text() == "a reader's notes"
+    assert set(rebuilt["reports"]["hello"]["outputs"]) == {"hello.html", "hello.ipynb"}
+
+
+def test_after_the_manifest_is_deleted_the_index_still_lists_every_report_on_disk(project, make_notebook):
+    make_notebook("other", ["print('other')"])
+    other = {"name": "other", "notebook": "notebooks/other.ipynb", "title": "Other report"}
+    settings = project([HELLO, other])
+    build(settings=settings)
+    (settings.reports_dir / "manifest.json").unlink()
+    assert [e["name"] for e in build(only=["hello"], settings=settings)] == ["hello"]
+    index = (settings.reports_dir / "index.html").read_text(encoding="utf-8")
+    assert 'href="hello.html"' in index and 'href="other.html"' in index and "Other report" in index
+    manifest = json.loads((settings.reports_dir / "manifest.json").read_text())
+    assert sorted(manifest["reports"]) == ["hello", "other"]
+    assert manifest["reports"]["other"]["outputs"]["other.html"] == \
+        hashlib.sha256((settings.reports_dir / "other.html").read_bytes()).hexdigest()
+    # a recovered entry has no cache key: the next build of that run executes it again
+    assert [e["name"] for e in build(settings=settings)] == ["other"]
+
+
+def test_a_runs_own_ledger_is_checked_against_its_provenance_and_recorded(project, make_notebook, write_ledger):
+    from milcourts.provenance import ProvenanceError, sha256_of, write_record
+    from tests.conftest import row
+
+    make_notebook("ledgered", ["print('read', ledger_csv)"],
+                  parameters='ledger_csv: str = "data/raw/published_figures.csv"  # ledger to read')
+    other = write_ledger([row(source_date="2024-05-06")], name="other.csv")
+    settings = project([{"name": "ledgered", "notebook": "notebooks/ledgered.ipynb", "title": "Ledgered",
+                         "parameters": {"ledger_csv": str(other)}}])
+    with pytest.raises(ProvenanceError, match=r"other.provenance.yml: provenance record not found"):
+        build(settings=settings)
+    assert not settings.reports_dir.exists()
+    write_record(other, copied_from="a test", description="one figure, for a test")
+    (entry,) = build(settings=settings)
+    assert entry["ledger_sha256"] == sha256_of(other)
+    assert entry["data_vintage"] == "2024-05-06"
+    html = (settings.reports_dir / "ledgered.html").read_text(encoding="utf-8")
+    assert "2024-05-06" in html and sha256_of(other)[:12] in html
+    other.write_text(other.read_text().replace("5092", "5093"))  # edited in place
+    with pytest.raises(ProvenanceError, match=r"other.csv: sha256 is"):
+        build(settings=settings)
+
+
+def test_a_notebooks_default_ledger_is_the_one_checked(project, make_notebook, tmp_path):
+    """Without a ledger_csv in the run file, the notebook's own default is what it reads."""
+    make_notebook("ledgered", ["print('read', ledger_csv)"],
+                  parameters='ledger_csv: str = "data/raw/published_figures.csv"  # ledger to read')
+    settings = project([{"name": "ledgered", "notebook": "notebooks/ledgered.ipynb", "title": "Ledgered"}])
+    from milcourts.provenance import ProvenanceError
+    with pytest.raises(ProvenanceError, match=r"data/raw/published_figures.csv: raw file not found"):
+        build(settings=settings)  # tmp_path/data/raw holds no ledger: the default is resolved from the root
+    shutil.copytree(paths.RAW_DATA_DIR, tmp_path / "data" / "raw")
+    (entry,) = build(settings=settings)
+    assert entry["data_vintage"] == "2026-01-02"
+
+
+@pytest.mark.slow
+def test_a_build_without_pdf_leaves_no_stale_pdf(project):
+    settings = project([HELLO], make_pdf=True)
+    build(settings=settings)
+    assert (settings.reports_dir / "hello.pdf").is_file()
+    build(settings=replace(settings, make_pdf=False))
+    manifest = json.loads((settings.reports_dir / "manifest.json").read_text())
+    listed = {name for entry in manifest["reports"].values() for name in entry["outputs"]}
+    on_disk = {p.name for p in settings.reports_dir.iterdir()}
+    assert on_disk == listed | {"index.html", "manifest.json"}
+    assert "hello.pdf" not in on_disk and 'href="hello.pdf"' not in (settings.reports_dir / "index.html").read_text()
+
+
+def _cli_project(root: Path, make_notebook, cells: list[str]) -> dict:
+    """A project root the CLI can build in its own process: the real raw data, one notebook."""
+    shutil.copytree(paths.RAW_DATA_DIR, root / "data" / "raw")
+    make_notebook("slow", cells)
+    (root / "reports.yaml").write_text(yaml.safe_dump({"reports": [
+        {"name": "slow", "notebook": "notebooks/slow.ipynb", "title": "Slow"}]}))
+    return {**os.environ, "MILCOURTS_ROOT": str(root)}
+
+
+def _wait_for(path: Path, process: subprocess.Popen, seconds: float = 60) -> None:
+    deadline = time.monotonic() + seconds
+    while not path.exists():
+        assert process.poll() is None, process.communicate()
+        assert time.monotonic() < deadline, f"{path.name} never appeared"
+        time.sleep(0.05)
+
+
+def _ignore_sigint():
+    """What a non-interactive shell does to a job it starts with '&'."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("when", ["while the kernel starts", "while a cell runs"])
+def test_sigint_to_the_build_process_alone_stops_it_without_publishing(tmp_path, make_notebook, when):
+    env = _cli_project(tmp_path, make_notebook, ["import pathlib, time\npathlib.Path('started').touch()\ntime.sleep(30)"])
+    reports = tmp_path / "reports"
+    reports.mkdir()
+    (reports / "slow.html").write_text("last good report")
+    before = snapshot(reports)
+    process = subprocess.Popen([sys.executable, "-m", "milcourts", "build", "--no-pdf"], cwd=tmp_path, env=env,
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, preexec_fn=_ignore_sigint)
+    _wait_for(tmp_path / ("build/logs/slow.log" if when == "while the kernel starts" else "started"), process)
+    process.send_signal(signal.SIGINT)
+    _, err = process.communicate(timeout=60)
+    assert process.returncode == 130, err
+    assert "build interrupted by signal 2; reports/ left untouched" in err
+    assert snapshot(reports) == before
+    assert not list((tmp_path / "build").glob("staging-*"))
+
+
+@pytest.mark.slow
+def test_a_second_build_in_the_same_checkout_refuses_while_the_first_runs(tmp_path, make_notebook):
+    env = _cli_project(tmp_path, make_notebook, [
+        "import pathlib, time\npathlib.Path('started').touch()\n"
+        "for _ in range(600):\n    if pathlib.Path('release').exists():\n        break\n    time.sleep(0.1)"])
+    first = subprocess.Popen([sys.executable, "-m", "milcourts", "build", "--no-pdf"], cwd=tmp_path, env=env,
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    _wait_for(tmp_path / "started", first)
+    log_before = (tmp_path / "build" / "logs" / "slow.log").read_text()
+    second = subprocess.run([sys.executable, "-m", "milcourts", "build", "--no-pdf", "--force"], cwd=tmp_path,
+                            env=env, capture_output=True, text=True, timeout=60)
+    assert second.returncode == 1
+    assert f"another build is running in this checkout (process {first.pid}" in second.stderr
+    assert (tmp_path / "build" / "logs" / "slow.log").read_text().startswith(log_before)
+    (tmp_path / "release").touch()
+    _, err = first.communicate(timeout=60)
+    assert first.returncode == 0, err
+    assert (tmp_path / "reports" / "slow.html").is_file()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("damage", ["", "{\"reports\": ", "{}"])
+def test_the_command_line_rebuilds_over_a_damaged_manifest(tmp_path, make_notebook, damage):
+    env = _cli_project(tmp_path, make_notebook, ["print('fine')"])
+    (tmp_path / "reports").mkdir()
+    (tmp_path / "reports" / "manifest.json").write_text(damage)
+    for extra in ([], ["--force"]):
+        done = subprocess.run([sys.executable, "-m", "milcourts", "build", "--no-pdf", *extra], cwd=tmp_path,
+                              env=env, capture_output=True, text=True, timeout=120)
+        assert done.returncode == 0, done.stderr
+        assert "Traceback" not in done.stderr
+        (tmp_path / "reports" / "manifest.json").write_text(damage)
