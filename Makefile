@@ -14,7 +14,7 @@ setup: ## install what is missing: Chromium + fonts (apt), the locked Python env
 # The trend reports show the validation results; they are recomputed only when the ledger or the
 # package changed since the last `make validate` (about 4 minutes).
 VALIDATION := data/processed/validation_inputs.csv
-$(VALIDATION): data/raw/published_figures.csv $(wildcard milcourts/*.py) | setup
+$(VALIDATION): data/raw/published_figures.csv $(shell find milcourts -name "*.py") | setup
 	$(PY) -m milcourts validate
 
 reports: setup $(VALIDATION) ## build every report in reports.yaml into reports/ (validates the model first if stale)
@@ -30,7 +30,7 @@ validate: setup ## leave-one-out, rolling-origin and simulation checks of the mo
 	$(PY) -m milcourts validate
 
 bench: setup ## time the model fit, the validation and the report build; print ratios to their goals
-	$(PY) -m milcourts.bench
+	$(PY) benchmarks/bench.py
 
 validate-ledger: setup ## check data/raw/published_figures.csv and print a one-line summary
 	$(PY) -m milcourts validate-ledger data/raw/published_figures.csv

@@ -9,7 +9,7 @@ from pathlib import Path
 
 
 def _validate_ledger(args: argparse.Namespace) -> int:
-    from milcourts.ledger import check_ledger, summarise_ledger
+    from milcourts.inputs.ledger import check_ledger, summarise_ledger
 
     frame, issues = check_ledger(args.path)
     if issues:
@@ -22,8 +22,8 @@ def _validate_ledger(args: argparse.Namespace) -> int:
 
 
 def _build(args: argparse.Namespace) -> int:
-    from milcourts.incremental import BuildSettings, plan
-    from milcourts.runfile import RunFileError
+    from milcourts.build.incremental import BuildSettings, plan
+    from milcourts.build.runfile import RunFileError
 
     if args.jobs < 1 or args.timeout <= 0:
         print("build: --jobs must be at least 1 and --timeout positive", file=sys.stderr)
@@ -45,10 +45,11 @@ def _build(args: argparse.Namespace) -> int:
         print("nothing to build; reports/ unchanged", file=sys.stderr)
         return 0
 
-    from milcourts.build import BuildError, BuildInterrupted, build
-    from milcourts.ledger import LedgerValidationError
-    from milcourts.provenance import ProvenanceError
-    from milcourts.render import RenderError
+    from milcourts.build.execute import BuildError
+    from milcourts.build.pipeline import BuildInterrupted, build
+    from milcourts.inputs.ledger import LedgerValidationError
+    from milcourts.inputs.provenance import ProvenanceError
+    from milcourts.build.render import RenderError
 
     try:
         build(only=args.only, settings=settings)
@@ -65,7 +66,7 @@ def _build(args: argparse.Namespace) -> int:
 
 
 def _record_provenance(args: argparse.Namespace) -> int:
-    from milcourts.provenance import ProvenanceError, write_record
+    from milcourts.inputs.provenance import ProvenanceError, write_record
 
     try:
         record = write_record(Path(args.path), args.copied_from, args.description)
@@ -77,8 +78,8 @@ def _record_provenance(args: argparse.Namespace) -> int:
 
 
 def _fit(args: argparse.Namespace) -> int:
-    from milcourts.filings import fit_from_ledger, model_outputs, write_model_outputs
-    from milcourts.ledger import LedgerValidationError
+    from milcourts.products.filings import fit_from_ledger, model_outputs, write_model_outputs
+    from milcourts.inputs.ledger import LedgerValidationError
 
     try:
         fit = fit_from_ledger(args.ledger, with_break_profile=True)
@@ -93,9 +94,9 @@ def _fit(args: argparse.Namespace) -> int:
 def _predict(args: argparse.Namespace) -> int:
     import json
 
-    from milcourts.filings import fit_from_ledger
-    from milcourts.ledger import LedgerValidationError
-    from milcourts.model import predict_total
+    from milcourts.products.filings import fit_from_ledger
+    from milcourts.inputs.ledger import LedgerValidationError
+    from milcourts.model.simulate import predict_total
 
     try:
         fit = fit_from_ledger(args.ledger, train_end=args.train_end, through=args.end)
@@ -109,9 +110,9 @@ def _predict(args: argparse.Namespace) -> int:
 
 def _validate(args: argparse.Namespace) -> int:
     from milcourts import paths
-    from milcourts.filings import write_model_outputs
-    from milcourts.ledger import LedgerValidationError, load_ledger
-    from milcourts.validation import VALIDATION_FILES, run_validation, validation_inputs
+    from milcourts.products.filings import write_model_outputs
+    from milcourts.inputs.ledger import LedgerValidationError, load_ledger
+    from milcourts.checks.validation import run_validation, VALIDATION_FILES, validation_inputs
 
     try:
         ledger = load_ledger(paths.resolve(args.ledger))

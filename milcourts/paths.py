@@ -20,7 +20,7 @@ LEDGER_PROVENANCE = RAW_DATA_DIR / "published_figures.provenance.yml"
 RUN_FILE = PROJECT_ROOT / "reports.yaml"
 LOCK_FILE = PROJECT_ROOT / "uv.lock"
 
-TEMPLATES_DIR = Path(__file__).resolve().parent / "templates"
+TEMPLATES_DIR = Path(__file__).resolve().parent / "build" / "templates"
 
 
 def fit_cache_dir() -> Path | None:

@@ -11,7 +11,7 @@ import pytest
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
 
 from milcourts import paths
-from milcourts.ledger import LEDGER_COLUMNS
+from milcourts.inputs.ledger import LEDGER_COLUMNS
 
 GOOD_ROW = {
     "figure_id": "F001", "series": "court_filings", "article": "337", "measure": "count",
@@ -87,7 +87,8 @@ def build_report_on_ledger(tmp_path: Path, ledger, notebook: str, name: str, par
 
     import yaml
 
-    from milcourts.build import BuildSettings, build
+    from milcourts.build.incremental import BuildSettings
+    from milcourts.build.pipeline import build
 
     ledger_csv = tmp_path / "synthetic.csv"
     frame = ledger[list(LEDGER_COLUMNS)].copy()
@@ -95,7 +96,7 @@ def build_report_on_ledger(tmp_path: Path, ledger, notebook: str, name: str, par
         frame[column] = frame[column].dt.strftime("%Y-%m-%d")
     frame["value"] = frame["value"].map(lambda v: f"{v:.0f}")
     frame.to_csv(ledger_csv, index=False)
-    from milcourts.provenance import write_record
+    from milcourts.inputs.provenance import write_record
     write_record(ledger_csv, copied_from="simulated by the test", description="synthetic ledger for one test")
     (tmp_path / "notebooks").mkdir()
     shutil.copy(paths.NOTEBOOKS_DIR / notebook, tmp_path / "notebooks")

@@ -6,10 +6,13 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from milcourts.alternatives import comparison_table, rubin_pool
-from milcourts.constraints import build_constraint_view
-from milcourts.model import ModelSpec, effects_table, fit_filings_model, simulate
-from milcourts.synthetic import aggregate_pattern, default_truth, publish, simulate_counts
+from milcourts.checks.alternatives import comparison_table, rubin_pool
+from milcourts.inputs.constraints import build_constraint_view
+from milcourts.model.fit import fit_filings_model
+from milcourts.model.simulate import simulate
+from milcourts.model.spec import ModelSpec
+from milcourts.model.tables import effects_table
+from milcourts.checks.synthetic import aggregate_pattern, default_truth, publish, simulate_counts
 
 
 def test_rubin_pool_by_hand():

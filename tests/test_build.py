@@ -21,9 +21,11 @@ import pytest
 import yaml
 
 from milcourts import paths
-from milcourts.build import (KERNEL_ENVIRONMENT, BuildError, BuildSettings, Progress, build, cache_key,
-                             package_fingerprint)
-from milcourts.runfile import RunFileError, load_runs
+from milcourts.build.execute import KERNEL_ENVIRONMENT, BuildError
+from milcourts.build.incremental import BuildSettings, cache_key, package_fingerprint
+from milcourts.build.pipeline import build
+from milcourts.build.progress import Progress
+from milcourts.build.runfile import load_runs, RunFileError
 
 
 def snapshot(directory: Path) -> dict[str, str]:
@@ -227,7 +229,7 @@ def test_rebuild_with_nothing_changed_starts_no_kernel_and_touches_nothing(proje
     settings = project([HELLO])
     assert [e["name"] for e in build(settings=settings)] == ["hello"]
     before = snapshot(settings.reports_dir)
-    import milcourts.build as build_module
+    import milcourts.build.execute as build_module
 
     def no_kernel(*args, **kwargs):
         raise AssertionError("a cached run started a kernel")
@@ -407,7 +409,7 @@ def test_after_the_manifest_is_deleted_the_index_still_lists_every_report_on_dis
 
 
 def test_a_runs_own_ledger_is_checked_against_its_provenance_and_recorded(project, make_notebook, write_ledger):
-    from milcourts.provenance import ProvenanceError, sha256_of, write_record
+    from milcourts.inputs.provenance import ProvenanceError, sha256_of, write_record
     from tests.conftest import row
 
     make_notebook("ledgered", ["print('read', ledger_csv)"],
@@ -434,7 +436,7 @@ def test_a_notebooks_default_ledger_is_the_one_checked(project, make_notebook, t
     make_notebook("ledgered", ["print('read', ledger_csv)"],
                   parameters='ledger_csv: str = "data/raw/published_figures.csv"  # ledger to read')
     settings = project([{"name": "ledgered", "notebook": "notebooks/ledgered.ipynb", "title": "Ledgered"}])
-    from milcourts.provenance import ProvenanceError
+    from milcourts.inputs.provenance import ProvenanceError
     with pytest.raises(ProvenanceError, match=r"data/raw/published_figures.csv: raw file not found"):
         build(settings=settings)  # tmp_path/data/raw holds no ledger: the default is resolved from the root
     shutil.copytree(paths.RAW_DATA_DIR, tmp_path / "data" / "raw")

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
-from milcourts.constraints import build_constraint_view, month_weights
-from milcourts.ledger import load_ledger
+from milcourts.inputs.constraints import build_constraint_view, month_weights
+from milcourts.inputs.ledger import load_ledger
 from tests.conftest import row
 
 P = pd.Period

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
-from milcourts.exposure import month_exposure
+from milcourts.inputs.exposure import month_exposure
 
 
 def test_working_days_follow_the_official_production_calendar():

@@ -14,10 +14,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from milcourts import fitcache
-from milcourts.constraints import build_constraint_view
-from milcourts.model import ModelSpec, fit_filings_model, simulate
-from milcourts.synthetic import aggregate_pattern, default_truth, publish, simulate_counts
+from milcourts.products import cache as fitcache
+from milcourts.inputs.constraints import build_constraint_view
+from milcourts.model.fit import fit_filings_model
+from milcourts.model.simulate import simulate
+from milcourts.model.spec import ModelSpec
+from milcourts.checks.synthetic import aggregate_pattern, default_truth, publish, simulate_counts
 
 TINY = ModelSpec(penalty_grid=(1.0,), n_draws=50)
 

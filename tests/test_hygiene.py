@@ -11,7 +11,7 @@ import pytest
 import yaml
 
 from milcourts import paths
-from milcourts.runfile import load_runs, parameters_cell_index
+from milcourts.build.runfile import load_runs, parameters_cell_index
 
 NOTEBOOKS = sorted(paths.NOTEBOOKS_DIR.glob("*.ipynb"))
 

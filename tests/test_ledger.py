@@ -6,7 +6,7 @@ import pandas as pd
 import pytest
 
 from milcourts.__main__ import main
-from milcourts.ledger import LEDGER_COLUMNS, LedgerValidationError, check_ledger, load_ledger
+from milcourts.inputs.ledger import check_ledger, LEDGER_COLUMNS, LedgerValidationError, load_ledger
 from tests.conftest import ledger_text, row
 
 

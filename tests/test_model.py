@@ -10,11 +10,13 @@ import pandas as pd
 import pytest
 
 from milcourts.__main__ import main
-from milcourts.constraints import build_constraint_view
-from milcourts.filings import model_outputs, published_by, write_model_outputs, FilingsFit
-from milcourts.model import (PRIOR_PRE_SLOPE_SD, ModelSpec, effects_table, fit_filings_model, fit_to_ledger_table,
-                             predict_total, simulate)
-from milcourts.synthetic import aggregate_pattern, default_truth, publish, simulate_counts
+from milcourts.inputs.constraints import build_constraint_view
+from milcourts.products.filings import FilingsFit, model_outputs, published_by, write_model_outputs
+from milcourts.model.fit import fit_filings_model
+from milcourts.model.simulate import predict_total, simulate
+from milcourts.model.spec import ModelSpec, PRIOR_PRE_SLOPE_SD
+from milcourts.model.tables import effects_table, fit_to_ledger_table
+from milcourts.checks.synthetic import aggregate_pattern, default_truth, publish, simulate_counts
 
 FAST = ModelSpec(penalty_grid=(0.1, 1.0), n_draws=1000)
 
@@ -118,7 +120,7 @@ def test_window_prediction_agrees_with_the_monthly_table(synthetic_fit):
 
 
 def test_published_by_keeps_only_what_was_known(real_ledger):
-    from milcourts.ledger import load_ledger
+    from milcourts.inputs.ledger import load_ledger
 
     ledger = load_ledger(real_ledger)
     known = published_by(ledger, "2023-12-31")
@@ -155,7 +157,7 @@ def test_reconstruction_is_integer_nonnegative_and_pinned_by_a_published_month()
 
 
 def test_break_profile_finds_the_true_break_month(synthetic_fit):
-    from milcourts.breakdate import profile_break_month, ruptures_break_month
+    from milcourts.checks.breakdate import profile_break_month, ruptures_break_month
 
     truth, counts, fitted, draws = synthetic_fit
     ledger = publish(truth, counts, aggregate_pattern(months_2024=True))
@@ -252,9 +254,10 @@ import resource, sys
 import numpy as np
 import pandas as pd
 resource.setrlimit(resource.RLIMIT_AS, (1_500_000_000, 1_500_000_000))
-from milcourts.constraints import build_constraint_view
-from milcourts.model import ModelSpec, fit_filings_model
-from milcourts.synthetic import aggregate_pattern, default_truth, publish, simulate_counts
+from milcourts.inputs.constraints import build_constraint_view
+from milcourts.model.fit import fit_filings_model
+from milcourts.model.spec import ModelSpec
+from milcourts.checks.synthetic import aggregate_pattern, default_truth, publish, simulate_counts
 truth = default_truth()
 ledger = publish(truth, simulate_counts(truth, np.random.default_rng(7)), aggregate_pattern())
 ledger.loc[0, "period_start"] = pd.Timestamp(sys.argv[1])

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pandas as pd
 
-from milcourts.audit import load_audit
-from milcourts.narrative import describe_ledger, describe_timeline_caption, format_count, format_date, plural
+from milcourts.views.audit import load_audit
+from milcourts.views.narrative import describe_ledger, describe_timeline_caption, format_count, format_date, plural
 from tests.conftest import row
 
 
@@ -30,7 +30,7 @@ def test_describe_ledger_exact_sentences(write_ledger):
     assert sentences == [
         "The ledger holds 6 published figures from 2 publishers, published between 29 December 2023 and "
         "27 December 2024; 1 figure has no known publication date.",
-        "5 figures count court filings (Art. 337 (AWOL): 3; Art. 338 (desertion): 1; All refusal articles: 1).",
+        "5 figures count court filings (AWOL (Art. 337): 3; desertion (Art. 338): 1; all three articles: 1).",
         "Of these, 4 figures on cases can be used as sums of the monthly series over 36 calendar months "
         "(January 2021 to December 2023); 1 figure is set aside, each with its reason below.",
         "1 period was published more than once; in 1 of them the latest publication is higher than the first, "
@@ -50,7 +50,7 @@ def test_timeline_caption_counts_undrawable_and_early_figures(write_ledger):
 
 
 def test_trend_sentences_word_for_word():
-    from milcourts import narrative as n
+    from milcourts.views import narrative as n
 
     assert n.format_percent(47.38) == "47%" and n.format_percent(2.471) == "2.5%"
     assert n.format_percent(-15.2) == "−15%" and n.format_percent(-0.04) == "0.0%"
@@ -91,7 +91,7 @@ def test_trend_sentences_word_for_word():
 
 
 def test_summary_sentences_word_for_word():
-    from milcourts import narrative as n
+    from milcourts.views import narrative as n
     total = {"estimate": 10410.2, "lower_95": 9551.0, "upper_95": 11472.4}
     previous = {"estimate": 5740.0, "lower_95": 5407.0, "upper_95": 6135.0}
     assert n.describe_year_total(2024, total, previous) == (

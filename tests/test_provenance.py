@@ -7,7 +7,7 @@ import shutil
 import pytest
 
 from milcourts import paths
-from milcourts.provenance import ProvenanceError, sha256_of, verify_provenance
+from milcourts.inputs.provenance import ProvenanceError, sha256_of, verify_provenance
 
 
 def test_real_ledger_matches_its_record():

@@ -10,7 +10,7 @@ from pathlib import Path
 import pypdf
 import pytest
 
-from milcourts.render import PdfPrinter, RenderError
+from milcourts.build.render import PdfPrinter, RenderError
 
 
 def page(directory: Path, name: str, text: str) -> Path:

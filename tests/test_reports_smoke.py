@@ -8,8 +8,9 @@ import unicodedata
 import pypdf
 import pytest
 
-from milcourts.build import BuildSettings, build
-from milcourts.runfile import load_runs
+from milcourts.build.incremental import BuildSettings
+from milcourts.build.pipeline import build
+from milcourts.build.runfile import load_runs
 
 
 @pytest.mark.slow

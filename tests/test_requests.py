@@ -6,8 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from milcourts.requests import (TooFewRequestFigures, disjoint_windows, filings_growth_percent, fit_log_linear,
-                                fit_requests_trend, lag_comparison, request_figures, trend_design)
+from milcourts.model.requests import (disjoint_windows, filings_growth_percent, fit_log_linear, fit_requests_trend, lag_comparison, request_figures, TooFewRequestFigures, trend_design)
 
 
 def _figures(rows):

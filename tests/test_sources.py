@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pandas as pd
 
-from milcourts.trend import sources_for
+from milcourts.views.trend import sources_for
 
 
 def ledger_rows() -> pd.DataFrame:
@@ -46,7 +46,7 @@ def test_only_the_publications_of_the_figures_used_are_listed():
 
 
 def test_the_reference_list_escapes_ledger_text_and_links_only_urls(monkeypatch):
-    from milcourts import reporting
+    from milcourts.views import reporting
     shown = []
     monkeypatch.setattr(reporting, "display", lambda html: shown.append(html.data))
     ledger = ledger_rows()
@@ -62,7 +62,7 @@ def test_the_reference_list_escapes_ledger_text_and_links_only_urls(monkeypatch)
 
 
 def test_dates_in_tables_stay_on_one_line_and_links_are_untouched(monkeypatch):
-    from milcourts import reporting
+    from milcourts.views import reporting
     shown = []
     monkeypatch.setattr(reporting, "display", lambda html: shown.append(html.data))
     frame = pd.DataFrame({"period": ["2023-06-01 – 2023-08-31"], "month": ["2024-03"],

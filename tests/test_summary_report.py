@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from milcourts.synthetic import aggregate_pattern, default_truth, publish, simulate_counts
+from milcourts.checks.synthetic import aggregate_pattern, default_truth, publish, simulate_counts
 from tests.conftest import build_report_on_ledger
 
 INJECTED = '<script>alert("x")</script> & <b>bold</b>'

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from milcourts.synthetic import aggregate_pattern, default_truth, publish, simulate_counts
+from milcourts.checks.synthetic import aggregate_pattern, default_truth, publish, simulate_counts
 from tests.conftest import build_report_on_ledger
 
 INJECTED = '<script>alert("x")</script> & <b>bold</b>'

@@ -5,10 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from milcourts.constraints import build_constraint_view
-from milcourts.synthetic import aggregate_pattern, default_truth, publish, simulate_counts
-from milcourts.validation import (ValidationSettings, leave_one_out, simulation_study, summarise_rolling_origin,
-                                  summarise_simulation)
+from milcourts.inputs.constraints import build_constraint_view
+from milcourts.checks.synthetic import aggregate_pattern, default_truth, publish, simulate_counts
+from milcourts.checks.validation import (leave_one_out, simulation_study, summarise_rolling_origin, summarise_simulation, ValidationSettings)
 
 SETTINGS = ValidationSettings(penalty=0.3, n_draws=400)
 

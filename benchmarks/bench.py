@@ -20,15 +20,18 @@ import nbformat
 import yaml
 
 from milcourts import paths
-from milcourts.constraints import build_constraint_view
-from milcourts.filings import fit_from_ledger
-from milcourts.ledger import load_ledger
-from milcourts.model import fit_filings_model, simulate
-from milcourts.build import KERNEL_ENVIRONMENT, BuildSettings, build
-from milcourts.runfile import load_runs
-from milcourts.summary import run_summary
-from milcourts.trend import run_trend_analysis
-from milcourts.validation import run_validation
+from milcourts.inputs.constraints import build_constraint_view
+from milcourts.products.filings import fit_from_ledger
+from milcourts.inputs.ledger import load_ledger
+from milcourts.model.fit import fit_filings_model
+from milcourts.model.simulate import simulate
+from milcourts.build.execute import KERNEL_ENVIRONMENT
+from milcourts.build.incremental import BuildSettings
+from milcourts.build.pipeline import build
+from milcourts.build.runfile import load_runs
+from milcourts.views.summary import run_summary
+from milcourts.views.trend import run_trend_analysis
+from milcourts.checks.validation import run_validation
 
 GOALS_SECONDS = {"joint model fit (penalty selection included)": 10.0, "make validate": 300.0,
                  "warm rebuild, nothing changed (CLI, imports included)": 1.0}
@@ -138,7 +141,7 @@ def main() -> int:
     if any(os.environ.get(name) != value for name, value in KERNEL_ENVIRONMENT.items()):
         # measure the model under the threads and malloc settings the report kernels have: model
         # time is compared with builds whose fits run in those kernels
-        os.execve(sys.executable, [sys.executable, "-m", "milcourts.bench"], {**os.environ, **KERNEL_ENVIRONMENT})
+        os.execve(sys.executable, [sys.executable, str(Path(__file__).resolve())], {**os.environ, **KERNEL_ENVIRONMENT})
     with _fresh_fit_cache("off"):  # the model's own cost, never a cache read
         measured = _bench_model(load_ledger(paths.LEDGER_CSV))
     measured.update(bench_reports())

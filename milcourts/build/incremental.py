@@ -15,8 +15,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from milcourts import paths
-from milcourts.provenance import sha256_of
-from milcourts.runfile import Run, load_runs, select_runs
+from milcourts.inputs.provenance import sha256_of
+from milcourts.build.runfile import load_runs, Run, select_runs
 
 CELL_TIMEOUT_SECONDS = 600
 RUN_TIMEOUT_SECONDS = 1800.0

@@ -22,7 +22,10 @@ import pandas as pd
 import statsmodels.api as sm
 from scipy import stats
 
-from milcourts.model import ARTICLES, Draws, FittedModel, _month_index
+from milcourts.model.fit import FittedModel
+from milcourts.model.observations import month_index as _month_index
+from milcourts.model.simulate import Draws
+from milcourts.vocabulary import ARTICLES
 
 RUBIN_DRAWS = 100
 HAC_MAXLAGS = 3

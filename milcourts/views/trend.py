@@ -14,24 +14,18 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from milcourts import narrative, paths, plotting
-from milcourts.audit import ARTICLE_LABELS
-from milcourts.fitcache import fit_and_simulate_all
-from milcourts.filings import FilingsFit, model_outputs, published_by
-from milcourts.ledger import load_ledger
-from milcourts.provenance import sha256_of
-from milcourts.model import (ARTICLES, LIKELIHOODS, MOBILISATION_BASE_START, ModelSpec, article_rows, effects_table,
-                             predict_total)
-from milcourts.validation import VALIDATION_FILES
-
-# Plain-language names of the articles, for titles and sentences.
-ARTICLE_NAMES = {
-    "337": "AWOL (Art. 337)",
-    "338": "desertion (Art. 338)",
-    "332": "refusing orders (Art. 332)",
-    "all_refusal": "all three refusal articles",
-}
-
+from milcourts import paths
+from milcourts.views import narrative, plotting
+from milcourts.vocabulary import ARTICLE_LABELS
+from milcourts.products.cache import fit_and_simulate_all
+from milcourts.products.filings import FilingsFit, model_outputs, published_by
+from milcourts.inputs.ledger import load_ledger
+from milcourts.inputs.provenance import sha256_of
+from milcourts.model.simulate import article_rows, predict_total
+from milcourts.model.spec import LIKELIHOODS, MOBILISATION_BASE_START, ModelSpec
+from milcourts.model.tables import effects_table
+from milcourts.vocabulary import ARTICLES
+from milcourts.checks.validation import VALIDATION_FILES
 
 @dataclass
 class TrendAnalysis:
@@ -50,7 +44,7 @@ class TrendAnalysis:
 
     @property
     def label(self) -> str:
-        return ARTICLE_NAMES[self.article]
+        return ARTICLE_LABELS[self.article]
 
     @property
     def data_vintage(self) -> pd.Timestamp:

@@ -8,14 +8,16 @@ from pathlib import Path
 import pandas as pd
 
 from milcourts import paths
-from milcourts.alternatives import comparison_table
-from milcourts.atomic import replace_all, temporary_sibling
-from milcourts.breakdate import break_effect_rows, profile_break_month, ruptures_break_month
-from milcourts.constraints import build_constraint_view
-from milcourts.fitcache import fit_and_simulate
-from milcourts.ledger import load_ledger
-from milcourts.model import (Draws, FittedModel, ModelSpec, check_month_range, effects_table, fit_to_ledger_table,
-                             monthly_filings_table)
+from milcourts.checks.alternatives import comparison_table
+from milcourts.build.atomic import replace_all, temporary_sibling
+from milcourts.checks.breakdate import break_effect_rows, profile_break_month, ruptures_break_month
+from milcourts.inputs.constraints import build_constraint_view
+from milcourts.products.cache import fit_and_simulate
+from milcourts.inputs.ledger import load_ledger
+from milcourts.model.fit import FittedModel
+from milcourts.model.simulate import Draws
+from milcourts.model.spec import check_month_range, ModelSpec
+from milcourts.model.tables import effects_table, fit_to_ledger_table, monthly_filings_table
 
 OUTPUT_FILES = {
     "monthly_filings": "monthly_filings.csv",

@@ -9,7 +9,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from milcourts.audit import ARTICLE_LABELS, LedgerAudit
+from milcourts.views.audit import LedgerAudit
+from milcourts.vocabulary import ARTICLE_LABELS
 
 
 def format_count(value: float) -> str:

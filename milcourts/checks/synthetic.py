@@ -11,10 +11,12 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from milcourts.constraints import ALL_ARTICLES, month_weights
-from milcourts.ledger import LEDGER_COLUMNS
-from milcourts.model import (ARTICLES, MOBILISATION_BASE_EARLY_MONTHS, MOBILISATION_BASE_START, MONTHS_PER_YEAR,
-                             design_matrix)
+from milcourts.inputs.constraints import month_weights
+from milcourts.vocabulary import ALL_ARTICLES
+from milcourts.inputs.ledger import LEDGER_COLUMNS
+from milcourts.model.observations import design_matrix, MONTHS_PER_YEAR
+from milcourts.model.spec import MOBILISATION_BASE_EARLY_MONTHS, MOBILISATION_BASE_START
+from milcourts.vocabulary import ARTICLES
 
 
 @dataclass(frozen=True)

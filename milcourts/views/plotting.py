@@ -8,9 +8,10 @@ import numpy as np
 import pandas as pd
 import seaborn as sns
 
-from milcourts.audit import ARTICLE_LABELS, MEASURE_FAMILIES
-from milcourts.constraints import ConstraintView
-from milcourts.reporting import PALETTE
+from milcourts.views.audit import MEASURE_FAMILIES
+from milcourts.vocabulary import article_label
+from milcourts.inputs.constraints import ConstraintView
+from milcourts.views.reporting import PALETTE
 
 # At 10 in wide a chart prints at about 0.7 scale on A4; 11.5 in tall fits one page with heading and caption.
 MAX_FIGURE_HEIGHT_IN = 11.5
@@ -23,7 +24,7 @@ def plot_ledger_timeline(ledger: pd.DataFrame, first_year: int = 2020) -> plt.Fi
     legible instead of overplotting.
     """
     drawable = ledger.dropna(subset=["period_start", "period_end"]).copy()
-    drawable["band"] = drawable["series"].str.replace("_", " ") + " · " + drawable["article"].map(ARTICLE_LABELS)
+    drawable["band"] = drawable["series"].str.replace("_", " ") + " · " + drawable["article"].map(lambda a: article_label(a, capitalised=True))
     drawable["family"] = drawable["measure"].map(MEASURE_FAMILIES)
     families = list(dict.fromkeys(MEASURE_FAMILIES.values()))
     # six well-separated colours of the colour-blind palette (its orange and brown are too alike)

@@ -13,13 +13,13 @@ from dataclasses import dataclass, field
 
 import pandas as pd
 
+from milcourts.vocabulary import ALL_ARTICLES, ARTICLES, COURT_FILINGS
+
 # Measures that are flows over [period_start, period_end]: a running total is a count from its start.
 FLOW_MEASURES = {
     "cases": ("count", "cumulative"),
     "persons": ("count_persons", "cumulative_persons"),
 }
-COMPONENT_ARTICLES = ("337", "338", "332")
-ALL_ARTICLES = "all_refusal"
 # Qualifiers that bound a value from below (usable as a part) or from above (usable as a whole)
 # with certainty. "approx" bounds nothing for sure, so it never makes a hard conflict.
 LOWER_BOUND_QUALIFIERS = ("exact", "at_least")
@@ -215,7 +215,7 @@ def _parts_exceed_whole(figures: pd.DataFrame) -> list[dict]:
         ]
         if whole.article == ALL_ARTICLES:
             options = [_best_disjoint_total(inside[inside["article"] == ALL_ARTICLES])]
-            per_article = [_best_disjoint_total(inside[inside["article"] == a]) for a in COMPONENT_ARTICLES]
+            per_article = [_best_disjoint_total(inside[inside["article"] == a]) for a in ARTICLES]
             options.append((sum(t for t, _ in per_article), [i for _, ids in per_article for i in ids]))
             total, ids = max(options, key=lambda t: t[0])
         else:
@@ -246,8 +246,8 @@ def find_conflicts(figures: pd.DataFrame) -> pd.DataFrame:
 
 def build_constraint_view(
     ledger: pd.DataFrame,
-    series: str = "court_filings",
-    articles: tuple[str, ...] = (*COMPONENT_ARTICLES, ALL_ARTICLES),
+    series: str = COURT_FILINGS,
+    articles: tuple[str, ...] = (*ARTICLES, ALL_ARTICLES),
     unit: str = "cases",
     first_month: str | None = "2021-01",
     with_conflicts: bool = True,

@@ -22,7 +22,7 @@ import pandas as pd
 from scipy import stats
 from statsmodels.base.model import GenericLikelihoodModel
 
-from milcourts.constraints import month_weights
+from milcourts.inputs.constraints import month_weights
 
 HELP_SERIES = "help_requests"
 MIN_REQUEST_FIGURES = 3  # a trend with an interval needs at least one residual degree of freedom

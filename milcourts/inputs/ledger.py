@@ -19,6 +19,8 @@ from pathlib import Path
 import pandas as pd
 import pandera.pandas as pa
 
+from milcourts.vocabulary import COURT_FILINGS, LEDGER_ARTICLES, SERIES
+
 LEDGER_COLUMNS: tuple[str, ...] = (
     "figure_id",
     "series",
@@ -36,15 +38,6 @@ LEDGER_COLUMNS: tuple[str, ...] = (
     "notes",
 )
 
-SERIES = (
-    "court_filings",
-    "court_verdicts",
-    "convictions_official",
-    "criminal_cases_opened",
-    "help_requests",
-    "other",
-)
-ARTICLES = ("337", "338", "332", "all_refusal", "na")
 MEASURES = (
     "count",
     "cumulative",
@@ -172,7 +165,7 @@ def _cell_schema() -> pa.DataFrameSchema:
                  error="an id like F001 (F and at least three digits)")
     )
     checks["series"].append(vocabulary(SERIES))
-    checks["article"].append(vocabulary(ARTICLES))
+    checks["article"].append(vocabulary(LEDGER_ARTICLES))
     checks["measure"].append(vocabulary(MEASURES))
     checks["value_qualifier"].append(vocabulary(QUALIFIERS))
     for column in ("period_start", "period_end", "source_date"):
@@ -373,5 +366,5 @@ def summarise_ledger(ledger: pd.DataFrame, path: Path | str) -> str:
     latest = dates.max().date().isoformat() if len(dates) else "unknown"
     return (
         f"{Path(path).name}: valid; {len(ledger)} figures, {ledger['series'].nunique()} series, "
-        f"{(ledger['series'] == 'court_filings').sum()} court-filing figures, latest source_date {latest}"
+        f"{(ledger['series'] == COURT_FILINGS).sum()} court-filing figures, latest source_date {latest}"
     )

@@ -8,16 +8,10 @@ from pathlib import Path
 import pandas as pd
 
 from milcourts import paths
-from milcourts.constraints import ConstraintView, build_constraint_view
-from milcourts.ledger import load_ledger
+from milcourts.inputs.constraints import build_constraint_view, ConstraintView
+from milcourts.inputs.ledger import load_ledger
+from milcourts.vocabulary import COURT_FILINGS, article_label
 
-ARTICLE_LABELS = {
-    "337": "Art. 337 (AWOL)",
-    "338": "Art. 338 (desertion)",
-    "332": "Art. 332 (refusing orders)",
-    "all_refusal": "All refusal articles",
-    "na": "No article",
-}
 MEASURE_FAMILIES = {
     "count": "count in period",
     "cumulative": "running total",
@@ -43,7 +37,7 @@ class LedgerAudit:
     view: ConstraintView
 
 
-def load_audit(ledger_csv: str | Path = paths.LEDGER_CSV, series: str = "court_filings",
+def load_audit(ledger_csv: str | Path = paths.LEDGER_CSV, series: str = COURT_FILINGS,
                first_month: str = "2021-01") -> LedgerAudit:
     """Validated ledger plus the constraint view of `series` on cases."""
     path = paths.resolve(ledger_csv)
@@ -57,7 +51,7 @@ def count_table(ledger: pd.DataFrame, column: str, label: str) -> pd.DataFrame:
 
 
 def series_by_article(ledger: pd.DataFrame) -> pd.DataFrame:
-    table = pd.crosstab(ledger["series"], ledger["article"].map(ARTICLE_LABELS), margins=True,
+    table = pd.crosstab(ledger["series"], ledger["article"].map(lambda a: article_label(a, capitalised=True)), margins=True,
                         margins_name="total")
     table.index.name, table.columns.name = "series", None
     return table
@@ -66,7 +60,7 @@ def series_by_article(ledger: pd.DataFrame) -> pd.DataFrame:
 def revisions_table(view: ConstraintView) -> pd.DataFrame:
     table = view.revisions.copy()
     table["period"] = table["period_start"].dt.date.astype(str) + " to " + table["period_end"].dt.date.astype(str)
-    table["article"] = table["article"].map(ARTICLE_LABELS)
+    table["article"] = table["article"].map(lambda a: article_label(a, capitalised=True))
     table["source_date"] = table["source_date"].dt.date.astype("string")
     table["preferred"] = table["is_preferred"].map({True: "yes", False: ""})
     return table[["article", "period", "figure_id", "value", "value_qualifier", "source_date", "preferred"]]
@@ -84,5 +78,5 @@ def conflicts_table(view: ConstraintView) -> pd.DataFrame:
 
 def excluded_table(view: ConstraintView) -> pd.DataFrame:
     table = view.excluded.copy()
-    table["article"] = table["article"].map(ARTICLE_LABELS)
+    table["article"] = table["article"].map(lambda a: article_label(a, capitalised=True))
     return table[["figure_id", "article", "measure", "value", "exclusion_reason"]]

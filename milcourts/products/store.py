@@ -28,8 +28,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from milcourts.constraints import build_constraint_view
-from milcourts.model import Draws, FittedModel, ModelSpec, parameter_names, prepare_observations
+from milcourts.inputs.constraints import build_constraint_view
+from milcourts.model.fit import FittedModel
+from milcourts.model.observations import prepare_observations
+from milcourts.model.simulate import Draws
+from milcourts.model.spec import ModelSpec, ParameterLayout
 
 log = logging.getLogger(__name__)
 
@@ -172,7 +175,7 @@ def _read(directory: Path, ledger: pd.DataFrame, spec: ModelSpec, expected: dict
     view = build_constraint_view(ledger)
     obs = prepare_observations(view, None, spec.exposure)
     months = pd.PeriodIndex(arrays["months"].tolist(), freq="M")
-    names = parameter_names(knots)
+    names = ParameterLayout(len(knots)).names(knots)
     if n_observed != len(obs.months) or len(months) != n_observed + spec.forecast_months \
             or (len(obs.months) and months[0] != obs.months[0]):
         raise _Unusable("months do not match the ledger rows")

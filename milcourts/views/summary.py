@@ -15,17 +15,19 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from milcourts import narrative, paths, plotting, reporting
-from milcourts.constraints import ALL_ARTICLES, build_constraint_view
-from milcourts.filings import FilingsFit, model_outputs
-from milcourts.fitcache import fit_and_simulate_all
-from milcourts.ledger import load_ledger
-from milcourts.model import ARTICLES, Draws, ModelSpec, article_rows, predict_total, published_figure_draws
-from milcourts.requests import (RequestsTrend, TooFewRequestFigures, filings_growth_percent, fit_requests_trend,
-                                lag_comparison, request_figures)
-from milcourts.trend import (ARTICLE_NAMES, check_report_parameters, effect_value, growth_segments, is_running_total,
-                             sources_for)
-from milcourts.validation import interval_covers
+from milcourts import paths
+from milcourts.views import narrative, plotting, reporting
+from milcourts.inputs.constraints import build_constraint_view
+from milcourts.vocabulary import ALL_ARTICLES, ARTICLE_LABELS
+from milcourts.products.filings import FilingsFit, model_outputs
+from milcourts.products.cache import fit_and_simulate_all
+from milcourts.inputs.ledger import load_ledger
+from milcourts.model.simulate import article_rows, Draws, predict_total, published_figure_draws
+from milcourts.model.spec import ModelSpec
+from milcourts.vocabulary import ARTICLES
+from milcourts.model.requests import (filings_growth_percent, fit_requests_trend, lag_comparison, request_figures, RequestsTrend, TooFewRequestFigures)
+from milcourts.views.trend import (check_report_parameters, effect_value, growth_segments, is_running_total, sources_for)
+from milcourts.checks.validation import interval_covers
 
 # Idite Lesom helps soldiers leave their units: the court series that counts them is AWOL and desertion.
 COMPARISON_ARTICLES = ("337", "338")
@@ -150,7 +152,7 @@ def headline_table(analysis: SummaryAnalysis) -> pd.DataFrame:
     rows = []
     for article in ARTICLES:
         own = effects[effects["article"] == article]
-        row = {"article": ARTICLE_NAMES[article]}
+        row = {"article": ARTICLE_LABELS[article]}
         for year in years:
             total = predict_total(analysis.draws, article, f"{year}-01-01", f"{year}-12-31")
             row[f"cases received in {year}"] = (f"{narrative.format_count(total['estimate'])} "
@@ -191,7 +193,7 @@ def key_findings(analysis: SummaryAnalysis) -> list[str]:
         sentences.append(narrative.describe_year_total(year, totals[ALL_ARTICLES], previous))
         shares = year_shares(analysis, year)
         sentences.append(narrative.describe_shares(
-            [(ARTICLE_NAMES[r.article], r.share, r.lower_95, r.upper_95) for r in shares.itertuples()]))
+            [(ARTICLE_LABELS[r.article], r.share, r.lower_95, r.upper_95) for r in shares.itertuples()]))
     check = analysis.cross_check
     if len(check):
         sentences.append(narrative.describe_cross_check(int(check["is_covered"].sum()), len(check),
@@ -304,7 +306,7 @@ def side_by_side_chart(analysis: SummaryAnalysis):
     used = used[used["is_used"] & ~is_running_total(used["period_start"])]
     return plotting.plot_articles_side_by_side(monthly[monthly["article"].isin(ARTICLES)], used,
                                                analysis.spec.break_month,
-                                               {a: ARTICLE_NAMES[a][0].upper() + ARTICLE_NAMES[a][1:] for a in ARTICLES})
+                                               {a: ARTICLE_LABELS[a][0].upper() + ARTICLE_LABELS[a][1:] for a in ARTICLES})
 
 
 def side_by_side_caption(analysis: SummaryAnalysis) -> str:
@@ -321,7 +323,7 @@ def side_by_side_alt_text(analysis: SummaryAnalysis) -> str:
     if years:
         totals = year_totals(analysis, years[-1])
         text += "; expected cases in " + str(years[-1]) + ": " + ", ".join(
-            f"{ARTICLE_NAMES[a]} about {narrative.format_count(totals[a]['estimate'])}" for a in ARTICLES)
+            f"{ARTICLE_LABELS[a]} about {narrative.format_count(totals[a]['estimate'])}" for a in ARTICLES)
     return text + "."
 
 

@@ -16,8 +16,11 @@ import numpy as np
 import pandas as pd
 import ruptures
 
-from milcourts.constraints import ConstraintView
-from milcourts.model import ARTICLES, Draws, FittedModel, ModelSpec, fit_filings_model
+from milcourts.inputs.constraints import ConstraintView
+from milcourts.model.fit import fit_filings_model, FittedModel
+from milcourts.model.simulate import Draws
+from milcourts.model.spec import ModelSpec
+from milcourts.vocabulary import ARTICLES
 
 CANDIDATES = ("2022-07", "2023-06")  # first and last candidate break months
 LR_HALF_CHI2_95 = 1.92

@@ -30,10 +30,12 @@ import pandas as pd
 import scipy
 
 from milcourts import paths
-from milcourts.constraints import build_constraint_view
-from milcourts.fitstore import read_entry, write_entry
-from milcourts.incremental import package_fingerprint
-from milcourts.model import Draws, FittedModel, ModelSpec, fit_filings_model, simulate
+from milcourts.inputs.constraints import build_constraint_view
+from milcourts.products.store import read_entry, write_entry
+from milcourts.build.incremental import package_fingerprint
+from milcourts.model.fit import fit_filings_model, FittedModel
+from milcourts.model.simulate import Draws, simulate
+from milcourts.model.spec import ModelSpec
 
 
 FitRequest = tuple[pd.DataFrame, ModelSpec, bool]  # ledger rows, spec, whether draws are conditioned

@@ -22,11 +22,14 @@ import numpy as np
 import pandas as pd
 from scipy import special
 
-from milcourts.constraints import ConstraintView, build_constraint_view
-from milcourts.filings import published_by
-from milcourts.model import (ARTICLES, PRIOR_LOG_PHI, PRIOR_LOGIT_BASE_SHARE, PRIOR_LOGIT_EARLY_SHARE, ModelSpec,
-                             fit_filings_model, published_figure_draws, simulate, supported_knots)
-from milcourts.synthetic import Truth, publish, simulate_counts
+from milcourts.inputs.constraints import build_constraint_view, ConstraintView
+from milcourts.products.filings import published_by
+from milcourts.model.fit import fit_filings_model
+from milcourts.model.observations import supported_knots
+from milcourts.model.simulate import published_figure_draws, simulate
+from milcourts.model.spec import ModelSpec, PRIOR_LOG_PHI, PRIOR_LOGIT_BASE_SHARE, PRIOR_LOGIT_EARLY_SHARE
+from milcourts.vocabulary import ARTICLES
+from milcourts.checks.synthetic import publish, simulate_counts, Truth
 
 SHORT_WINDOW_MAX_DAYS = 92  # "short window": a quarter at most
 EARLIEST_ORIGIN = pd.Timestamp("2023-04-01")  # before it the ledger has almost nothing to learn from
@@ -282,7 +285,7 @@ def summarise_simulation(replicates: pd.DataFrame) -> pd.DataFrame:
 
 def validation_inputs(ledger_csv, replicates: int) -> pd.DataFrame:
     """What the validation was run on, so a report never shows another ledger's results."""
-    from milcourts.provenance import sha256_of
+    from milcourts.inputs.provenance import sha256_of
 
     return pd.DataFrame([{"ledger_sha256": sha256_of(ledger_csv), "replicates": replicates}])
 

@@ -1,0 +1,243 @@
+"""Build every report in the run file into reports/, or nothing at all.
+
+Each run is executed by papermill into a staging directory beside reports/ and exported to HTML and
+PDF there; only when every selected run has succeeded are the files renamed into reports/, with
+SIGINT/SIGTERM held back for those few renames. A failing cell, a bad ledger or a missing browser
+therefore leaves reports/ exactly as the last good build left it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from pathlib import Path
+
+from milcourts import __version__
+from milcourts.build.atomic import signals_held
+from milcourts.build.execute import BuildError, built_at, execute_run
+from milcourts.build.incremental import BuildSettings, plan, run_ledger
+from milcourts.build.progress import Progress, relayed
+from milcourts.build.publish import publish
+from milcourts.build.render import PdfPrinter, find_browser
+from milcourts.build.runfile import Run, RunFileError, check_parameters
+from milcourts.inputs.ledger import load_ledger
+from milcourts.inputs.provenance import sha256_of, verify_provenance
+
+
+class BuildInterrupted(BuildError):
+    """SIGTERM or SIGINT arrived before publishing; reports/ was left untouched."""
+
+    def __init__(self, signum: int):
+        self.signum = signum
+        super().__init__(f"build interrupted by signal {signum}; reports/ left untouched")
+
+
+class BuildBusy(BuildError):
+    """Another build holds this checkout's build lock."""
+
+
+@contextlib.contextmanager
+def exclusive_build(build_dir: Path):
+    """One build at a time per build directory (that is, per checkout): a second one refuses at
+    once, naming the first, instead of interleaving its logs, staging and publishing with it.
+    The lock is an flock, so it is released however the holder ends, even by SIGKILL."""
+    build_dir.mkdir(parents=True, exist_ok=True)
+    with open(build_dir / "build.lock", "a+", encoding="utf-8") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.seek(0)
+            holder = handle.read().strip() or "process unknown"
+            raise BuildBusy(f"another build is running in this checkout ({holder}); it owns reports/ "
+                            "until it ends. Wait for it (or stop it), then run the build again.") from None
+        handle.seek(0)
+        handle.truncate()
+        handle.write(f"process {os.getpid()}, started {built_at()}\n")
+        handle.flush()
+        try:
+            yield
+        finally:
+            handle.seek(0)
+            handle.truncate()
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def _log(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+
+def _git_commit(root: Path) -> str:
+    try:
+        done = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=root, capture_output=True, text=True)
+    except OSError:
+        return "unknown"
+    if done.returncode != 0:
+        return "unknown"
+    dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=root,
+                           capture_output=True, text=True).stdout.strip()
+    return done.stdout.strip() + ("-dirty" if dirty else "")
+
+
+def _execute_all(runs: list[Run], staging: Path, settings: BuildSettings, contexts: dict[str, dict]) -> dict[str, dict]:
+    """Every run, `settings.jobs` at a time in separate processes (serially in this one for 1).
+
+    PDFs are printed here, in this process, by one browser for the whole build, as each run's
+    HTML arrives: with --jobs the prints overlap the runs still executing, and no worker starts a
+    browser of its own (each start costs more CPU than the print itself).
+    """
+    done: dict[str, dict] = {}
+    progress = Progress(len(runs))
+    printer = PdfPrinter() if settings.make_pdf else None  # starts while the first kernel does
+
+    def finished(entry: dict) -> None:
+        if printer is not None:
+            pdf_name = f"{entry['name']}.pdf"
+            printer.print(staging / f"{entry['name']}.html", staging / pdf_name)
+            entry["outputs"][pdf_name] = sha256_of(staging / pdf_name)
+        done[entry["name"]] = entry
+        progress.finished(entry["name"], entry["execution_seconds"])
+
+    try:
+        if settings.jobs <= 1:
+            for run in runs:
+                progress.message(f"{run.name}: executing {run.notebook.name}")
+                finished(execute_run(run, staging, settings, contexts[run.name], progress))
+            return done
+        with relayed(progress) as events:
+            pool = ProcessPoolExecutor(max_workers=settings.jobs)
+            try:
+                futures = []
+                for run in runs:
+                    progress.message(f"{run.name}: queued ({run.notebook.name})")
+                    futures.append(pool.submit(execute_run, run, staging, settings, contexts[run.name], events))
+                for future in as_completed(futures):
+                    finished(future.result())
+            except BaseException:
+                # a failure or an interruption: stop the other runs now (their kernels are shut down
+                # by the same SIGTERM handling) instead of waiting for them to finish
+                for process in list(getattr(pool, "_processes", {}).values()):
+                    process.terminate()
+                pool.shutdown(wait=False, cancel_futures=True)
+                raise
+            pool.shutdown()
+        return done
+    finally:
+        progress.close()
+        if printer is not None:
+            printer.close()
+
+
+class _Interrupts:
+    """Signals received during a build; see _interrupts_as_errors."""
+
+    def __init__(self):
+        self.received: list[int] = []
+        self.publishing = False
+
+    def check(self) -> None:
+        if self.received:
+            raise BuildInterrupted(self.received[0])
+
+
+@contextlib.contextmanager
+def _interrupts_as_errors():
+    """Turn SIGINT and SIGTERM into BuildInterrupted so staging is cleaned up and reports/ stays
+    untouched.
+
+    Both handlers are installed explicitly: a build started in the background by a shell inherits
+    SIGINT ignored, and was then published despite the interrupt. The exception raised in the
+    handler may surface wrapped, or be swallowed, by whatever was running (papermill's asyncio
+    loop, a kernel client), so the arrival of the signal is remembered: any exception leaving the
+    block after it is reported as the interruption it is, and `check()` before publishing refuses
+    to publish. A signal that arrives once publishing has begun (its renames hold signals back)
+    no longer stops anything: the new reports are complete.
+    """
+    state = _Interrupts()
+
+    def handler(signum, frame):
+        state.received.append(signum)
+        if not state.publishing:
+            raise BuildInterrupted(signum)
+
+    previous = {signum: signal.signal(signum, handler) for signum in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield state
+    except BuildInterrupted:
+        raise
+    except BaseException as exc:
+        if state.received and not state.publishing:
+            raise BuildInterrupted(state.received[0]) from exc
+        raise
+    finally:
+        for signum, action in previous.items():
+            signal.signal(signum, action)
+
+
+def _ledger_contexts(runs: list[Run], settings: BuildSettings) -> dict[str, dict]:
+    """Per run, the ledger it reads, checked against its provenance record and validated, and what
+    its title page and manifest entry say about it. Nothing runs on a ledger that fails either."""
+    ledgers = {run.name: run_ledger(run, settings) for run in runs}
+    facts = {}
+    for path in sorted(set(ledgers.values())):
+        verify_provenance(path, settings.ledger_provenance if path == settings.ledger_csv else None)
+        ledger = load_ledger(path)
+        facts[path] = {
+            "data_vintage": ledger["source_date"].max().date().isoformat(),
+            "ledger_sha256": sha256_of(path),
+            "ledger_csv": path.relative_to(settings.root).as_posix() if path.is_relative_to(settings.root) else str(path),
+        }
+    return {name: facts[path] for name, path in ledgers.items()}
+
+
+def build(only: list[str] | None = None, settings: BuildSettings = BuildSettings()) -> list[dict]:
+    """Build the selected runs (all by default) and publish them together; raise on any failure.
+
+    A run whose cache key (see cache_key) matches its published entry, with its files intact, is
+    not executed again: a rebuild with nothing changed starts no kernel. Returns the entries built.
+    One build at a time per checkout (exclusive_build).
+    """
+    with exclusive_build(settings.build_dir):
+        return _build_locked(only, settings)
+
+
+def _build_locked(only: list[str] | None, settings: BuildSettings) -> list[dict]:
+    _, keys, stale, published = plan(settings, only)
+    for name, entry in published.items():
+        if name in keys and name not in {run.name for run in stale}:
+            _log(f"{name}: up to date (inputs unchanged since {entry['built_at']})")
+    if not stale:
+        _log("nothing to build; reports/ unchanged")
+        return []
+    runs = stale
+    problems = [p for run in runs for p in check_parameters(run, f"{settings.run_file} ({run.name})")]
+    if problems:
+        raise RunFileError("\n".join(problems))
+    ledgers = _ledger_contexts(runs, settings)  # nothing runs on an unrecorded or invalid ledger
+    if settings.make_pdf:
+        find_browser()  # fail before spending minutes on notebooks
+    shared = {"built_at": built_at(), "package_version": __version__, "git_commit": _git_commit(settings.root)}
+    contexts = {run.name: {**shared, **ledgers[run.name]} for run in runs}
+    staging = Path(tempfile.mkdtemp(prefix="staging-", dir=settings.build_dir))
+    try:
+        with _interrupts_as_errors() as interrupts:
+            # longest first (by the last build's time; new runs first): with --jobs the slow runs
+            # then start at once instead of waiting behind quick ones
+            longest_first = sorted(runs, key=lambda r: -published.get(r.name, {}).get("execution_seconds", 1e9))
+            entries = _execute_all(longest_first, staging, settings, contexts)
+            entries = [{**entries[run.name], "cache_key": keys[run.name]} for run in runs]
+            with signals_held():
+                interrupts.check()  # an interrupt some library swallowed still stops the build here
+                interrupts.publishing = True
+                publish(staging, entries, settings.reports_dir)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    _log(f"published {len(entries)} report(s) to {settings.reports_dir}")
+    return entries

@@ -1,0 +1,1 @@
+"""Data in: the ledger of published figures, its provenance, and the figures as month constraints."""

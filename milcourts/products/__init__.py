@@ -1,0 +1,1 @@
+"""The fit stage: each model specification fitted once, its results stored as data products."""

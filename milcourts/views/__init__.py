@@ -1,0 +1,1 @@
+"""What the reports show: per-report views, generated sentences, charts and display helpers."""
