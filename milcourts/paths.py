@@ -23,14 +23,11 @@ LOCK_FILE = PROJECT_ROOT / "uv.lock"
 TEMPLATES_DIR = Path(__file__).resolve().parent / "build" / "templates"
 
 
-def fit_cache_dir() -> Path | None:
-    """Where fits shared between reports are kept (fitcache); MILCOURTS_FIT_CACHE moves it, and
-    "off" disables it. Read at call time so that a build, a bench or a test can point its kernels
-    elsewhere through the environment."""
-    setting = os.environ.get("MILCOURTS_FIT_CACHE", "")
-    if setting == "off":
-        return None
-    return Path(setting) if setting else BUILD_DIR / "fit-cache"
+def processed_dir() -> Path:
+    """Where the fit stage's products are: data/processed, unless MILCOURTS_PROCESSED_DIR says
+    otherwise (the build points its kernels at the folder it wrote to). Read at call time."""
+    setting = os.environ.get("MILCOURTS_PROCESSED_DIR", "")
+    return Path(setting) if setting else PROCESSED_DATA_DIR
 
 
 def resolve(path: str | Path) -> Path:

@@ -67,17 +67,17 @@ def real_ledger() -> Path:
 
 
 @pytest.fixture(autouse=True, scope="session")
-def fit_cache_outside_the_project(tmp_path_factory):
-    """Tests share fits among themselves (kernels included, through the environment) but never
-    read or write the project's own build/fit-cache."""
+def products_outside_the_project(tmp_path_factory):
+    """Tests never read or write the project's own data/processed: fits a test makes without a
+    build of its own (load_or_fit) are looked for, and not found, in a folder of the session's."""
     import os
-    previous = os.environ.get("MILCOURTS_FIT_CACHE")
-    os.environ["MILCOURTS_FIT_CACHE"] = str(tmp_path_factory.mktemp("fit-cache"))
+    previous = os.environ.get("MILCOURTS_PROCESSED_DIR")
+    os.environ["MILCOURTS_PROCESSED_DIR"] = str(tmp_path_factory.mktemp("processed"))
     yield
     if previous is None:
-        os.environ.pop("MILCOURTS_FIT_CACHE", None)
+        os.environ.pop("MILCOURTS_PROCESSED_DIR", None)
     else:
-        os.environ["MILCOURTS_FIT_CACHE"] = previous
+        os.environ["MILCOURTS_PROCESSED_DIR"] = previous
 
 
 def build_report_on_ledger(tmp_path: Path, ledger, notebook: str, name: str, parameters: dict) -> str:
@@ -104,7 +104,9 @@ def build_report_on_ledger(tmp_path: Path, ledger, notebook: str, name: str, par
     run_file.write_text(yaml.safe_dump({"reports": [{
         "name": name, "notebook": f"notebooks/{notebook}", "title": f"Synthetic {name}",
         "parameters": {"ledger_csv": str(ledger_csv), **parameters}}]}))
+    # the project's main fit with its checks is the smoke test's; here only the run's own fits
     settings = BuildSettings(run_file=run_file, root=tmp_path, reports_dir=tmp_path / "reports",
-                             build_dir=tmp_path / "build", make_pdf=False)
+                             build_dir=tmp_path / "build", processed_dir=tmp_path / "processed",
+                             make_pdf=False, main_fit=False)
     build(settings=settings)
     return (settings.reports_dir / f"{name}.html").read_text(encoding="utf-8")

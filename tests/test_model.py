@@ -11,11 +11,12 @@ import pytest
 
 from milcourts.__main__ import main
 from milcourts.inputs.constraints import build_constraint_view
-from milcourts.products.filings import FilingsFit, model_outputs, published_by, write_model_outputs
+from milcourts.inputs.ledger import published_by
+from milcourts.model.tables import fit_to_ledger_table, monthly_filings_table
 from milcourts.model.fit import fit_filings_model
 from milcourts.model.simulate import predict_total, simulate
 from milcourts.model.spec import ModelSpec, PRIOR_PRE_SLOPE_SD
-from milcourts.model.tables import effects_table, fit_to_ledger_table
+from milcourts.model.tables import effects_table
 from milcourts.checks.synthetic import aggregate_pattern, default_truth, publish, simulate_counts
 
 FAST = ModelSpec(penalty_grid=(0.1, 1.0), n_draws=1000)
@@ -78,16 +79,14 @@ def test_contradictory_ledger_is_reported_not_crashed():
     view = build_constraint_view(ledger)
     assert "F900" in set(view.conflicts["whole_figure_id"])
     fitted = fit_filings_model(view, FAST)
-    outputs = model_outputs(FilingsFit(fitted, simulate(fitted)))
-    row = outputs["fit_to_ledger"].set_index("figure_id").loc["F900"]
+    row = fit_to_ledger_table(fitted, simulate(fitted)).set_index("figure_id").loc["F900"]
     assert row["is_used"] and "parts_exceed_whole" in row["conflicts"]
     assert row["standardised_residual"] < -2
 
 
 def test_output_tables_follow_the_documented_interfaces(synthetic_fit, tmp_path):
     truth, _, fitted, draws = synthetic_fit
-    outputs = model_outputs(FilingsFit(fitted, draws))
-    monthly = outputs["monthly_filings"]
+    monthly = monthly_filings_table(fitted, draws)
     assert list(monthly.columns) == ["article", "month", "expected", "lower_80", "upper_80", "lower_95",
                                      "upper_95", "has_published_month", "is_forecast"]
     assert set(monthly["article"]) == {"337", "338", "332", "all_refusal"}
@@ -97,19 +96,17 @@ def test_output_tables_follow_the_documented_interfaces(synthetic_fit, tmp_path)
     total = monthly[monthly["article"] == "all_refusal"].set_index("month")["expected"]
     assert np.allclose(per_article.loc[total.index], total, atol=0.2)  # each is rounded to 0.1
     assert monthly[(monthly["article"] == "337") & (monthly["month"] == "2024-03")]["has_published_month"].item()
-    effects = outputs["effects"]
+    effects = effects_table(fitted, draws)
     assert list(effects.columns) == ["article", "effect", "estimate", "lower_95", "upper_95", "method"]
     with_interval = effects.dropna(subset=["lower_95", "upper_95"])
     assert len(with_interval) >= len(effects) - 3  # only the 3 identification rows have no interval
     assert (with_interval["lower_95"] <= with_interval["upper_95"]).all()
-    written = write_model_outputs(outputs, tmp_path)
-    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(p.name for p in written)
 
 
 def test_window_prediction_agrees_with_the_monthly_table(synthetic_fit):
     _, _, fitted, draws = synthetic_fit
     one_month = predict_total(draws, "337", "2024-03-01", "2024-03-31")
-    monthly = model_outputs(FilingsFit(fitted, draws))["monthly_filings"]
+    monthly = monthly_filings_table(fitted, draws)
     row = monthly[(monthly["article"] == "337") & (monthly["month"] == "2024-03")].iloc[0]
     assert one_month["estimate"] == pytest.approx(row["expected"], rel=1e-3)
     assert one_month["lower_95"] == row["lower_95"] and one_month["upper_95"] == row["upper_95"]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import unicodedata
 
 import pypdf
@@ -11,12 +12,20 @@ import pytest
 from milcourts.build.incremental import BuildSettings
 from milcourts.build.pipeline import build
 from milcourts.build.runfile import load_runs
+from milcourts.products.stage import MAIN_TABLE_FILES
 
 
 @pytest.mark.slow
-def test_every_report_builds_without_code_or_stray_output(tmp_path):
-    settings = BuildSettings(reports_dir=tmp_path / "reports", build_dir=tmp_path / "build")
+def test_every_report_builds_without_code_or_stray_output(tmp_path, capsys):
+    settings = BuildSettings(reports_dir=tmp_path / "reports", build_dir=tmp_path / "build",
+                             processed_dir=tmp_path / "processed")
     entries = build(settings=settings)
+    # the fit stage fitted each specification once, before any notebook: the main fit (with its
+    # checks), six sensitivity refits and the summary's cross-check; no kernel fitted anything
+    log = capsys.readouterr().err
+    fitted = re.findall(r"^fit (\S+): ", log, flags=re.MULTILINE)
+    assert len(fitted) == 8 and len(set(fitted)) == 8, fitted
+    assert sorted(p.name for p in settings.processed_dir.glob("*.csv")) == sorted(MAIN_TABLE_FILES)
     runs = load_runs()
     assert [e["name"] for e in entries] == [r.name for r in runs]
     for run in runs:
@@ -29,5 +38,6 @@ def test_every_report_builds_without_code_or_stray_output(tmp_path):
         text = " ".join(unicodedata.normalize("NFKC", p.extract_text()) for p in pdf.pages)  # unfold ligatures
         assert run.title in " ".join(unicodedata.normalize("NFKC", pdf.pages[0].extract_text()).split())
         assert "reporting.show" not in text and "ledger_audit =" not in text
+        assert "Fitting the model here" not in html  # every fit came from the stage
     manifest = json.loads((settings.reports_dir / "manifest.json").read_text())
     assert set(manifest["reports"]) == {r.name for r in runs}

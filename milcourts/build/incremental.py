@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from milcourts import paths
-from milcourts.inputs.provenance import sha256_of
+from milcourts.inputs.provenance import code_fingerprint, sha256_of
 from milcourts.build.runfile import load_runs, Run, select_runs
 
 CELL_TIMEOUT_SECONDS = 600
@@ -30,7 +30,8 @@ class BuildSettings:
     build_dir: Path = paths.BUILD_DIR
     ledger_csv: Path = paths.LEDGER_CSV
     ledger_provenance: Path = paths.LEDGER_PROVENANCE
-    processed_dir: Path = paths.PROCESSED_DATA_DIR  # results notebooks may read (validation tables)
+    processed_dir: Path = paths.PROCESSED_DATA_DIR  # where the fit stage writes and notebooks read
+    main_fit: bool = True  # fit the project ledger's main fit with the model's checks (data/processed/*.csv)
     lock_file: Path = paths.LOCK_FILE
     make_pdf: bool = True
     force: bool = False  # rebuild every selected run even when its cached outputs are current
@@ -38,24 +39,20 @@ class BuildSettings:
     run_timeout_seconds: float = RUN_TIMEOUT_SECONDS  # a run taking longer is an error naming it
 
 
-PACKAGE_DIR = Path(__file__).resolve().parent
 
 
 def package_fingerprint() -> str:
-    """The package source and templates: a change to any module may change any report. Paths are
-    taken relative to the package, so two checkouts of one commit agree."""
-    digest = hashlib.sha256()
-    for path in sorted(p for p in PACKAGE_DIR.rglob("*") if p.is_file() and "__pycache__" not in p.parts):
-        digest.update(path.relative_to(PACKAGE_DIR).as_posix().encode() + b"\0" + path.read_bytes() + b"\0")
-    return digest.hexdigest()
+    """The package source and templates: a change to any module may change any report."""
+    return code_fingerprint()
 
 
 LEDGER_PARAMETER = "ledger_csv"
 
 
-def notebook_parameter_default(notebook: Path, name: str) -> object | None:
-    """The literal default of `name` in a notebook's `parameters` cell, read without running
-    anything (JSON, then the cell's syntax tree); None if the cell does not assign a literal."""
+def notebook_parameter_defaults(notebook: Path) -> dict:
+    """The literal defaults of a notebook's `parameters` cell, read without running anything
+    (JSON, then the cell's syntax tree); names assigned something other than a literal are left out."""
+    defaults = {}
     try:
         cells = json.loads(Path(notebook).read_text(encoding="utf-8")).get("cells", [])
         for cell in cells:
@@ -65,19 +62,27 @@ def notebook_parameter_default(notebook: Path, name: str) -> object | None:
                 for statement in tree.body:
                     targets = statement.targets if isinstance(statement, ast.Assign) else \
                         [statement.target] if isinstance(statement, ast.AnnAssign) else []
-                    if any(isinstance(t, ast.Name) and t.id == name for t in targets) and statement.value is not None:
-                        return ast.literal_eval(statement.value)
+                    for target in targets:
+                        if isinstance(target, ast.Name) and statement.value is not None:
+                            try:
+                                defaults[target.id] = ast.literal_eval(statement.value)
+                            except ValueError:
+                                continue
+                break
     except (OSError, ValueError, SyntaxError, AttributeError, TypeError):
-        return None
-    return None
+        return {}
+    return defaults
+
+
+def run_parameters(run: Run) -> dict:
+    """What a run's notebook will see: its defaults, overridden by the run file's parameters."""
+    return {**notebook_parameter_defaults(run.notebook), **run.parameters}
 
 
 def run_ledger(run: Run, settings: BuildSettings) -> Path:
     """The ledger a run reads: its `ledger_csv` parameter, else its notebook's default for it,
     else (a notebook that reads no ledger of its own) the build's ledger."""
-    value = run.parameters.get(LEDGER_PARAMETER)
-    if value is None:
-        value = notebook_parameter_default(run.notebook, LEDGER_PARAMETER)
+    value = run_parameters(run).get(LEDGER_PARAMETER)
     if not isinstance(value, str) or not value:
         return settings.ledger_csv
     path = Path(value)
@@ -94,7 +99,9 @@ def cache_key(run: Run, settings: BuildSettings, ledger_sha256: str, package: st
             candidate = paths.resolve(value) if not Path(value).is_absolute() else Path(value)
             if candidate.is_file():
                 named_files[name] = sha256_of(candidate)
-    processed = sorted(settings.processed_dir.glob("*.csv")) if settings.processed_dir.is_dir() else []
+    # the validation tables notebooks read; the fit products are not listed: they are a function of
+    # the ledger, the parameters and the package, which the key already holds
+    processed = sorted(settings.processed_dir.glob("validation_*.csv")) if settings.processed_dir.is_dir() else []
     parts = {
         "notebook": sha256_of(run.notebook), "parameters": run.parameters, "title": run.title,
         "subtitle": run.subtitle, "ledger": ledger_sha256, "package": package,

@@ -18,17 +18,21 @@ import sys
 import tempfile
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
+from typing import Callable
+
+import pandas as pd
 
 from milcourts import __version__
-from milcourts.build.atomic import signals_held
+from milcourts.atomic import signals_held
 from milcourts.build.execute import BuildError, built_at, execute_run
-from milcourts.build.incremental import BuildSettings, plan, run_ledger
+from milcourts.build.incremental import BuildSettings, plan, run_ledger, run_parameters
 from milcourts.build.progress import Progress, relayed
 from milcourts.build.publish import publish
 from milcourts.build.render import PdfPrinter, find_browser
-from milcourts.build.runfile import Run, RunFileError, check_parameters
+from milcourts.build.runfile import Run, RunFileError, check_parameters, load_runs, select_runs
 from milcourts.inputs.ledger import load_ledger
 from milcourts.inputs.provenance import sha256_of, verify_provenance
+from milcourts.products.needs import FitRequest, main_request, requests_for_run
 
 
 class BuildInterrupted(BuildError):
@@ -181,20 +185,55 @@ def _interrupts_as_errors():
             signal.signal(signum, action)
 
 
-def _ledger_contexts(runs: list[Run], settings: BuildSettings) -> dict[str, dict]:
-    """Per run, the ledger it reads, checked against its provenance record and validated, and what
-    its title page and manifest entry say about it. Nothing runs on a ledger that fails either."""
-    ledgers = {run.name: run_ledger(run, settings) for run in runs}
-    facts = {}
-    for path in sorted(set(ledgers.values())):
-        verify_provenance(path, settings.ledger_provenance if path == settings.ledger_csv else None)
-        ledger = load_ledger(path)
-        facts[path] = {
-            "data_vintage": ledger["source_date"].max().date().isoformat(),
-            "ledger_sha256": sha256_of(path),
-            "ledger_csv": path.relative_to(settings.root).as_posix() if path.is_relative_to(settings.root) else str(path),
-        }
-    return {name: facts[path] for name, path in ledgers.items()}
+def _checked_ledger(path: Path, settings: BuildSettings) -> pd.DataFrame:
+    """A ledger checked against its provenance record and validated: nothing runs on one that
+    fails either."""
+    verify_provenance(path, settings.ledger_provenance if path == settings.ledger_csv else None)
+    return load_ledger(path)
+
+
+def _run_ledgers(runs: list[Run], settings: BuildSettings) -> tuple[dict[str, Path], dict[Path, pd.DataFrame]]:
+    """The ledger each run reads, and each of them checked and loaded once."""
+    paths_by_run = {run.name: run_ledger(run, settings) for run in runs}
+    return paths_by_run, {path: _checked_ledger(path, settings) for path in sorted(set(paths_by_run.values()))}
+
+
+def _ledger_facts(path: Path, ledger: pd.DataFrame, settings: BuildSettings) -> dict:
+    """What a report's title page and manifest entry say about the ledger it read."""
+    return {
+        "data_vintage": ledger["source_date"].max().date().isoformat(),
+        "ledger_sha256": sha256_of(path),
+        "ledger_csv": path.relative_to(settings.root).as_posix() if path.is_relative_to(settings.root) else str(path),
+    }
+
+
+def collect_fit_requests(runs: list[Run], settings: BuildSettings, paths_by_run: dict[str, Path],
+                         ledgers: dict[Path, pd.DataFrame], with_main: bool = False
+                         ) -> tuple[list[FitRequest], FitRequest | None]:
+    """Every fit the runs need (products.needs), and the project's main fit: the default spec on
+    the build's ledger, fitted with the model's checks whenever any run needs a fit (or always,
+    `with_main`), so that data/processed/ holds its tables after any build that fits."""
+    requests = [request for run in runs
+                for request in requests_for_run(run.notebook, run_parameters(run), ledgers[paths_by_run[run.name]])]
+    main = None
+    if settings.main_fit and (requests or with_main):
+        ledger = ledgers.get(settings.ledger_csv)
+        main = main_request(ledger if ledger is not None else _checked_ledger(settings.ledger_csv, settings))
+    return requests, main
+
+
+def run_fit_stage(settings: BuildSettings = BuildSettings(), only: list[str] | None = None,
+                  say: Callable[[str], None] = None) -> list[FitRequest]:
+    """`make model`: the fit stage alone, for every run in the run file (or `only` these), and
+    the main fit. One build or stage at a time per checkout."""
+    say = say or _log
+    with exclusive_build(settings.build_dir):
+        runs = select_runs(load_runs(settings.run_file, settings.root), only)
+        paths_by_run, ledgers = _run_ledgers(runs, settings)
+        requests, main = collect_fit_requests(runs, settings, paths_by_run, ledgers, with_main=True)
+        from milcourts.products.stage import fit_stage  # the model's imports, only when it fits
+
+        return fit_stage(requests, settings.processed_dir, settings.jobs, main=main, say=say)
 
 
 def build(only: list[str] | None = None, settings: BuildSettings = BuildSettings()) -> list[dict]:
@@ -220,14 +259,21 @@ def _build_locked(only: list[str] | None, settings: BuildSettings) -> list[dict]
     problems = [p for run in runs for p in check_parameters(run, f"{settings.run_file} ({run.name})")]
     if problems:
         raise RunFileError("\n".join(problems))
-    ledgers = _ledger_contexts(runs, settings)  # nothing runs on an unrecorded or invalid ledger
+    paths_by_run, ledgers = _run_ledgers(runs, settings)  # nothing runs on an unrecorded or invalid ledger
+    requests, main = collect_fit_requests(runs, settings, paths_by_run, ledgers)
     if settings.make_pdf:
         find_browser()  # fail before spending minutes on notebooks
     shared = {"built_at": built_at(), "package_version": __version__, "git_commit": _git_commit(settings.root)}
-    contexts = {run.name: {**shared, **ledgers[run.name]} for run in runs}
+    contexts = {run.name: {**shared, **_ledger_facts(paths_by_run[run.name], ledgers[paths_by_run[run.name]], settings)}
+                for run in runs}
     staging = Path(tempfile.mkdtemp(prefix="staging-", dir=settings.build_dir))
     try:
         with _interrupts_as_errors() as interrupts:
+            # the fit stage: every model specification the runs need, fitted once, before any notebook
+            if requests:
+                from milcourts.products.stage import fit_stage  # the model's imports, only when it fits
+
+                fit_stage(requests, settings.processed_dir, settings.jobs, main=main, say=_log)
             # longest first (by the last build's time; new runs first): with --jobs the slow runs
             # then start at once instead of waiting behind quick ones
             longest_first = sorted(runs, key=lambda r: -published.get(r.name, {}).get("execution_seconds", 1e9))

@@ -23,7 +23,7 @@ import pandas as pd
 from scipy import special
 
 from milcourts.inputs.constraints import build_constraint_view, ConstraintView
-from milcourts.products.filings import published_by
+from milcourts.inputs.ledger import published_by
 from milcourts.model.fit import fit_filings_model
 from milcourts.model.observations import supported_knots
 from milcourts.model.simulate import published_figure_draws, simulate

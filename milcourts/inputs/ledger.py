@@ -368,3 +368,14 @@ def summarise_ledger(ledger: pd.DataFrame, path: Path | str) -> str:
         f"{Path(path).name}: valid; {len(ledger)} figures, {ledger['series'].nunique()} series, "
         f"{(ledger['series'] == COURT_FILINGS).sum()} court-filing figures, latest source_date {latest}"
     )
+
+
+def published_by(ledger: pd.DataFrame, moment: str | pd.Timestamp) -> pd.DataFrame:
+    """What was known on `moment`: figures published by then whose period had ended by then.
+
+    A figure with no publication date counts as published at its period end (the earliest it can
+    have been), so it is kept only if that is on or before `moment`.
+    """
+    moment = pd.Timestamp(moment)
+    published = ledger["source_date"].fillna(ledger["period_end"])
+    return ledger[(published <= moment) & (ledger["period_end"] <= moment)].reset_index(drop=True)

@@ -28,6 +28,21 @@ def sha256_of(path: Path) -> str:
     return digest.hexdigest()
 
 
+PACKAGE_DIR = Path(__file__).resolve().parent.parent
+
+
+def code_fingerprint(parts: tuple[str, ...] = ()) -> str:
+    """sha256 of the package's source (only the listed files or folders of it, if `parts` are
+    given). Paths are taken relative to the package, so two checkouts of one commit agree."""
+    roots = [PACKAGE_DIR / part for part in parts] if parts else [PACKAGE_DIR]
+    files = sorted({p for root in roots for p in ([root] if root.is_file() else root.rglob("*"))
+                    if p.is_file() and "__pycache__" not in p.parts})
+    digest = hashlib.sha256()
+    for path in files:
+        digest.update(path.relative_to(PACKAGE_DIR).as_posix().encode() + b"\0" + path.read_bytes() + b"\0")
+    return digest.hexdigest()
+
+
 def record_path_for(raw_path: Path) -> Path:
     """Where a raw file's record lives: beside it, `NAME.provenance.yml` for `NAME.csv`."""
     raw_path = Path(raw_path)

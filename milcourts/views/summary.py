@@ -1,33 +1,32 @@
 """Everything the summary report shows: the three articles side by side, the all-articles
 cross-check, and the requests for help to desert against court filings.
 
-The joint fit is the same one the per-article reports use (same spec, so the fit cache serves it
-to whichever report runs first). The cross-check is out of sample: the model is refitted without
-any figure published for the three articles together, and the sum of the three articles is then
-scored against those figures.
+The joint fit is the same one the per-article reports use (same request, so the fit stage stores
+it once). The cross-check is out of sample: the model is refitted without any figure published
+for the three articles together, and the sum of the three articles is then scored against those
+figures.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from milcourts import paths
-from milcourts.views import narrative, plotting, reporting
-from milcourts.inputs.constraints import build_constraint_view
-from milcourts.vocabulary import ALL_ARTICLES, ARTICLE_LABELS
-from milcourts.products.filings import FilingsFit, model_outputs
-from milcourts.products.cache import fit_and_simulate_all
-from milcourts.inputs.ledger import load_ledger
-from milcourts.model.simulate import article_rows, Draws, predict_total, published_figure_draws
-from milcourts.model.spec import ModelSpec
-from milcourts.vocabulary import ARTICLES
-from milcourts.model.requests import (filings_growth_percent, fit_requests_trend, lag_comparison, request_figures, RequestsTrend, TooFewRequestFigures)
-from milcourts.views.trend import (check_report_parameters, effect_value, growth_segments, is_running_total, sources_for)
 from milcourts.checks.validation import interval_covers
+from milcourts.inputs.ledger import load_ledger
+from milcourts.model.requests import (RequestsTrend, TooFewRequestFigures, filings_growth_percent,
+                                      fit_requests_trend, lag_comparison, request_figures)
+from milcourts.model.simulate import Draws, article_rows, predict_total, published_figure_draws
+from milcourts.model.spec import ModelSpec
+from milcourts.products.needs import summary_requests
+from milcourts.products.stage import FitProducts, load_or_fit
+from milcourts.views import narrative, plotting, reporting
+from milcourts.views.trend import effect_value, growth_segments, is_running_total, sources_for
+from milcourts.vocabulary import ALL_ARTICLES, ARTICLE_LABELS, ARTICLES, DEFAULT_BREAK_MONTH
 
 # Idite Lesom helps soldiers leave their units: the court series that counts them is AWOL and desertion.
 COMPARISON_ARTICLES = ("337", "338")
@@ -36,10 +35,8 @@ CROSS_CHECK_SEED = 20240618
 
 @dataclass
 class SummaryAnalysis:
-    spec: ModelSpec
+    products: FitProducts              # the joint fit (shared with the trend reports)
     ledger: pd.DataFrame
-    filings: FilingsFit
-    outputs: dict[str, pd.DataFrame]   # model_outputs of the joint fit
     cross_check: pd.DataFrame          # all-article figures against the fit without them
     requests: RequestsTrend | None     # None when the ledger has too few request counts
     lags: pd.DataFrame | None          # lag_comparison
@@ -47,18 +44,22 @@ class SummaryAnalysis:
     requests_missing: str = ""         # why there is no requests section, when there is none
 
     @property
+    def spec(self) -> ModelSpec:
+        return self.products.request.spec
+
+    @property
     def draws(self) -> Draws:
-        return self.filings.draws
+        return self.products.draws
+
+    @property
+    def outputs(self) -> dict[str, pd.DataFrame]:
+        """The joint fit's tables (data/processed/fits/.../*.csv)."""
+        return self.products.tables
 
 
-def _without_all_article_filings(ledger: pd.DataFrame) -> pd.DataFrame:
-    is_all = (ledger["series"] == "court_filings") & (ledger["article"] == ALL_ARTICLES)
-    return ledger[~is_all].reset_index(drop=True)
-
-
-def _cross_check(without: tuple, targets: pd.DataFrame) -> pd.DataFrame:
+def _cross_check(without: FitProducts, targets: pd.DataFrame) -> pd.DataFrame:
     """Each all-article figure against the predictive interval of the fit that never saw one."""
-    _, draws = without
+    draws = without.draws
     rng = np.random.default_rng(CROSS_CHECK_SEED)
     rows = []
     for r in targets.itertuples():
@@ -87,37 +88,29 @@ def _draw_subset(per_draw: np.ndarray, months: pd.PeriodIndex) -> pd.DataFrame:
     return pd.DataFrame(per_draw[index], columns=months)
 
 
-def run_summary(ledger_csv: str | Path, break_month: str = "2022-10", forecast_months: int = 6,
+def run_summary(ledger_csv: str | Path, break_month: str = DEFAULT_BREAK_MONTH, forecast_months: int = 6,
                 likelihood: str = "negative_binomial", max_lag_months: int = 6) -> SummaryAnalysis:
-    """Fit what the summary needs; the joint fit is shared with the per-article reports."""
-    check_report_parameters(ARTICLES[0], break_month, forecast_months, likelihood)
-    if not 0 <= max_lag_months <= 12:
-        raise ValueError(f"max_lag_months must be between 0 and 12, got {max_lag_months}")
-    spec = ModelSpec(break_month=break_month, forecast_months=forecast_months, likelihood=likelihood)
+    """The summary's fits (stored by the fit stage, or fitted here), the cross-check and the
+    comparison with help requests."""
+    if isinstance(max_lag_months, bool) or not isinstance(max_lag_months, int) or not 0 <= max_lag_months <= 12:
+        raise ValueError(f"max_lag_months must be a whole number from 0 to 12, got {max_lag_months!r} "
+                         f"({type(max_lag_months).__name__})")
     ledger = load_ledger(paths.resolve(ledger_csv))
-    without = _without_all_article_filings(ledger)
-    reduced_months = build_constraint_view(without).months
-    all_figures = ledger[(ledger["series"] == "court_filings") & (ledger["article"] == ALL_ARTICLES)]
-    needed = (all_figures["period_end"].max().to_period("M") - reduced_months[-1]).n if len(all_figures) else 0
-    cross_spec = replace(spec, forecast_months=max(spec.forecast_months, needed))
-    (fitted, draws), without_fit = fit_and_simulate_all([(ledger, spec, True), (without, cross_spec, True)])
-    filings = FilingsFit(fitted, draws)
-    figures = fitted.obs.figures
+    main, without = load_or_fit(summary_requests(ledger, break_month, forecast_months, likelihood))
+    figures = main.fitted.obs.figures
     targets = figures[(figures["article"] == ALL_ARTICLES) & figures["is_used"]]
-    cross_check = _cross_check(without_fit, targets)
+    cross_check = _cross_check(without, targets)
     try:
         requests = fit_requests_trend(ledger)
     except TooFewRequestFigures as error:
-        return SummaryAnalysis(spec=spec, ledger=ledger, filings=filings, outputs=model_outputs(filings),
-                               cross_check=cross_check, requests=None, lags=None, filings_growth=None,
-                               requests_missing=str(error))
-    per_draw, mean_by_month = filings_expected(draws, COMPARISON_ARTICLES)
+        return SummaryAnalysis(products=main, ledger=ledger, cross_check=cross_check, requests=None, lags=None,
+                               filings_growth=None, requests_missing=str(error))
+    per_draw, mean_by_month = filings_expected(main.draws, COMPARISON_ARTICLES)
     months = requests.windows.months
     return SummaryAnalysis(
-        spec=spec, ledger=ledger, filings=filings, outputs=model_outputs(filings), cross_check=cross_check,
-        requests=requests, lags=lag_comparison(requests.windows, mean_by_month, max_lag_months,
-                                               _draw_subset(per_draw, draws.months)),
-        filings_growth=filings_growth_percent(per_draw, draws.months, months[0], months[-1]),
+        products=main, ledger=ledger, cross_check=cross_check, requests=requests,
+        lags=lag_comparison(requests.windows, mean_by_month, max_lag_months, _draw_subset(per_draw, main.draws.months)),
+        filings_growth=filings_growth_percent(per_draw, main.draws.months, months[0], months[-1]),
     )
 
 
@@ -291,7 +284,7 @@ def requests_sources(analysis: SummaryAnalysis) -> pd.DataFrame:
 def sources_table(analysis: SummaryAnalysis) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Every ledger figure this report used (the joint fit's and the request counts), and the
     publications they come from."""
-    used = analysis.filings.fitted.obs.figures
+    used = analysis.products.fitted.obs.figures
     ids = list(used.loc[used["is_used"], "figure_id"])
     requests = request_figures(analysis.ledger)
     ids += list(requests.loc[requests["is_used"], "figure_id"])

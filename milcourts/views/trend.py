@@ -8,39 +8,50 @@ their sum); the report then looks at one of them.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from milcourts import paths
-from milcourts.views import narrative, plotting
-from milcourts.vocabulary import ARTICLE_LABELS
-from milcourts.products.cache import fit_and_simulate_all
-from milcourts.products.filings import FilingsFit, model_outputs, published_by
+from milcourts.checks.validation import VALIDATION_FILES
 from milcourts.inputs.ledger import load_ledger
 from milcourts.inputs.provenance import sha256_of
-from milcourts.model.simulate import article_rows, predict_total
-from milcourts.model.spec import LIKELIHOODS, MOBILISATION_BASE_START, ModelSpec
-from milcourts.model.tables import effects_table
-from milcourts.vocabulary import ARTICLES
-from milcourts.checks.validation import VALIDATION_FILES
+from milcourts.model.fit import FittedModel
+from milcourts.model.simulate import Draws, article_rows, predict_total
+from milcourts.model.spec import MOBILISATION_BASE_START, ModelSpec
+from milcourts.products.needs import SENSITIVITY_DRAWS, report_article, report_train_end, trend_requests
+from milcourts.products.stage import FitProducts, load_or_fit
+from milcourts.views import narrative, plotting
+from milcourts.vocabulary import ARTICLE_LABELS, DEFAULT_BREAK_MONTH, INVASION
+
 
 @dataclass
 class TrendAnalysis:
     """One article's view of the joint fit, with the tables the report prints."""
 
     article: str
-    spec: ModelSpec
-    filings: FilingsFit
+    products: FitProducts          # the main fit: model, draws and tables (data/processed/fits)
     ledger: pd.DataFrame
     monthly: pd.DataFrame          # this article's rows of monthly_filings.csv, plus the counterfactual
     effects: pd.DataFrame          # this article's rows of effects.csv
     fit_to_ledger: pd.DataFrame    # this article's figures (all-article figures too for all_refusal)
     validation: dict[str, pd.DataFrame]  # make validate's tables, when they exist
     train_end: str | None
-    sensitivity_effects: list[tuple[str, ModelSpec, pd.DataFrame]] = field(default_factory=list)  # refits
+    sensitivity: list[FitProducts] = field(default_factory=list)  # the refits of the sensitivity table
+
+    @property
+    def spec(self) -> ModelSpec:
+        return self.products.request.spec
+
+    @property
+    def fitted(self) -> FittedModel:
+        return self.products.fitted
+
+    @property
+    def draws(self) -> Draws:
+        return self.products.draws
 
     @property
     def label(self) -> str:
@@ -53,22 +64,10 @@ class TrendAnalysis:
         return pd.to_datetime(used["source_date"]).max()
 
 
-def check_report_parameters(article: str, break_month: str, forecast_months: int, likelihood: str) -> None:
-    if article not in (*ARTICLES, "all_refusal"):
-        raise ValueError(f"article must be one of {', '.join((*ARTICLES, 'all_refusal'))}, got {article!r}")
-    try:
-        pd.Period(break_month, "M")
-    except ValueError as error:
-        raise ValueError(f"break_month must be YYYY-MM, got {break_month!r}") from error
-    if not 0 <= forecast_months <= 24:
-        raise ValueError(f"forecast_months must be between 0 and 24, got {forecast_months}")
-    if likelihood not in LIKELIHOODS:
-        raise ValueError(f"likelihood must be one of {', '.join(LIKELIHOODS)}, got {likelihood!r}")
-
-
-def read_validation(ledger_csv: Path, directory: Path = paths.PROCESSED_DATA_DIR) -> dict[str, pd.DataFrame]:
+def read_validation(ledger_csv: Path, directory: Path | None = None) -> dict[str, pd.DataFrame]:
     """The tables `make validate` wrote for this very ledger file; empty if it has not run on it
     (the report then says so rather than showing another ledger's results)."""
+    directory = directory or paths.processed_dir()
     inputs = directory / VALIDATION_FILES["inputs"]
     if not inputs.exists() or pd.read_csv(inputs)["ledger_sha256"].iloc[0] != sha256_of(ledger_csv):
         return {}
@@ -80,8 +79,7 @@ def read_validation(ledger_csv: Path, directory: Path = paths.PROCESSED_DATA_DIR
     return found
 
 
-def _counterfactual_rows(filings: FilingsFit, article: str) -> pd.DataFrame:
-    draws = filings.draws
+def _counterfactual_rows(draws: Draws, article: str) -> pd.DataFrame:
     rows = article_rows(article)
     counterfactual = draws.counterfactual[:, rows, :].sum(axis=1)
     q = np.quantile(counterfactual, [0.025, 0.975], axis=0)
@@ -89,35 +87,25 @@ def _counterfactual_rows(filings: FilingsFit, article: str) -> pd.DataFrame:
                          "counterfactual_lower_95": q[0], "counterfactual_upper_95": q[1]})
 
 
-def run_trend_analysis(ledger_csv: str | Path, article: str, break_month: str = "2022-10",
+def run_trend_analysis(ledger_csv: str | Path, article: str | int, break_month: str = DEFAULT_BREAK_MONTH,
                        train_end: str = "", forecast_months: int = 6,
                        likelihood: str = "negative_binomial") -> TrendAnalysis:
-    """Fit the joint model with the report's parameters and cut out one article's results.
-
-    `train_end` "" uses every figure; a date fits only what was published by then. The
-    sensitivity refits are requested together with the main fit, so that runs building in
-    parallel share them (fitcache) instead of queueing behind one another.
-    """
-    check_report_parameters(article, break_month, forecast_months, likelihood)
-    spec = ModelSpec(break_month=break_month, forecast_months=forecast_months, likelihood=likelihood)
+    """The joint fit with the report's parameters (stored by the fit stage, or fitted here) and
+    one article's cut of its tables. `train_end` "" uses every figure; a date fits only what was
+    published by then."""
+    article = report_article(article)
     ledger = load_ledger(paths.resolve(ledger_csv))
-    used = published_by(ledger, train_end) if train_end else ledger
-    variants = sensitivity_variants(used, spec)
-    (fitted, draws), *variant_fits = fit_and_simulate_all(
-        [(used, spec, True)] + [(data, replace(variant, n_draws=SENSITIVITY_DRAWS), False)
-                                for _, data, variant in variants])
-    filings = FilingsFit(fitted, draws)
-    outputs = model_outputs(filings)
-    monthly = outputs["monthly_filings"]
-    monthly = monthly[monthly["article"] == article].merge(_counterfactual_rows(filings, article), on="month")
-    effects = outputs["effects"][outputs["effects"]["article"] == article].reset_index(drop=True)
-    figures = outputs["fit_to_ledger"]
-    figures = figures[figures["article"] == article].reset_index(drop=True)
-    sensitivity = [(label, variant, effects_table(*fit)) for (label, _, variant), fit in zip(variants, variant_fits)]
-    return TrendAnalysis(article=article, spec=spec, filings=filings, ledger=ledger,
-                         monthly=monthly.reset_index(drop=True), effects=effects, fit_to_ledger=figures,
-                         validation=read_validation(paths.resolve(ledger_csv)), train_end=train_end or None,
-                         sensitivity_effects=sensitivity)
+    main, *sensitivity = load_or_fit(trend_requests(ledger, break_month, train_end, forecast_months, likelihood))
+    monthly = main.tables["monthly_filings"]
+    monthly = monthly[monthly["article"] == article].merge(_counterfactual_rows(main.draws, article), on="month")
+    effects = main.tables["effects"]
+    figures = main.tables["fit_to_ledger"]
+    return TrendAnalysis(article=article, products=main, ledger=ledger, monthly=monthly.reset_index(drop=True),
+                         effects=effects[effects["article"] == article].reset_index(drop=True),
+                         fit_to_ledger=figures[figures["article"] == article].reset_index(drop=True),
+                         validation=read_validation(paths.resolve(ledger_csv)),
+                         train_end=report_train_end(train_end) or None,
+                         sensitivity=sensitivity)
 
 
 def effect_value(effects: pd.DataFrame, starts: str) -> pd.Series:
@@ -213,7 +201,7 @@ def sources_for(ledger: pd.DataFrame, figure_ids: list[str]) -> tuple[pd.DataFra
 def is_running_total(period_start: pd.Series) -> pd.Series:
     """Totals counted from the mobilisation or the invasion, drawn on the cumulative panel."""
     starts = pd.to_datetime(period_start)
-    return (starts == MOBILISATION_BASE_START) | (starts == pd.Timestamp("2022-02-24"))
+    return (starts == MOBILISATION_BASE_START) | (starts == INVASION)
 
 
 def article_title(article: str) -> str:
@@ -226,7 +214,7 @@ def cumulative_since(analysis: TrendAnalysis, start: pd.Timestamp, as_counted: b
     `as_counted`: in the counting base of a published "since mobilisation" total (what Mediazona's
     running totals count); otherwise every case received.
     """
-    draws = analysis.filings.draws
+    draws = analysis.draws
     rows = article_rows(analysis.article)
     values = draws.counts * (draws.base_share() if as_counted and start == MOBILISATION_BASE_START else 1.0)
     monthly = values[:, rows, :].sum(axis=1)
@@ -269,7 +257,7 @@ def key_findings(analysis: TrendAnalysis) -> list[str]:
                                                excess["upper_95"]))
     forecast = analysis.monthly[analysis.monthly["is_forecast"]]
     if len(forecast):
-        window = predict_total(analysis.filings.draws, analysis.article,
+        window = predict_total(analysis.draws, analysis.article,
                                pd.Period(forecast["month"].iloc[0], "M").start_time,
                                pd.Period(forecast["month"].iloc[-1], "M").end_time.normalize())
         sentences.append(narrative.describe_forecast(len(forecast), forecast["month"].iloc[0],
@@ -381,7 +369,7 @@ def residual_alt_text(analysis: TrendAnalysis) -> str:
 
 def methods_sentences(analysis: TrendAnalysis) -> list[str]:
     """The modelling choices behind this run, read off the fit itself."""
-    fitted = analysis.filings.fitted
+    fitted = analysis.fitted
     used = fitted.obs.figures["is_used"]
     knots = ", ".join(narrative.format_month(pd.Period(analysis.spec.break_month, "M") + k) for k in fitted.knots)
     params = dict(zip(fitted.names, fitted.params))
@@ -410,31 +398,6 @@ def methods_sentences(analysis: TrendAnalysis) -> list[str]:
 
 # ----------------------------------------------------------------------------- sensitivity
 
-SENSITIVITY_DRAWS = 500  # per variant: enough for the median and a 95% interval of each effect
-RECENT_MONTHS_DROPPED = 3
-
-
-
-
-def sensitivity_variants(ledger: pd.DataFrame, spec: ModelSpec) -> list[tuple[str, pd.DataFrame, ModelSpec]]:
-    """Other defensible choices, each a full refit (penalty selection repeated): the break a month
-    earlier and later, without the latest knot, the other month-count likelihood, working days as
-    exposure, and without the figures covering the most recent months (reporting lag)."""
-    last_end = ledger.loc[ledger["series"] == "court_filings", "period_end"].max()
-    cutoff = (last_end.to_period("M") - RECENT_MONTHS_DROPPED).end_time.normalize()
-    break_period = pd.Period(spec.break_month, "M")
-    other_likelihood = "negative_binomial" if spec.likelihood == "poisson" else "poisson"
-    other_exposure = "calendar_days" if spec.exposure == "working_days" else "working_days"
-    return [
-        (f"break in {narrative.format_month(break_period - 1)}", ledger, replace(spec, break_month=str(break_period - 1))),
-        (f"break in {narrative.format_month(break_period + 1)}", ledger, replace(spec, break_month=str(break_period + 1))),
-        ("without the latest knot", ledger, replace(spec, knot_offsets_months=spec.knot_offsets_months[:-1])),
-        (f"{other_likelihood.replace('_', ' ')} month counts".capitalize(), ledger, replace(spec, likelihood=other_likelihood)),
-        (f"{other_exposure.replace('_', ' ')} as exposure", ledger, replace(spec, exposure=other_exposure)),
-        (f"figures ending after {narrative.format_date(cutoff)} dropped", ledger[ledger["period_end"] <= cutoff], spec),
-    ]
-
-
 def _sensitivity_row(label: str, spec: ModelSpec, effects: pd.DataFrame) -> dict:
     segments = growth_segments(effects)
     after = segments[segments["first_month"] >= spec.break_month]
@@ -455,10 +418,12 @@ def _sensitivity_row(label: str, spec: ModelSpec, effects: pd.DataFrame) -> dict
 
 def sensitivity_table(analysis: TrendAnalysis) -> pd.DataFrame:
     """The headline effects as reported (first row, the same numbers as the effect table) and
-    under each variant of `sensitivity_variants`."""
+    under each refit of `products.needs.sensitivity_requests`."""
     rows = [_sensitivity_row("as reported", analysis.spec, analysis.effects)]
-    for label, spec, effects in analysis.sensitivity_effects:
-        rows.append(_sensitivity_row(label, spec, effects[effects["article"] == analysis.article]))
+    for refit in analysis.sensitivity:
+        effects = refit.tables["effects"]
+        rows.append(_sensitivity_row(refit.request.description, refit.request.spec,
+                                     effects[effects["article"] == analysis.article]))
     return pd.DataFrame(rows)
 
 

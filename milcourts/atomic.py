@@ -39,3 +39,23 @@ def replace_all(pairs: list[tuple[Path, Path]]) -> None:
     with signals_held():
         for temporary, final in pairs:
             os.replace(temporary, final)
+
+
+def write_csv_tables(tables: dict[str, "pandas.DataFrame"], directory: Path, float_format: str | None = None
+                     ) -> list[Path]:
+    """Write each table (file name -> frame) to a temporary sibling first, then rename them all
+    together: a reader never sees some files of a set updated and others not."""
+    directory.mkdir(parents=True, exist_ok=True)
+    pairs = []
+    try:
+        for name, frame in tables.items():
+            final = directory / name
+            temporary = temporary_sibling(final)
+            frame.to_csv(temporary, index=False, float_format=float_format, lineterminator="\n")
+            os.chmod(temporary, 0o644)
+            pairs.append((temporary, final))
+        replace_all(pairs)
+    finally:
+        for temporary, _ in pairs:
+            temporary.unlink(missing_ok=True)
+    return [final for _, final in pairs]

@@ -1,0 +1,251 @@
+"""The fit stage: each model specification the reports need, fitted once and stored as products.
+
+The build collects every run's requests (products.needs) before any notebook starts and calls
+`fit_stage`: requests already stored for this code version are verified and kept, the others are
+fitted (in parallel with `--jobs`) and written to `data/processed/fits/<name>-<key>/`. The main
+fit (every figure of the project's ledger, default spec) also gets the model's checks (break-date
+profile, other estimators) and its tables are copied to `data/processed/` itself, where an analyst
+finds them.
+
+Notebooks call `load_or_fit` with the same requests: products that match the ledger rows, the spec
+and the code are loaded; otherwise (an analyst changed a parameter in JupyterLab, or ran plain
+papermill) the fit runs in the kernel and says so in one line. Either way the tables have been
+through the same CSV text, and every fit runs with one BLAS thread, so the numbers are the same.
+"""
+
+from __future__ import annotations
+
+import shutil
+import sys
+import time
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import pandas as pd
+import scipy
+import statsmodels
+
+from milcourts import paths
+from milcourts.atomic import write_csv_tables
+from milcourts.checks.alternatives import comparison_table
+from milcourts.checks.breakdate import break_effect_rows, profile_break_month, ruptures_break_month
+from milcourts.inputs.constraints import build_constraint_view
+from milcourts.inputs.provenance import code_fingerprint
+from milcourts.model.fit import FittedModel, fit_filings_model
+from milcourts.model.runtime import model_numerics
+from milcourts.model.simulate import Draws, simulate
+from milcourts.model.tables import effects_table, fit_to_ledger_table, monthly_filings_table
+from milcourts.products.needs import FitRequest
+from milcourts.products.store import (ARRAYS_FILE, Unusable, decode_table, encode_table, read_entry, read_meta,
+                                      sha256_bytes, spec_record, write_entry)
+
+FITS_FOLDER = "fits"
+# Tables every fit stores; the main fit adds the checks. Names are the CSV files' stems.
+FIT_TABLES = ("monthly_filings", "effects", "fit_to_ledger", "model_selection")
+CHECK_TABLES = ("break_effects", "break_profile", "alternatives")
+# The main fit's tables as an analyst finds them in data/processed/ (effects with the break rows).
+MAIN_TABLE_FILES = ("monthly_filings.csv", "effects.csv", "fit_to_ledger.csv", "model_selection.csv",
+                    "break_profile.csv", "alternatives.csv")
+# What a fit depends on: the model, its inputs and checks, this stage, the vocabulary (not the
+# views or the build, whose edits must not refit anything).
+FIT_CODE = ("inputs", "model", "checks", "products", "vocabulary.py", "atomic.py")
+
+
+def code_version() -> str:
+    """The fit code and the numerical libraries; products of another version are refitted."""
+    libraries = f"numpy {np.__version__}|scipy {scipy.__version__}|pandas {pd.__version__}|" \
+                f"statsmodels {statsmodels.__version__}"
+    return sha256_bytes(f"{code_fingerprint(FIT_CODE)}|{libraries}".encode())[:16]
+
+
+@dataclass
+class FitProducts:
+    """One fit as the reports use it: the fitted model, its draws and its tables."""
+
+    request: FitRequest
+    fitted: FittedModel
+    draws: Draws
+    tables: dict[str, pd.DataFrame]
+
+
+def fits_dir(processed_dir: Path | None = None) -> Path:
+    return (processed_dir or paths.processed_dir()) / FITS_FOLDER
+
+
+def _tables(request: FitRequest, fitted: FittedModel, draws: Draws, with_checks: bool) -> dict[str, pd.DataFrame]:
+    effects = effects_table(fitted, draws)
+    tables = {"monthly_filings": monthly_filings_table(fitted, draws), "effects": effects,
+              "fit_to_ledger": fit_to_ledger_table(fitted, draws), "model_selection": fitted.selection}
+    if with_checks:
+        view = build_constraint_view(request.ledger)
+        profile = profile_break_month(view, request.spec, fitted.penalty, warm_start=fitted)
+        rows = break_effect_rows(profile, ruptures_break_month(draws), fitted)
+        tables["break_effects"] = pd.DataFrame(rows, columns=effects.columns)
+        tables["break_profile"] = profile
+        tables["alternatives"] = comparison_table(fitted, draws, effects)
+    return tables
+
+
+def compute(request: FitRequest, with_checks: bool = False) -> FitProducts:
+    """Fit, draw and tabulate one request (model_numerics: the same numbers in any process)."""
+    with model_numerics():
+        fitted = fit_filings_model(build_constraint_view(request.ledger), request.spec)
+        draws = simulate(fitted, condition=request.condition)
+        tables = _tables(request, fitted, draws, with_checks)
+    # the tables as a reader of the products gets them: through the same CSV text
+    tables = {name: decode_table(encode_table(table)) for name, table in tables.items()}
+    return FitProducts(request, fitted, draws, tables)
+
+
+def _expected_meta(request: FitRequest) -> dict:
+    return {"key": request.key, "code_version": code_version()}
+
+
+def store(products: FitProducts, processed_dir: Path | None = None) -> Path:
+    request = products.request
+    directory = fits_dir(processed_dir) / request.folder
+    write_entry(directory, products.fitted, products.draws, products.tables,
+                meta={**_expected_meta(request), "name": request.name, "description": request.description,
+                      "condition": request.condition, "ledger_rows": len(request.ledger)})
+    return directory
+
+
+def load(request: FitRequest, processed_dir: Path | None = None) -> FitProducts | None:
+    """The stored products of `request`, verified; None if absent, damaged or stale."""
+    stored = read_entry(fits_dir(processed_dir) / request.folder, request.ledger, request.spec,
+                        _expected_meta(request))
+    return None if stored is None else FitProducts(request, *stored)
+
+
+def is_stored(request: FitRequest, processed_dir: Path | None = None, with_checks: bool = False) -> bool:
+    """Whether intact products of `request` exist for this code version (every file's checksum
+    verified; cheaper than loading, which also rebuilds the observations)."""
+    directory = fits_dir(processed_dir) / request.folder
+    try:
+        meta = read_meta(directory)
+    except Unusable:
+        return False
+    if any(meta.get(k) != v for k, v in _expected_meta(request).items()) or meta.get("spec") != spec_record(request.spec):
+        return False
+    if with_checks and not set(CHECK_TABLES) <= set(meta.get("tables", [])):
+        return False
+    for name, digest in meta["files"].items():
+        try:
+            if sha256_bytes((directory / name).read_bytes()) != digest:
+                return False
+        except OSError:
+            return False
+    return ARRAYS_FILE in meta["files"]
+
+
+def _fit_and_store(request: FitRequest, processed_dir: Path, with_checks: bool) -> float:
+    started = time.perf_counter()
+    store(compute(request, with_checks), processed_dir)
+    return time.perf_counter() - started
+
+
+def fit_stage(requests: list[FitRequest], processed_dir: Path | None = None, jobs: int = 1,
+              main: FitRequest | None = None, say: Callable[[str], None] = print) -> list[FitRequest]:
+    """Fit and store every distinct request not already stored; return those fitted.
+
+    `main`, if given, is the project's main fit: it is fitted with the model's checks and its
+    tables are copied to data/processed/. Fits run `jobs` at a time in separate processes.
+    """
+    processed_dir = processed_dir or paths.processed_dir()
+    distinct: dict[str, FitRequest] = {}
+    for request in ([main] if main else []) + list(requests):
+        distinct.setdefault(request.key, request)
+    checks = {main.key} if main else set()
+    todo = []
+    for key, request in distinct.items():
+        if is_stored(request, processed_dir, key in checks):
+            say(f"fit {request.folder}: stored for this code, not refitted")
+        else:
+            todo.append(request)
+    # the main fit first: it is the longest (its checks refit the model at every candidate break)
+    todo.sort(key=lambda r: r.key not in checks)
+    if jobs <= 1 or len(todo) <= 1:
+        for request in todo:
+            seconds = _fit_and_store(request, processed_dir, request.key in checks)
+            say(f"fit {request.folder}: {request.description} ({seconds:.1f} s)")
+    else:
+        _fit_in_parallel(todo, processed_dir, checks, jobs, say)
+    if main:
+        publish_main_tables(main, processed_dir)
+    _prune(processed_dir, {request.folder for request in distinct.values()})
+    return todo
+
+
+def _fit_in_parallel(todo: list[FitRequest], processed_dir: Path, checks: set[str], jobs: int, say) -> None:
+    pool = ProcessPoolExecutor(max_workers=min(jobs, len(todo)))
+    try:
+        futures = {pool.submit(_fit_and_store, request, processed_dir, request.key in checks): request
+                   for request in todo}
+        for future in as_completed(futures):
+            request = futures[future]
+            say(f"fit {request.folder}: {request.description} ({future.result():.1f} s)")
+    except BaseException:
+        for process in list(getattr(pool, "_processes", {}).values()):
+            process.terminate()  # an error or an interruption: stop the other fits now
+        pool.shutdown(wait=False, cancel_futures=True)
+        raise
+    pool.shutdown()
+
+
+def publish_main_tables(main: FitRequest, processed_dir: Path | None = None) -> list[Path]:
+    """Copy the main fit's tables to data/processed/ (all renamed together, never half-written):
+    the files an analyst opens. effects.csv there holds the break-date rows too."""
+    processed_dir = processed_dir or paths.processed_dir()
+    products = load(main, processed_dir)
+    if products is None:
+        raise RuntimeError(f"the main fit's products in {fits_dir(processed_dir) / main.folder} are not readable")
+    tables = dict(products.tables)
+    tables["effects"] = pd.concat([tables["effects"], tables.pop("break_effects")], ignore_index=True)
+    return write_csv_tables({name: tables[name.removesuffix(".csv")] for name in MAIN_TABLE_FILES}, processed_dir)
+
+
+def _prune(processed_dir: Path, keep: set[str]) -> None:  # keep: folder names
+    """Remove stored fits of another code version that this stage did not ask for: only folders
+    that hold a meta.json of ours, never anything else in data/processed/fits."""
+    root = fits_dir(processed_dir)
+    if not root.is_dir():
+        return
+    version = code_version()
+    for folder in root.iterdir():
+        if folder.is_symlink() or not folder.is_dir():
+            continue
+        try:
+            meta = read_meta(folder)
+        except Unusable:
+            continue
+        if meta.get("code_version") != version and folder.name not in keep:
+            shutil.rmtree(folder, ignore_errors=True)
+
+
+# Products loaded or fitted in this process, so that re-running a notebook cell in JupyterLab
+# neither rereads nor refits; keyed by request key and code version.
+_SESSION: dict[tuple[str, str], FitProducts] = {}
+
+
+def _stdout(line: str) -> None:
+    print(line, file=sys.stdout, flush=True)
+
+
+def load_or_fit(requests: list[FitRequest], processed_dir: Path | None = None,
+                say: Callable[[str], None] = _stdout) -> list[FitProducts]:
+    """The products of each request: stored ones if they match, otherwise fitted here (one line
+    says so). The one function a notebook calls for its fits."""
+    version = code_version()
+    found = []
+    for request in requests:
+        products = _SESSION.get((request.key, version)) or load(request, processed_dir)
+        if products is None:
+            say(f"Fitting the model here: no stored fit matches {request.description} "
+                "(the build and `make model` store the fits the reports in reports.yaml need).")
+            products = compute(request)
+        _SESSION[(request.key, version)] = products
+        found.append(products)
+    return found
