@@ -7,6 +7,10 @@ import os
 import signal
 import tempfile
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 
 @contextlib.contextmanager
@@ -41,8 +45,7 @@ def replace_all(pairs: list[tuple[Path, Path]]) -> None:
             os.replace(temporary, final)
 
 
-def write_csv_tables(tables: dict[str, "pandas.DataFrame"], directory: Path, float_format: str | None = None
-                     ) -> list[Path]:
+def write_csv_tables(tables: dict[str, pd.DataFrame], directory: Path, float_format: str | None = None) -> list[Path]:
     """Write each table (file name -> frame) to a temporary sibling first, then rename them all
     together: a reader never sees some files of a set updated and others not."""
     directory.mkdir(parents=True, exist_ok=True)
