@@ -71,7 +71,7 @@ def test_success_publishes_html_notebook_manifest_and_index(project):
     assert entry["data_vintage"] == "2026-01-02"
     index = (reports / "index.html").read_text(encoding="utf-8")
     assert 'href="hello.html"' in index and "2026-01-02" in index
-    assert not list(settings.build_dir.glob("staging-*")), "staging must be cleaned up"
+    assert not (settings.build_dir / "staging").exists(), "staging must be cleaned up"
 
 
 def test_raising_cell_names_notebook_cell_and_error_and_leaves_reports_untouched(project):
@@ -86,7 +86,7 @@ def test_raising_cell_names_notebook_cell_and_error_and_leaves_reports_untouched
     assert "cell source starts: 1 / 0" in message
     assert snapshot(settings.reports_dir) == before   # hello was rebuilt fine but not published alone
     assert (settings.build_dir / "failed" / "boom.ipynb").is_file()
-    assert not list(settings.build_dir.glob("staging-*"))
+    assert not (settings.build_dir / "staging").exists()
 
 
 def test_unknown_parameter_is_an_error_before_any_kernel(project):
@@ -195,7 +195,7 @@ def test_sigterm_during_build_leaves_reports_untouched(tmp_path, make_notebook):
     assert process.returncode == 143  # 128 + SIGTERM, as a shell reports it
     assert "build interrupted by signal 15; reports/ left untouched" in err
     assert snapshot(reports) == before
-    assert not list((root / "build").glob("staging-*"))
+    assert not (root / "build" / "staging").exists()
 
 
 def test_kernels_run_with_one_blas_thread_and_the_fixed_malloc_threshold(project, make_notebook):
@@ -495,7 +495,7 @@ def test_sigint_to_the_build_process_alone_stops_it_without_publishing(tmp_path,
     assert process.returncode == 130, err
     assert "build interrupted by signal 2; reports/ left untouched" in err
     assert snapshot(reports) == before
-    assert not list((tmp_path / "build").glob("staging-*"))
+    assert not (tmp_path / "build" / "staging").exists()
 
 
 @pytest.mark.slow

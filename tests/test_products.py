@@ -22,7 +22,7 @@ from milcourts.build.runfile import load_runs
 from milcourts.checks.synthetic import aggregate_pattern, default_truth, publish, simulate_counts
 from milcourts.inputs.ledger import load_ledger
 from milcourts.model.spec import ModelSpec
-from milcourts.products import stage
+from milcourts.products import public, stage
 from milcourts.products.needs import FitRequest, main_request, requests_for_run, summary_requests, trend_requests
 
 TINY = ModelSpec(penalty_grid=(1.0,), n_draws=50)
@@ -50,8 +50,12 @@ def counted(monkeypatch, tiny):
         calls.append(request.name)
         tables = dict(tiny.tables)
         if with_checks:
-            tables.update(break_effects=tiny.tables["effects"].iloc[:1], break_profile=pd.DataFrame({"x": [1.0]}),
-                          alternatives=pd.DataFrame({"y": [2.0]}))
+            tables.update(
+                break_effects=tiny.tables["effects"].iloc[:1],
+                break_profile=pd.DataFrame({"break_month": ["2022-10"], "penalised_loglik": [-1.0], "converged": [True],
+                                            "drop_from_best": [0.0], "is_in_95_interval": [True]}),
+                alternatives=pd.DataFrame({"estimator": ["x"], "article": ["337"], "effect": ["level rate ratio"],
+                                           "estimate": [2.0], "lower_95": [1.0], "upper_95": [3.0], "method": ["m"]}))
         fitted = dataclasses.replace(tiny.fitted, spec=request.spec)
         draws = dataclasses.replace(tiny.draws, is_conditioned=request.condition)
         return stage.FitProducts(request, fitted, draws, tables)
@@ -112,9 +116,10 @@ def test_the_main_fit_gets_its_checks_and_its_tables_in_data_processed(counted, 
     main = request(ledger)
     stage.fit_stage([], tmp_path, main=main, say=lambda line: None)
     names = sorted(p.name for p in tmp_path.iterdir() if p.is_file())
-    assert names == sorted(stage.MAIN_TABLE_FILES)
+    assert names == sorted([f"{table.name}.csv" for table in public.MAIN_TABLES] + ["datapackage.json"])
     effects = pd.read_csv(tmp_path / "effects.csv")
-    assert len(effects) == len(counted and stage.load(main, tmp_path).tables["effects"]) + 1  # the break rows
+    assert len(effects) == len(stage.load(main, tmp_path).tables["effects"]) + 1  # with the break rows
+    assert {"unit", "lower_95"} <= set(effects.columns)
     folder = tmp_path / "fits" / main.folder
     assert {"break_profile.csv", "alternatives.csv", "meta.json", "arrays.npz"} <= {p.name for p in folder.iterdir()}
     meta = json.loads((folder / "meta.json").read_text())
@@ -235,3 +240,16 @@ def test_an_object_array_in_an_entry_with_a_matching_checksum_is_refused(counted
 
 def test_build_settings_point_kernels_at_the_stage_products(tmp_path):
     assert BuildSettings().processed_dir == paths.PROCESSED_DATA_DIR
+
+
+def test_the_main_data_package_is_valid_frictionless_with_units_in_names(counted, ledger, tmp_path):
+    import frictionless
+
+    stage.fit_stage([], tmp_path, main=request(ledger), say=lambda line: None)
+    report = frictionless.validate(str(tmp_path / "datapackage.json"))
+    assert report.valid, report.flatten(["rowNumber", "fieldName", "type", "note"])[:10]
+    package = json.loads((tmp_path / "datapackage.json").read_text())
+    assert package["licenses"][0]["name"] == "CC-BY-4.0" and package["sources"]
+    monthly = next(r for r in package["resources"] if r["name"] == "monthly-filings")
+    units = {f["name"]: f.get("unit") for f in monthly["schema"]["fields"]}
+    assert units["cases_expected"] == "cases" and units["cases_upper_95"] == "cases"

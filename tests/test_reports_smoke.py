@@ -12,7 +12,7 @@ import pytest
 from milcourts.build.incremental import BuildSettings
 from milcourts.build.pipeline import build
 from milcourts.build.runfile import load_runs
-from milcourts.products.stage import MAIN_TABLE_FILES
+from milcourts.products.public import MAIN_TABLES
 
 
 @pytest.mark.slow
@@ -25,7 +25,7 @@ def test_every_report_builds_without_code_or_stray_output(tmp_path, capsys):
     log = capsys.readouterr().err
     fitted = re.findall(r"^fit (\S+): ", log, flags=re.MULTILINE)
     assert len(fitted) == 8 and len(set(fitted)) == 8, fitted
-    assert sorted(p.name for p in settings.processed_dir.glob("*.csv")) == sorted(MAIN_TABLE_FILES)
+    assert sorted(p.name for p in settings.processed_dir.glob("*.csv")) == sorted(f"{t.name}.csv" for t in MAIN_TABLES)
     runs = load_runs()
     assert [e["name"] for e in entries] == [r.name for r in runs]
     for run in runs:

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import json
+import re
+
+import frictionless
 import numpy as np
 import pandas as pd
 import pytest
@@ -46,3 +50,21 @@ def test_summary_report_on_a_synthetic_ledger(tmp_path):
     assert "&lt;script&gt;alert(" in html and "<script>alert" not in html and "<b>bold</b>" not in html
     assert "hl-ipython3" not in html and "run_summary" not in html
     assert 'href="index.html"' in html  # the way back to every other report
+    # its data: a valid package, linked, listed; the yearly totals it states are sums of the monthly rows
+    data = tmp_path / "reports" / "summary-data"
+    assert frictionless.validate(str(data / "datapackage.json")).valid
+    monthly = pd.read_csv(data / "monthly_filings.csv", dtype={"article": str})
+    for article in ("337", "338", "332", "all_refusal"):
+        rows = monthly[(monthly["article"] == article) & monthly["month"].str.startswith("2024-")]
+        assert len(rows) == 12
+        stated = f"{rows['cases_expected'].sum():,.0f}"
+        assert stated in html, (article, stated)
+    yearly = pd.read_csv(data / "yearly_totals.csv", dtype={"article": str})
+    total = yearly[(yearly["article"] == "all_refusal") & (yearly["year"] == 2024)].iloc[0]
+    assert re.search(rf"In 2024 military courts received an estimated {total['cases_expected']:,.0f} cases", html)
+    assert 'href="summary-data/monthly_filings.csv"' in html
+    manifest = json.loads((tmp_path / "reports" / "manifest.json").read_text())
+    listed = manifest["reports"]["summary"]["outputs"]
+    assert {"summary-data/monthly_filings.csv", "summary-data/datapackage.json"} <= set(listed)
+    index = (tmp_path / "reports" / "index.html").read_text()
+    assert 'href="summary-data/monthly_filings.csv"' in index

@@ -121,7 +121,9 @@ def is_current(entry: dict | None, key: str, reports_dir: Path) -> bool:
 
 
 # What a file the build publishes may be called: a plain name inside reports/, never a path.
-_OUTPUT_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
+# A report's files: NAME.html/.pdf/.ipynb, and its data tables in the folder NAME-data/.
+_OUTPUT_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*(-data/[A-Za-z0-9][A-Za-z0-9._-]*)?")
+DATA_PARAMETER = "data_dir"
 _DIGEST = re.compile(r"[0-9a-f]{64}")
 _RUN_NAME = re.compile(r"[a-z0-9][a-z0-9-]*")
 _TEXT_FIELDS = ("name", "title", "subtitle", "data_vintage", "built_at")
@@ -131,6 +133,16 @@ OUTPUT_FORMATS = ("html", "pdf", "ipynb")
 
 def is_output_name(name: object) -> bool:
     return isinstance(name, str) and bool(_OUTPUT_NAME.fullmatch(name)) and ".." not in name
+
+
+def data_folder(run_name: str) -> str:
+    """Where a report's data tables are published, inside reports/."""
+    return f"{run_name}-data"
+
+
+def is_own_output(run_name: str, name: str) -> bool:
+    """Whether `name` is one a build of `run_name` makes: its formats or its data folder's files."""
+    return is_output_name(name) and (name.startswith(f"{run_name}.") or name.startswith(f"{data_folder(run_name)}/"))
 
 
 def _valid_entry(name: object, entry: object) -> bool:
@@ -163,6 +175,10 @@ def _recovered_entry(executed: Path) -> dict | None:
         return None
     entry["outputs"] = {f"{name}.{ext}": sha256_of(executed.with_suffix(f".{ext}"))
                         for ext in OUTPUT_FORMATS if executed.with_suffix(f".{ext}").is_file()}
+    data = executed.parent / data_folder(name)
+    if data.is_dir() and not data.is_symlink():
+        entry["outputs"].update({f"{data.name}/{path.name}": sha256_of(path) for path in sorted(data.iterdir())
+                                 if path.is_file() and not path.is_symlink() and is_output_name(f"{data.name}/{path.name}")})
     return entry if _valid_entry(name, entry) else None
 
 

@@ -266,7 +266,13 @@ def _build_locked(only: list[str] | None, settings: BuildSettings) -> list[dict]
     shared = {"built_at": built_at(), "package_version": __version__, "git_commit": _git_commit(settings.root)}
     contexts = {run.name: {**shared, **_ledger_facts(paths_by_run[run.name], ledgers[paths_by_run[run.name]], settings)}
                 for run in runs}
-    staging = Path(tempfile.mkdtemp(prefix="staging-", dir=settings.build_dir))
+    # one build at a time holds the lock, so staging has a fixed name (the executed notebooks then
+    # name the same data folder every time); what an interrupted build left there is ours to clear
+    staging = settings.build_dir / "staging"
+    if staging.is_symlink() or staging.is_file():
+        staging.unlink()
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir(parents=True)
     try:
         with _interrupts_as_errors() as interrupts:
             # the fit stage: every model specification the runs need, fitted once, before any notebook

@@ -39,6 +39,30 @@ def monthly_filings_table(fitted: FittedModel, draws: Draws) -> pd.DataFrame:
     return pd.concat(frames, ignore_index=True)
 
 
+def yearly_totals_table(draws: Draws, monthly: pd.DataFrame) -> pd.DataFrame:
+    """Cases received per calendar year, per article and in all: the expected total is the sum of
+    the year's rows of the monthly table (so a reader can add them up and get the same number);
+    the 80% and 95% prediction intervals come from the draws of the year's total (an interval of a
+    sum is not the sum of the months' intervals)."""
+    months = draws.months
+    years = sorted(set(months.year))
+    records = []
+    for article in (*ARTICLES, ALL_ARTICLES):
+        counts = draws.counts[:, article_rows(article), :].sum(axis=1)
+        rows = monthly[monthly["article"] == article]
+        for year in years:
+            in_year = np.asarray(months.year == year)
+            q = np.quantile(counts[:, in_year].sum(axis=1), [0.025, 0.1, 0.9, 0.975])
+            of_year = rows[rows["month"].str.startswith(f"{year}-")]
+            records.append({
+                "article": article, "year": year, "months": int(in_year.sum()),
+                "forecast_months": int(of_year["is_forecast"].sum()),
+                "expected": round(float(of_year["expected"].sum()), 1),
+                "lower_80": q[1], "upper_80": q[2], "lower_95": q[0], "upper_95": q[3],
+            })
+    return pd.DataFrame.from_records(records)
+
+
 def _interval(samples: np.ndarray) -> tuple[float, float, float]:
     lo, mid, hi = np.quantile(samples, [0.025, 0.5, 0.975])
     return float(mid), float(lo), float(hi)

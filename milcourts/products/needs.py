@@ -18,10 +18,15 @@ from pathlib import Path
 
 import pandas as pd
 
-from milcourts.inputs.ledger import published_by
 from milcourts.inputs.constraints import build_constraint_view
+from milcourts.inputs.ledger import published_by
 from milcourts.model.spec import LIKELIHOODS, ModelSpec
-from milcourts.vocabulary import ALL_ARTICLES, ARTICLES, COURT_FILINGS, DEFAULT_BREAK_MONTH
+from milcourts.vocabulary import (
+    ALL_ARTICLES,
+    ARTICLES,
+    COURT_FILINGS,
+    DEFAULT_BREAK_MONTH,
+)
 
 # Parameter draws per sensitivity refit: enough for the median and a 95% interval of each effect.
 SENSITIVITY_DRAWS = 500

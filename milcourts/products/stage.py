@@ -29,26 +29,42 @@ import scipy
 import statsmodels
 
 from milcourts import paths
-from milcourts.atomic import write_csv_tables
 from milcourts.checks.alternatives import comparison_table
-from milcourts.checks.breakdate import break_effect_rows, profile_break_month, ruptures_break_month
+from milcourts.checks.breakdate import (
+    break_effect_rows,
+    profile_break_month,
+    ruptures_break_month,
+)
 from milcourts.inputs.constraints import build_constraint_view
 from milcourts.inputs.provenance import code_fingerprint
 from milcourts.model.fit import FittedModel, fit_filings_model
 from milcourts.model.runtime import model_numerics
 from milcourts.model.simulate import Draws, simulate
-from milcourts.model.tables import effects_table, fit_to_ledger_table, monthly_filings_table
+from milcourts.model.tables import (
+    effects_table,
+    fit_to_ledger_table,
+    monthly_filings_table,
+    yearly_totals_table,
+)
+from milcourts.products import public
 from milcourts.products.needs import FitRequest
-from milcourts.products.store import (ARRAYS_FILE, Unusable, decode_table, encode_table, read_entry, read_meta,
-                                      sha256_bytes, spec_record, write_entry)
+from milcourts.products.store import (
+    ARRAYS_FILE,
+    Unusable,
+    decode_table,
+    encode_table,
+    read_entry,
+    read_meta,
+    sha256_bytes,
+    spec_record,
+    write_entry,
+)
+from milcourts.vocabulary import COURT_FILINGS
 
 FITS_FOLDER = "fits"
 # Tables every fit stores; the main fit adds the checks. Names are the CSV files' stems.
-FIT_TABLES = ("monthly_filings", "effects", "fit_to_ledger", "model_selection")
+FIT_TABLES = ("monthly_filings", "yearly_totals", "effects", "fit_to_ledger", "model_selection")
 CHECK_TABLES = ("break_effects", "break_profile", "alternatives")
-# The main fit's tables as an analyst finds them in data/processed/ (effects with the break rows).
-MAIN_TABLE_FILES = ("monthly_filings.csv", "effects.csv", "fit_to_ledger.csv", "model_selection.csv",
-                    "break_profile.csv", "alternatives.csv")
 # What a fit depends on: the model, its inputs and checks, this stage, the vocabulary (not the
 # views or the build, whose edits must not refit anything).
 FIT_CODE = ("inputs", "model", "checks", "products", "vocabulary.py", "atomic.py")
@@ -77,7 +93,8 @@ def fits_dir(processed_dir: Path | None = None) -> Path:
 
 def _tables(request: FitRequest, fitted: FittedModel, draws: Draws, with_checks: bool) -> dict[str, pd.DataFrame]:
     effects = effects_table(fitted, draws)
-    tables = {"monthly_filings": monthly_filings_table(fitted, draws), "effects": effects,
+    monthly = monthly_filings_table(fitted, draws)
+    tables = {"monthly_filings": monthly, "yearly_totals": yearly_totals_table(draws, monthly), "effects": effects,
               "fit_to_ledger": fit_to_ledger_table(fitted, draws), "model_selection": fitted.selection}
     if with_checks:
         view = build_constraint_view(request.ledger)
@@ -196,15 +213,22 @@ def _fit_in_parallel(todo: list[FitRequest], processed_dir: Path, checks: set[st
 
 
 def publish_main_tables(main: FitRequest, processed_dir: Path | None = None) -> list[Path]:
-    """Copy the main fit's tables to data/processed/ (all renamed together, never half-written):
-    the files an analyst opens. effects.csv there holds the break-date rows too."""
+    """The main fit's public tables and their datapackage.json in data/processed/ (renamed into
+    place together, never half-written): the files an analyst opens. effects.csv there holds the
+    break-date rows too."""
     processed_dir = processed_dir or paths.processed_dir()
     products = load(main, processed_dir)
     if products is None:
         raise RuntimeError(f"the main fit's products in {fits_dir(processed_dir) / main.folder} are not readable")
     tables = dict(products.tables)
     tables["effects"] = pd.concat([tables["effects"], tables.pop("break_effects")], ignore_index=True)
-    return write_csv_tables({name: tables[name.removesuffix(".csv")] for name in MAIN_TABLE_FILES}, processed_dir)
+    return public.write_data_package(
+        processed_dir, "milcourts-main-fit", "Cases of refusing to fight in Russia's military courts: the main fit",
+        "The composite-link model fitted to every published court-filing figure of the project's ledger: monthly "
+        "and yearly cases with prediction intervals, the effects of the mobilisation break, the fit to each "
+        "published figure, and the model's checks.",
+        [(table, public.public_frame(table, tables)) for table in public.MAIN_TABLES],
+        public.sources_of(main.ledger[main.ledger["series"] == COURT_FILINGS]))
 
 
 def _prune(processed_dir: Path, keep: set[str]) -> None:  # keep: folder names

@@ -10,6 +10,7 @@ import pandas as pd
 from milcourts import paths
 from milcourts.inputs.constraints import build_constraint_view, ConstraintView
 from milcourts.inputs.ledger import load_ledger
+from milcourts.products import public
 from milcourts.vocabulary import COURT_FILINGS, article_label
 
 MEASURE_FAMILIES = {
@@ -80,3 +81,15 @@ def excluded_table(view: ConstraintView) -> pd.DataFrame:
     table = view.excluded.copy()
     table["article"] = table["article"].map(lambda a: article_label(a, capitalised=True))
     return table[["figure_id", "article", "measure", "value", "exclusion_reason"]]
+
+
+def data_package(audit: LedgerAudit) -> public.DataPackage:
+    """The ledger itself, republished with its schema, and the contradictions it holds."""
+    return public.DataPackage(
+        name="milcourts-ledger",
+        title="Published figures on prosecutions for refusing to fight",
+        description=("Every published number the reports rest on, with its source and a verbatim quote, and the "
+                     "sets of court-filing figures that contradict each other."),
+        tables=((public.LEDGER, public.public_frame(public.LEDGER, {"ledger": audit.ledger})),
+                (public.CONTRADICTIONS, public.public_frame(public.CONTRADICTIONS, {"conflicts": audit.view.conflicts}))),
+        sources=tuple(public.sources_of(audit.ledger)))

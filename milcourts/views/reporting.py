@@ -12,12 +12,15 @@ import io
 import itertools
 import re
 import warnings
+from pathlib import Path
 
 import matplotlib
 import matplotlib.pyplot as plt
 import pandas as pd
 import seaborn as sns
 from IPython.display import HTML, display
+
+from milcourts.products.public import DataPackage
 
 PALETTE = "colorblind"  # seaborn's colour-blind-safe qualitative palette
 _figure_counter = itertools.count(1)
@@ -124,3 +127,27 @@ def show_validation(sentence: str | None, scores: pd.DataFrame, plot) -> None:
         "Each held-out figure (dot) against the 95% predictive interval the model gave for it before seeing it, "
         "relative to the predicted median; green dots are covered, orange are not."),
         alt_text=f"Interval chart of {len(scores)} held-out figures with their predictive intervals.")
+
+
+def publish_data(package: DataPackage, data_dir: str) -> None:
+    """Write the report's data tables and their datapackage.json into `data_dir` (the build sets
+    it to the report's data folder; "" writes nothing) and list them for the reader, linked."""
+    folder = Path(data_dir) if data_dir else None
+    if folder is not None:
+        package.write(folder)
+    rows = []
+    for table, frame in package.tables:
+        name = f"{table.name}.csv"
+        where = _escaped_cell(f"{folder.name}/{name}", is_link=False) if folder else html.escape(name)
+        link = f'<a href="{where}">{html.escape(name)}</a>' if folder else f"<code>{where}</code>"
+        rows.append(f'<tr><td style="white-space:nowrap">{link}</td><td>{html.escape(table.title)}</td>'
+                    f"<td>{len(frame):,}</td><td>{html.escape(table.description)}</td></tr>")
+    described = (f'<a href="{html.escape(folder.name)}/datapackage.json">datapackage.json</a>' if folder
+                 else "datapackage.json")
+    lead = ("These tables hold the numbers this report states; they are published beside it, in the folder "
+            f"{html.escape(folder.name)}, as CSV files whose columns and units {described} describes "
+            "(Frictionless Data Package). Licence: CC BY 4.0." if folder else
+            "The build publishes these tables beside the report as CSV files with a datapackage.json "
+            "describing their columns and units; this run wrote none.")
+    display(HTML(f"<p>{lead}</p><table class=\"report-table\"><thead><tr><th>file</th><th>what it holds</th>"
+                 f"<th>rows</th><th>description</th></tr></thead><tbody>{''.join(rows)}</tbody></table>"))

@@ -20,10 +20,11 @@ from milcourts.checks.validation import interval_covers
 from milcourts.inputs.ledger import load_ledger
 from milcourts.model.requests import (RequestsTrend, TooFewRequestFigures, filings_growth_percent,
                                       fit_requests_trend, lag_comparison, request_figures)
-from milcourts.model.simulate import Draws, article_rows, predict_total, published_figure_draws
+from milcourts.model.simulate import Draws, article_rows, published_figure_draws
 from milcourts.model.spec import ModelSpec
 from milcourts.products.needs import summary_requests
 from milcourts.products.stage import FitProducts, load_or_fit
+from milcourts.products import public
 from milcourts.views import narrative, plotting, reporting
 from milcourts.views.trend import effect_value, growth_segments, is_running_total, sources_for
 from milcourts.vocabulary import ALL_ARTICLES, ARTICLE_LABELS, ARTICLES, DEFAULT_BREAK_MONTH
@@ -124,8 +125,12 @@ def complete_years(draws: Draws) -> list[int]:
 
 
 def year_totals(analysis: SummaryAnalysis, year: int) -> dict[str, dict]:
-    return {article: predict_total(analysis.draws, article, f"{year}-01-01", f"{year}-12-31")
-            for article in (*ARTICLES, ALL_ARTICLES)}
+    """Per article: the year's expected total (the sum of the published monthly rows) and its 95%
+    prediction interval, from the yearly_totals table the report publishes."""
+    yearly = analysis.outputs["yearly_totals"]
+    rows = yearly[yearly["year"] == year].set_index("article")
+    return {article: {"estimate": rows.loc[article, "expected"], "lower_95": rows.loc[article, "lower_95"],
+                      "upper_95": rows.loc[article, "upper_95"]} for article in (*ARTICLES, ALL_ARTICLES)}
 
 
 def year_shares(analysis: SummaryAnalysis, year: int) -> pd.DataFrame:
@@ -147,7 +152,7 @@ def headline_table(analysis: SummaryAnalysis) -> pd.DataFrame:
         own = effects[effects["article"] == article]
         row = {"article": ARTICLE_LABELS[article]}
         for year in years:
-            total = predict_total(analysis.draws, article, f"{year}-01-01", f"{year}-12-31")
+            total = year_totals(analysis, year)[article]
             row[f"cases received in {year}"] = (f"{narrative.format_count(total['estimate'])} "
                                                 f"({narrative.format_count(total['lower_95'])}–"
                                                 f"{narrative.format_count(total['upper_95'])})")
@@ -407,3 +412,21 @@ def show_lags(analysis: SummaryAnalysis) -> None:
         return
     reporting.show_paragraphs([lag_sentence(analysis)])
     reporting.show_table(lag_table(analysis), lag_caption(analysis))
+
+
+# ----------------------------------------------------------------------------- published data
+
+def data_package(analysis: SummaryAnalysis) -> public.DataPackage:
+    """The joint fit's public tables, the all-articles cross-check, and the sources."""
+    tables = dict(analysis.outputs)
+    tables["cross_check"] = analysis.cross_check
+    used = analysis.products.fitted.obs.figures
+    used_ids = set(used.loc[used["is_used"], "figure_id"])
+    return public.DataPackage(
+        name="milcourts-summary",
+        title="Refusing to fight: the three articles side by side",
+        description=("The tables behind the summary report: monthly and yearly cases received by military courts "
+                     "for AWOL, desertion and refusing orders and their sum, the effects of the mobilisation "
+                     "break, the fit to each published figure, and the out-of-sample all-articles cross-check."),
+        tables=tuple((table, public.public_frame(table, tables)) for table in (*public.FIT_TABLES, public.CROSS_CHECK)),
+        sources=tuple(public.sources_of(analysis.ledger[analysis.ledger["figure_id"].isin(used_ids)])))

@@ -23,6 +23,7 @@ from milcourts.model.simulate import Draws, article_rows, predict_total
 from milcourts.model.spec import MOBILISATION_BASE_START, ModelSpec
 from milcourts.products.needs import SENSITIVITY_DRAWS, report_article, report_train_end, trend_requests
 from milcourts.products.stage import FitProducts, load_or_fit
+from milcourts.products import public
 from milcourts.views import narrative, plotting
 from milcourts.vocabulary import ARTICLE_LABELS, DEFAULT_BREAK_MONTH, INVASION
 
@@ -432,3 +433,21 @@ def sensitivity_caption() -> str:
             f"from {SENSITIVITY_DRAWS} parameter draws per refit (the first row is the reported fit, as in the "
             "tables above). Working days are those of the Russian production calendar, transferred working "
             "Saturdays included.")
+
+
+# ----------------------------------------------------------------------------- published data
+
+def data_package(analysis: TrendAnalysis) -> public.DataPackage:
+    """The joint fit's public tables (every article, so totals can be checked against their parts)
+    and the publications the figures come from."""
+    tables = analysis.products.tables
+    used = analysis.products.fitted.obs.figures
+    used_ids = set(used.loc[used["is_used"], "figure_id"])
+    return public.DataPackage(
+        name=f"milcourts-trend-{analysis.article}",
+        title=f"{analysis.label[:1].upper() + analysis.label[1:]}: cases received by Russia's military courts",
+        description=(f"The tables behind the report on {analysis.label}: monthly and yearly cases received by "
+                     "military courts as modelled from every published figure, for each article and the three "
+                     "together, the effects of the mobilisation break, and the fit to each published figure."),
+        tables=tuple((table, public.public_frame(table, tables)) for table in public.FIT_TABLES),
+        sources=tuple(public.sources_of(analysis.ledger[analysis.ledger["figure_id"].isin(used_ids)])))
