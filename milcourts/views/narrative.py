@@ -269,3 +269,148 @@ def describe_lag(best: int, in_set: list[int], best_deviance: float, trend_devia
         return sentence + (f"; a plain trend fits the {plural(n_windows, 'request window')} better than filings at any "
                            "lag, so the lead is suggestive, not established.")
     return sentence + f", and better than a plain trend fits the {plural(n_windows, 'request window')}."
+
+
+# ----------------------------------------------------------------------------- captions and methods
+# The words around the charts and tables, as functions of the numbers they mention, so that the
+# prose of every report lives here and its exact wording is tested here.
+
+def describe_effects_caption(methods: list[str]) -> str:
+    text = "Effects of the mobilisation break with 95% intervals"
+    return text + (f"; every interval: {methods[0]}." if len(methods) == 1 else ", and how each interval was made.")
+
+
+def describe_trend_caption(n_windows: int, n_running: int, break_month: str, forecast_from: str | None) -> str:
+    text = (f"Top: expected monthly cases with 80% and 95% prediction intervals, and "
+            f"{plural(n_windows, 'published figure')} drawn as a point (one month) or a bar at the "
+            f"monthly average of its window. Bottom: {plural(n_running, 'published running total')} "
+            f"since 21 September 2022 against the model in their counting base. The dashed vertical line is the "
+            f"break ({format_month(break_month)}).")
+    if forecast_from:
+        text += f" Months from {format_month(forecast_from)} are a forecast (lighter band, dashed line)."
+    return text
+
+
+def describe_trend_alt_text(label: str, first: str, last: str, peak: float, peak_month: str) -> str:
+    return (f"Line chart of modelled monthly {label} cases from {format_month(first)} to {format_month(last)}, "
+            f"peaking at about {format_count(peak)} in {format_month(peak_month)}, "
+            "with published figures overlaid and running totals in a lower panel.")
+
+
+def describe_residual_caption(n_used: int) -> str:
+    return (f"Standardised residual of each of the {plural(n_used, 'figure')} used for this article "
+            "(published minus expected as published, over its standard deviation); dashed lines at ±2. "
+            "For a lower or upper bound the residual is zero unless the fit breaks it.")
+
+
+def describe_residual_alt_text(n_used: int, n_far: int) -> str:
+    return (f"Dot chart of {plural(n_used, 'residual')}, one per figure; "
+            f"{plural(n_far, 'lies', 'lie')} beyond two standard deviations.")
+
+
+def describe_trend_methods(n_used: int, n_set_aside: int, break_month: str, knots: list[str], penalty: float,
+                           likelihood: str, phi_cv: float, alpha_cv: float, tau_days: float,
+                           train_end: pd.Timestamp | None) -> list[str]:
+    """The modelling choices behind a trend report, as read off its fit."""
+    sentences = [
+        f"The three articles are fitted jointly to {plural(n_used, 'published figure')} "
+        f"({plural(n_set_aside, 'figure')} set aside, each with its reason in fit_to_ledger.csv); "
+        "figures for all three articles constrain the sum of the three monthly series.",
+        f"Log monthly rate: a pre-break trend, a level step at {format_month(break_month)} "
+        f"and slope changes at {', '.join(knots) or 'no knot (too few months after the break)'}, with a ridge penalty "
+        f"({penalty:g}) chosen by the Laplace-approximate marginal likelihood; exposure is calendar days.",
+        f"Month counts are {'negative binomial' if likelihood == 'negative_binomial' else 'Poisson'} "
+        f"(month-to-month variation about {phi_cv:.0f}% of the mean, set by a prior); releases differ from the "
+        f"model by about {alpha_cv:.0f}% beyond that (estimated); courts post cases with a time constant of about "
+        f"{tau_days:.1f} days (estimated from figures published more than once).",
+        "Intervals are quantiles of draws from the Laplace approximation of the penalised likelihood; monthly "
+        "counts are drawn conditioned on the published figures, so a month inside a published window cannot "
+        "take values the window forbids.",
+    ]
+    if train_end is not None:
+        sentences.append(f"Fitted only on figures published by {format_date(train_end)}.")
+    return sentences
+
+
+def describe_sensitivity_caption(draws_per_refit: int) -> str:
+    return ("Headline effects under other defensible choices, each a full refit; medians with 95% intervals "
+            f"from {draws_per_refit} parameter draws per refit (the first row is the reported fit, as in the "
+            "tables above). Working days are those of the Russian production calendar, transferred working "
+            "Saturdays included.")
+
+
+def describe_headline_caption(n_draws: int) -> str:
+    return ("Cases received per year: modelled totals with 95% prediction intervals. Level ratio and growth: "
+            f"posterior medians with 95% intervals from {n_draws:,} draws of the joint fit "
+            "(the same numbers as each article's own report).")
+
+
+def describe_lag_caption(lag_draws: int) -> str:
+    return ("For each lag, log requests = constant + elasticity × log court filings that many months later "
+            "(AWOL and desertion, model means), fitted to the disjoint request windows by Poisson likelihood "
+            "with Pearson-scaled (quasi-Poisson) standard errors and t intervals. The 95% set holds the lags whose "
+            "deviance is within the chi-square 95% point, times the best lag's scale, of the lowest. An elasticity "
+            "of one means requests proportional to filings. The last column repeats the comparison on "
+            f"{lag_draws} draws of the court model, so it carries that model's uncertainty, which the 95% set does not.")
+
+
+def describe_side_by_side_caption(last_month: str, break_month: str) -> str:
+    return (f"Modelled monthly cases received by military courts, January 2021 to {format_month(last_month)}, "
+            "with 95% prediction intervals (shaded), one panel per article on its own scale. Dots are published "
+            "single months; bars are the monthly average of longer published windows. The dashed line marks the "
+            f"break in {format_month(break_month)}.")
+
+
+def describe_side_by_side_alt_text(year: int | None, totals: list[tuple[str, float]]) -> str:
+    text = "Three stacked line charts of monthly court cases, one for each refusal article"
+    if year is not None:
+        text += f"; expected cases in {year}: " + ", ".join(f"{label} about {format_count(v)}" for label, v in totals)
+    return text + "."
+
+
+def describe_requests_caption() -> str:
+    return ("Top: AWOL and desertion cases received by military courts per month (model, 95% prediction interval). "
+            "Bottom: requests for help to desert received by Idite Lesom, as published (dots: single months; bars: "
+            "monthly average of a window, after subtracting the months published separately), with a log-linear "
+            "trend and its 95% confidence band. The shared time axis shows the lead of requests over filings.")
+
+
+def describe_requests_alt_text(first: str, last: str, growth: float) -> str:
+    return (f"Two stacked charts: court cases for AWOL and desertion, and help requests to Idite Lesom from "
+            f"{format_month(first)} to {format_month(last)}, rising about {format_percent(growth)} a month.")
+
+
+def describe_cross_check_caption() -> str:
+    return ("Each figure published for the three articles together (dot) against the 95% predictive interval of the "
+            "model fitted without any such figure, relative to the predicted median; green dots are consistent, orange "
+            "are not. Bounds (at least / at most) are consistent unless the whole interval lies on the wrong side.")
+
+
+def describe_cross_check_alt_text(n_figures: int, n_consistent: int) -> str:
+    return (f"Interval chart of {n_figures} figures published for all three articles together against the refit's "
+            f"predictive intervals; {n_consistent} are consistent.")
+
+
+def describe_summary_methods(n_cross_check: int, requests: tuple[int, int, int, float, int] | None) -> list[str]:
+    """`requests`: (counts used, help-request figures, disjoint windows, Pearson dispersion, residual df)."""
+    cross = (f"The cross-check refit drops {plural(n_cross_check, 'all-article figure')} and keeps "
+             "every other figure; its predictions include the reporting lag and counting base of each figure as published.")
+    if requests is None:
+        return [cross]
+    n_used, n_all, n_windows, scale, df_resid = requests
+    return [
+        f"Requests: {plural(n_used, 'published count')} of the {n_all} help-request figures in the ledger "
+        f"are counts of requests in a window; nested ones were made disjoint, giving {plural(n_windows, 'window')}.",
+        f"The request trend's Pearson dispersion is {scale:.1f} on {plural(df_resid, 'residual degree')} "
+        "of freedom: the published months scatter well beyond Poisson noise around a straight log-line, and the "
+        "intervals are widened by that factor's square root.",
+        cross,
+    ]
+
+
+def describe_no_cross_check() -> str:
+    return "The ledger has no figure for the three articles together, so there is nothing to cross-check."
+
+
+def describe_no_requests(reason: str) -> str:
+    return f"No comparison: {reason}."

@@ -12,6 +12,7 @@ import io
 import itertools
 import re
 import warnings
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import matplotlib
@@ -110,6 +111,26 @@ def show_sources(tables: tuple[pd.DataFrame, pd.DataFrame]) -> None:
         references.append(f'<p class="report-reference">{html.escape(row.source)} {html.escape(row.publisher)}, '
                           f"{html.escape(row.published)}. <em>{html.escape(row.title)}</em>. {link}</p>")
     display(HTML("<p><em>Publications, by source number</em></p>" + "".join(references)))
+
+
+@dataclass
+class Section:
+    """What a report section shows, in order: paragraphs, a figure (chart, caption, alt text), a
+    table (frame, caption). Views build it; the notebook shows it."""
+
+    paragraphs: list[str] = field(default_factory=list)
+    figure: tuple | None = None
+    table: tuple[pd.DataFrame, str] | None = None
+
+
+def show_section(section: Section) -> None:
+    if section.paragraphs:
+        show_paragraphs(section.paragraphs)
+    if section.figure is not None:
+        chart, caption, alt_text = section.figure
+        show_figure(chart, caption=caption, alt_text=alt_text)
+    if section.table is not None:
+        show_table(*section.table)
 
 
 def show_paragraphs(sentences: list[str]) -> None:

@@ -171,9 +171,7 @@ def headline_table(analysis: SummaryAnalysis) -> pd.DataFrame:
 
 
 def headline_caption(analysis: SummaryAnalysis) -> str:
-    return ("Cases received per year: modelled totals with 95% prediction intervals. Level ratio and growth: "
-            f"posterior medians with 95% intervals from {analysis.spec.n_draws:,} draws of the joint fit "
-            "(the same numbers as each article's own report).")
+    return narrative.describe_headline_caption(analysis.spec.n_draws)
 
 
 def requests_span(analysis: SummaryAnalysis) -> tuple[str, str]:
@@ -266,12 +264,7 @@ def lag_table(analysis: SummaryAnalysis) -> pd.DataFrame:
 
 
 def lag_caption(analysis: SummaryAnalysis) -> str:
-    return ("For each lag, log requests = constant + elasticity × log court filings that many months later "
-            "(AWOL and desertion, model means), fitted to the disjoint request windows by Poisson likelihood "
-            "with Pearson-scaled (quasi-Poisson) standard errors and t intervals. The 95% set holds the lags whose "
-            "deviance is within the chi-square 95% point, times the best lag's scale, of the lowest. An elasticity "
-            "of one means requests proportional to filings. The last column repeats the comparison on "
-            f"{LAG_DRAWS} draws of the court model, so it carries that model's uncertainty, which the 95% set does not.")
+    return narrative.describe_lag_caption(LAG_DRAWS)
 
 
 def requests_sources(analysis: SummaryAnalysis) -> pd.DataFrame:
@@ -308,21 +301,17 @@ def side_by_side_chart(analysis: SummaryAnalysis):
 
 
 def side_by_side_caption(analysis: SummaryAnalysis) -> str:
-    last = analysis.draws.months[analysis.draws.n_observed - 1]
-    return (f"Modelled monthly cases received by military courts, January 2021 to {narrative.format_month(last)}, "
-            "with 95% prediction intervals (shaded), one panel per article on its own scale. Dots are published "
-            "single months; bars are the monthly average of longer published windows. The dashed line marks the "
-            f"break in {narrative.format_month(analysis.spec.break_month)}.")
+    return narrative.describe_side_by_side_caption(analysis.draws.months[analysis.draws.n_observed - 1],
+                                                   analysis.spec.break_month)
 
 
 def side_by_side_alt_text(analysis: SummaryAnalysis) -> str:
     years = complete_years(analysis.draws)
-    text = "Three stacked line charts of monthly court cases, one for each refusal article"
-    if years:
-        totals = year_totals(analysis, years[-1])
-        text += "; expected cases in " + str(years[-1]) + ": " + ", ".join(
-            f"{ARTICLE_LABELS[a]} about {narrative.format_count(totals[a]['estimate'])}" for a in ARTICLES)
-    return text + "."
+    if not years:
+        return narrative.describe_side_by_side_alt_text(None, [])
+    totals = year_totals(analysis, years[-1])
+    return narrative.describe_side_by_side_alt_text(years[-1], [(ARTICLE_LABELS[a], totals[a]["estimate"])
+                                                                for a in ARTICLES])
 
 
 def requests_chart(analysis: SummaryAnalysis):
@@ -339,79 +328,56 @@ def requests_chart(analysis: SummaryAnalysis):
 
 
 def requests_caption(analysis: SummaryAnalysis) -> str:
-    return ("Top: AWOL and desertion cases received by military courts per month (model, 95% prediction interval). "
-            "Bottom: requests for help to desert received by Idite Lesom, as published (dots: single months; bars: "
-            "monthly average of a window, after subtracting the months published separately), with a log-linear "
-            "trend and its 95% confidence band. The shared time axis shows the lead of requests over filings.")
+    return narrative.describe_requests_caption()
 
 
 def requests_alt_text(analysis: SummaryAnalysis) -> str:
-    growth = analysis.requests.growth_percent()
     first, last = requests_span(analysis)
-    return (f"Two stacked charts: court cases for AWOL and desertion, and help requests to Idite Lesom from "
-            f"{narrative.format_month(first)} to {narrative.format_month(last)}, rising about "
-            f"{narrative.format_percent(growth[0])} a month.")
+    return narrative.describe_requests_alt_text(first, last, analysis.requests.growth_percent()[0])
 
 
 def cross_check_caption(analysis: SummaryAnalysis) -> str:
-    return ("Each figure published for the three articles together (dot) against the 95% predictive interval of the "
-            "model fitted without any such figure, relative to the predicted median; green dots are consistent, orange "
-            "are not. Bounds (at least / at most) are consistent unless the whole interval lies on the wrong side.")
+    return narrative.describe_cross_check_caption()
 
 
 def cross_check_alt_text(analysis: SummaryAnalysis) -> str:
     check = analysis.cross_check
-    return (f"Interval chart of {len(check)} figures published for all three articles together against the refit's "
-            f"predictive intervals; {int(check['is_covered'].sum())} are consistent.")
+    return narrative.describe_cross_check_alt_text(len(check), int(check["is_covered"].sum()))
 
 
 def methods_sentences(analysis: SummaryAnalysis) -> list[str]:
-    cross = (f"The cross-check refit drops {narrative.plural(len(analysis.cross_check), 'all-article figure')} and keeps "
-             "every other figure; its predictions include the reporting lag and counting base of each figure as published.")
     if analysis.requests is None:
-        return [cross]
-    fit = analysis.requests.fit
-    n_used = int(analysis.requests.figures["is_used"].sum())
-    n_all = len(analysis.requests.figures)
-    return [
-        f"Requests: {narrative.plural(n_used, 'published count')} of the {n_all} help-request figures in the ledger "
-        f"are counts of requests in a window; nested ones were made disjoint, giving "
-        f"{narrative.plural(len(analysis.requests.windows.value), 'window')}.",
-        f"The request trend's Pearson dispersion is {fit.scale:.1f} on {narrative.plural(fit.df_resid, 'residual degree')} "
-        "of freedom: the published months scatter well beyond Poisson noise around a straight log-line, and the "
-        "intervals are widened by that factor's square root.",
-        cross,
-    ]
+        return narrative.describe_summary_methods(len(analysis.cross_check), None)
+    fit, figures = analysis.requests.fit, analysis.requests.figures
+    return narrative.describe_summary_methods(len(analysis.cross_check), (
+        int(figures["is_used"].sum()), len(figures), len(analysis.requests.windows.value), fit.scale, fit.df_resid))
 
 
 # ----------------------------------------------------------------------------- sections
+# What each section shows, for the notebook to display (the notebook makes every show call).
 
-def show_cross_check(analysis: SummaryAnalysis) -> None:
+def cross_check_section(analysis: SummaryAnalysis) -> reporting.Section:
     if analysis.cross_check.empty:
-        reporting.show_paragraphs(["The ledger has no figure for the three articles together, so there is nothing "
-                                   "to cross-check."])
-        return
-    reporting.show_figure(plotting.plot_validation(cross_check_scores(analysis)), caption=cross_check_caption(analysis),
-                          alt_text=cross_check_alt_text(analysis))
-    reporting.show_table(cross_check_table(analysis), "All-article figures against the model fitted without them")
+        return reporting.Section(paragraphs=[narrative.describe_no_cross_check()])
+    return reporting.Section(
+        figure=(plotting.plot_validation(cross_check_scores(analysis)), cross_check_caption(analysis),
+                cross_check_alt_text(analysis)),
+        table=(cross_check_table(analysis), "All-article figures against the model fitted without them"))
 
 
-def show_requests(analysis: SummaryAnalysis) -> None:
+def requests_section(analysis: SummaryAnalysis) -> reporting.Section:
     if analysis.requests is None:
-        reporting.show_paragraphs([f"No comparison: {analysis.requests_missing}."])
-        return
-    reporting.show_figure(requests_chart(analysis), caption=requests_caption(analysis),
-                          alt_text=requests_alt_text(analysis))
-    reporting.show_table(request_windows_table(analysis),
-                         "Published request counts made disjoint: a window minus the months published on their own")
+        return reporting.Section(paragraphs=[narrative.describe_no_requests(analysis.requests_missing)])
+    return reporting.Section(
+        figure=(requests_chart(analysis), requests_caption(analysis), requests_alt_text(analysis)),
+        table=(request_windows_table(analysis),
+               "Published request counts made disjoint: a window minus the months published on their own"))
 
 
-def show_lags(analysis: SummaryAnalysis) -> None:
+def lags_section(analysis: SummaryAnalysis) -> reporting.Section:
     if analysis.requests is None:
-        reporting.show_paragraphs([f"No comparison: {analysis.requests_missing}."])
-        return
-    reporting.show_paragraphs([lag_sentence(analysis)])
-    reporting.show_table(lag_table(analysis), lag_caption(analysis))
+        return reporting.Section(paragraphs=[narrative.describe_no_requests(analysis.requests_missing)])
+    return reporting.Section(paragraphs=[lag_sentence(analysis)], table=(lag_table(analysis), lag_caption(analysis)))
 
 
 # ----------------------------------------------------------------------------- published data

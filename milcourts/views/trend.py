@@ -126,9 +126,7 @@ def growth_segments(effects: pd.DataFrame) -> pd.DataFrame:
 
 
 def effects_caption(effects: pd.DataFrame) -> str:
-    methods = effects.dropna(subset=["lower_95"])["method"].unique()
-    text = "Effects of the mobilisation break with 95% intervals"
-    return text + (f"; every interval: {methods[0]}." if len(methods) == 1 else ", and how each interval was made.")
+    return narrative.describe_effects_caption(list(effects.dropna(subset=["lower_95"])["method"].unique()))
 
 
 def effects_for_report(effects: pd.DataFrame) -> pd.DataFrame:
@@ -334,67 +332,37 @@ def trend_chart(analysis: TrendAnalysis):
 def trend_caption(analysis: TrendAnalysis) -> str:
     windows, running = _published_for_chart(analysis)
     forecast = analysis.monthly[analysis.monthly["is_forecast"]]
-    text = (f"Top: expected monthly cases with 80% and 95% prediction intervals, and "
-            f"{narrative.plural(len(windows), 'published figure')} drawn as a point (one month) or a bar at the "
-            f"monthly average of its window. Bottom: {narrative.plural(len(running), 'published running total')} "
-            f"since 21 September 2022 against the model in their counting base. The dashed vertical line is the "
-            f"break ({narrative.format_month(analysis.spec.break_month)}).")
-    if len(forecast):
-        text += (f" Months from {narrative.format_month(forecast['month'].iloc[0])} are a forecast "
-                 "(lighter band, dashed line).")
-    return text
+    return narrative.describe_trend_caption(len(windows), len(running), analysis.spec.break_month,
+                                            forecast["month"].iloc[0] if len(forecast) else None)
 
 
 def trend_alt_text(analysis: TrendAnalysis) -> str:
     observed = analysis.monthly[~analysis.monthly["is_forecast"]]
     peak = observed.loc[observed["expected"].idxmax()]
-    return (f"Line chart of modelled monthly {analysis.label} cases from "
-            f"{narrative.format_month(observed['month'].iloc[0])} to {narrative.format_month(observed['month'].iloc[-1])}, "
-            f"peaking at about {narrative.format_count(peak['expected'])} in {narrative.format_month(peak['month'])}, "
-            "with published figures overlaid and running totals in a lower panel.")
+    return narrative.describe_trend_alt_text(analysis.label, observed["month"].iloc[0], observed["month"].iloc[-1],
+                                             peak["expected"], peak["month"])
 
 
 def residual_caption(analysis: TrendAnalysis) -> str:
-    used = analysis.fit_to_ledger[analysis.fit_to_ledger["is_used"]]
-    return (f"Standardised residual of each of the {narrative.plural(len(used), 'figure')} used for this article "
-            "(published minus expected as published, over its standard deviation); dashed lines at ±2. "
-            "For a lower or upper bound the residual is zero unless the fit breaks it.")
+    return narrative.describe_residual_caption(int(analysis.fit_to_ledger["is_used"].sum()))
 
 
 def residual_alt_text(analysis: TrendAnalysis) -> str:
     used = analysis.fit_to_ledger[analysis.fit_to_ledger["is_used"]]
-    far = int((used["standardised_residual"].abs() > 2).sum())
-    return (f"Dot chart of {narrative.plural(len(used), 'residual')}, one per figure; "
-            f"{narrative.plural(far, 'lies', 'lie')} beyond two standard deviations.")
+    return narrative.describe_residual_alt_text(len(used), int((used["standardised_residual"].abs() > 2).sum()))
 
 
 def methods_sentences(analysis: TrendAnalysis) -> list[str]:
     """The modelling choices behind this run, read off the fit itself."""
     fitted = analysis.fitted
     used = fitted.obs.figures["is_used"]
-    knots = ", ".join(narrative.format_month(pd.Period(analysis.spec.break_month, "M") + k) for k in fitted.knots)
     params = dict(zip(fitted.names, fitted.params))
-    phi_cv = 100 * np.sqrt(np.exp(params["log_phi"]))
-    alpha_cv = 100 * np.sqrt(np.exp(params["log_alpha"]))
-    tau = np.exp(params["log_tau_days"])
-    sentences = [
-        f"The three articles are fitted jointly to {narrative.plural(int(used.sum()), 'published figure')} "
-        f"({narrative.plural(int((~used).sum()), 'figure')} set aside, each with its reason in fit_to_ledger.csv); "
-        "figures for all three articles constrain the sum of the three monthly series.",
-        f"Log monthly rate: a pre-break trend, a level step at {narrative.format_month(analysis.spec.break_month)} "
-        f"and slope changes at {knots or 'no knot (too few months after the break)'}, with a ridge penalty "
-        f"({fitted.penalty:g}) chosen by the Laplace-approximate marginal likelihood; exposure is calendar days.",
-        f"Month counts are {'negative binomial' if analysis.spec.likelihood == 'negative_binomial' else 'Poisson'} "
-        f"(month-to-month variation about {phi_cv:.0f}% of the mean, set by a prior); releases differ from the "
-        f"model by about {alpha_cv:.0f}% beyond that (estimated); courts post cases with a time constant of about "
-        f"{tau:.1f} days (estimated from figures published more than once).",
-        "Intervals are quantiles of draws from the Laplace approximation of the penalised likelihood; monthly "
-        "counts are drawn conditioned on the published figures, so a month inside a published window cannot "
-        "take values the window forbids.",
-    ]
-    if analysis.train_end:
-        sentences.append(f"Fitted only on figures published by {narrative.format_date(pd.Timestamp(analysis.train_end))}.")
-    return sentences
+    return narrative.describe_trend_methods(
+        int(used.sum()), int((~used).sum()), analysis.spec.break_month,
+        [narrative.format_month(pd.Period(analysis.spec.break_month, "M") + k) for k in fitted.knots],
+        fitted.penalty, analysis.spec.likelihood, 100 * np.sqrt(np.exp(params["log_phi"])),
+        100 * np.sqrt(np.exp(params["log_alpha"])), float(np.exp(params["log_tau_days"])),
+        pd.Timestamp(analysis.train_end) if analysis.train_end else None)
 
 
 # ----------------------------------------------------------------------------- sensitivity
@@ -429,10 +397,7 @@ def sensitivity_table(analysis: TrendAnalysis) -> pd.DataFrame:
 
 
 def sensitivity_caption() -> str:
-    return ("Headline effects under other defensible choices, each a full refit; medians with 95% intervals "
-            f"from {SENSITIVITY_DRAWS} parameter draws per refit (the first row is the reported fit, as in the "
-            "tables above). Working days are those of the Russian production calendar, transferred working "
-            "Saturdays included.")
+    return narrative.describe_sensitivity_caption(SENSITIVITY_DRAWS)
 
 
 # ----------------------------------------------------------------------------- published data
