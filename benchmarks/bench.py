@@ -20,21 +20,24 @@ import nbformat
 import yaml
 
 from milcourts import paths
-from milcourts.inputs.constraints import build_constraint_view
-from milcourts.products.filings import fit_from_ledger
-from milcourts.inputs.ledger import load_ledger
-from milcourts.model.fit import fit_filings_model
-from milcourts.model.simulate import simulate
 from milcourts.build.execute import KERNEL_ENVIRONMENT
 from milcourts.build.incremental import BuildSettings
 from milcourts.build.pipeline import build
 from milcourts.build.runfile import load_runs
+from milcourts.checks.validation import run_validation
+from milcourts.inputs.constraints import build_constraint_view
+from milcourts.inputs.ledger import load_ledger
+from milcourts.model.fit import fit_filings_model
+from milcourts.model.simulate import simulate
+from milcourts.products.filings import fit_from_ledger
 from milcourts.views.summary import run_summary
 from milcourts.views.trend import run_trend_analysis
-from milcourts.checks.validation import run_validation
 
-GOALS_SECONDS = {"joint model fit (penalty selection included)": 10.0, "make validate": 300.0,
-                 "warm rebuild, nothing changed (CLI, imports included)": 1.0}
+GOALS_SECONDS = {
+    "joint model fit (penalty selection included)": 10.0,
+    "make validate": 300.0,
+    "warm rebuild, nothing changed (CLI, imports included)": 1.0,
+}
 
 
 def _timed(function, repeats: int) -> float:
@@ -48,10 +51,12 @@ def _timed(function, repeats: int) -> float:
 
 def _empty_notebook(directory: Path) -> Path:
     """The floor: a notebook with only a parameters cell and one line of prose."""
-    notebook = nbformat.v4.new_notebook(cells=[
-        nbformat.v4.new_code_cell('x: int = 1  # nothing', metadata={"tags": ["parameters"]}),
-        nbformat.v4.new_markdown_cell("Empty."),
-    ])
+    notebook = nbformat.v4.new_notebook(
+        cells=[
+            nbformat.v4.new_code_cell("x: int = 1  # nothing", metadata={"tags": ["parameters"]}),
+            nbformat.v4.new_markdown_cell("Empty."),
+        ]
+    )
     notebook.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
     path = directory / "notebooks" / "empty.ipynb"
     path.parent.mkdir(parents=True)
@@ -88,11 +93,13 @@ def bench_reports() -> dict[str, float]:
         scratch = Path(scratch)
         _empty_notebook(scratch)
         floor_runs = scratch / "floor.yaml"
-        floor_runs.write_text(yaml.safe_dump({"reports": [
-            {"name": "empty", "notebook": "notebooks/empty.ipynb", "title": "Empty"}]}))
+        floor_runs.write_text(
+            yaml.safe_dump({"reports": [{"name": "empty", "notebook": "notebooks/empty.ipynb", "title": "Empty"}]})
+        )
         floor = BuildSettings(run_file=floor_runs, root=scratch, reports_dir=scratch / "floor", build_dir=scratch / "b")
         measured["floor: papermill + nbconvert + PDF on an empty notebook"] = _timed(
-            lambda: build(settings=replace(floor, force=True)), 1)
+            lambda: build(settings=replace(floor, force=True)), 1
+        )
         # every timing below starts with an empty fit cache of its own, as a first build on a fresh
         # clone does: fits shared between reports are then computed once, by whichever run needs them first
         with _fresh_fit_cache(scratch / "fits-model"):
@@ -107,8 +114,11 @@ def bench_reports() -> dict[str, float]:
         with _fresh_fit_cache(scratch / "fits-serial"):
             measured["cold build of every report, serial"] = _timed(lambda: build(settings=serial), 1)
         started = time.perf_counter()
-        done = subprocess.run([sys.executable, "-m", "milcourts", "build", "--reports-dir", str(scratch / "serial")],
-                              capture_output=True, text=True)
+        done = subprocess.run(
+            [sys.executable, "-m", "milcourts", "build", "--reports-dir", str(scratch / "serial")],
+            capture_output=True,
+            text=True,
+        )
         measured["warm rebuild, nothing changed (CLI, imports included)"] = time.perf_counter() - started
         if done.returncode != 0 or "nothing to build" not in done.stderr:
             print(f"warm rebuild did not hit the cache:\n{done.stderr}", file=sys.stderr)
@@ -118,11 +128,15 @@ def bench_reports() -> dict[str, float]:
         with _fresh_fit_cache(scratch / "fits-parallel"):
             measured["cold build of every report, --jobs 2"] = _timed(lambda: build(settings=parallel), 1)
         floor_sum = measured["floor: papermill + nbconvert + PDF on an empty notebook"] * len(runs)
-        print(f"cold build / (sum of floors + model time) = "
-              f"{measured['cold build of every report, serial'] / (floor_sum + model_seconds):.2f} (goal <= 1.5)")
-        print(f"--jobs 2 speed-up over serial = "
-              f"{measured['cold build of every report, serial'] / measured['cold build of every report, --jobs 2']:.2f}"
-              " (goal >= 1.7)")
+        print(
+            f"cold build / (sum of floors + model time) = "
+            f"{measured['cold build of every report, serial'] / (floor_sum + model_seconds):.2f} (goal <= 1.5)"
+        )
+        print(
+            f"--jobs 2 speed-up over serial = "
+            f"{measured['cold build of every report, serial'] / measured['cold build of every report, --jobs 2']:.2f}"
+            " (goal >= 1.7)"
+        )
     return measured
 
 

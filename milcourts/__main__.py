@@ -89,8 +89,15 @@ def _build(args: argparse.Namespace) -> int:
     except BuildInterrupted as exc:
         print(exc, file=sys.stderr)
         return 128 + exc.signum  # as a shell reports a process ended by that signal
-    except (BuildError, LedgerValidationError, ProvenanceError, RenderError, RunFileError, ModelRangeError,
-            ReportParameterError) as exc:
+    except (
+        BuildError,
+        LedgerValidationError,
+        ProvenanceError,
+        RenderError,
+        RunFileError,
+        ModelRangeError,
+        ReportParameterError,
+    ) as exc:
         print(f"build failed; reports/ left as it was.\n{exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
@@ -114,8 +121,11 @@ def _fit(args: argparse.Namespace) -> int:
     except (BuildError, LedgerValidationError, ProvenanceError, RunFileError, ValueError) as exc:
         print(f"fit failed: {exc}", file=sys.stderr)
         return 1
-    print(f"the main fit's tables are in {paths.processed_dir()}; every fit's products in "
-          f"{paths.processed_dir() / 'fits'}", file=sys.stderr)
+    print(
+        f"the main fit's tables are in {paths.processed_dir()}; every fit's products in "
+        f"{paths.processed_dir() / 'fits'}",
+        file=sys.stderr,
+    )
     return 0
 
 
@@ -169,63 +179,86 @@ def _validate(args: argparse.Namespace) -> int:
         print(f"wrote {path}")
     for name in ("rolling_origin_summary", "simulation_summary"):
         print(outputs[name].to_string(index=False))
-    print(f"leave-one-out coverage: {outputs['leave_one_out']['is_covered'].mean():.2f} "
-          f"of {len(outputs['leave_one_out'])} figures")
+    print(
+        f"leave-one-out coverage: {outputs['leave_one_out']['is_covered'].mean():.2f} "
+        f"of {len(outputs['leave_one_out'])} figures"
+    )
     return 0
 
 
 def _parser() -> argparse.ArgumentParser:
     defaults = argparse.ArgumentDefaultsHelpFormatter
-    parser = argparse.ArgumentParser(prog="python -m milcourts", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="python -m milcourts", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--version", action="version", version=f"milcourts {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     command = commands.add_parser(
-        "validate-ledger", formatter_class=defaults, help="check a ledger CSV; exit 1 listing every problem",
-        description="Check a ledger of published figures: every problem as FILE:LINE [ID]: column: expected, found.")
+        "validate-ledger",
+        formatter_class=defaults,
+        help="check a ledger CSV; exit 1 listing every problem",
+        description="Check a ledger of published figures: every problem as FILE:LINE [ID]: column: expected, found.",
+    )
     command.add_argument("path", type=_path, help="the ledger CSV, e.g. data/raw/published_figures.csv")
     command.set_defaults(handler=_validate_ledger)
 
     command = commands.add_parser(
-        "record-provenance", formatter_class=defaults,
+        "record-provenance",
+        formatter_class=defaults,
         help="write the provenance record of a new raw file (a new ledger vintage)",
         description="Record a new raw file's checksum and origin beside it (NAME.provenance.yml). Raw files and "
-                    "their records are never edited in place; an existing record is never replaced.")
+        "their records are never edited in place; an existing record is never replaced.",
+    )
     command.add_argument("path", type=_path, help="the raw file, e.g. data/raw/published_figures_2027-01.csv")
     command.add_argument("--copied-from", required=True, help="where the file came from")
     command.add_argument("--description", required=True, help="what the file holds")
     command.set_defaults(handler=_record_provenance)
 
     command = commands.add_parser(
-        "fit", formatter_class=defaults, help="the fit stage: fit every model the reports need (`make model`)",
+        "fit",
+        formatter_class=defaults,
+        help="the fit stage: fit every model the reports need (`make model`)",
         description="Fit, once each, every model specification the runs in the run file need, and the main "
-                    "fit with the model's checks. Products go to data/processed/fits/<name>-<key>/, the main "
-                    "fit's tables to data/processed/. Fits already stored for this code are kept.")
+        "fit with the model's checks. Products go to data/processed/fits/<name>-<key>/, the main "
+        "fit's tables to data/processed/. Fits already stored for this code are kept.",
+    )
     command.add_argument("--only", action="append", metavar="NAME", help="only the fits of this run (repeatable)")
     command.add_argument("--run-file", type=_path, default=paths.RUN_FILE, help="the run file")
     command.add_argument("--jobs", type=int, default=1, metavar="N", help="fits at once, each in its own process")
     command.set_defaults(handler=_fit)
 
     command = commands.add_parser(
-        "build", formatter_class=defaults, help="fit what is needed, then execute and render the reports",
+        "build",
+        formatter_class=defaults,
+        help="fit what is needed, then execute and render the reports",
         description="Build every run in the run file into reports/ (HTML, PDF, executed notebook, data), all "
-                    "or nothing. Runs whose inputs are unchanged since they were published are not rebuilt.")
+        "or nothing. Runs whose inputs are unchanged since they were published are not rebuilt.",
+    )
     command.add_argument("--only", action="append", metavar="NAME", help="build only this run (repeatable)")
     command.add_argument("--run-file", type=_path, default=paths.RUN_FILE, help="the run file")
-    command.add_argument("--jobs", type=int, default=1, metavar="N",
-                         help="fits and runs executed at once, each in its own process")
-    command.add_argument("--timeout", type=float, default=1800.0, metavar="SECONDS",
-                         help="time limit per run; a run that exceeds it fails the build, naming the run")
+    command.add_argument(
+        "--jobs", type=int, default=1, metavar="N", help="fits and runs executed at once, each in its own process"
+    )
+    command.add_argument(
+        "--timeout",
+        type=float,
+        default=1800.0,
+        metavar="SECONDS",
+        help="time limit per run; a run that exceeds it fails the build, naming the run",
+    )
     command.add_argument("--reports-dir", type=_path, metavar="DIR", help="publish into DIR instead of reports/")
     command.add_argument("--force", action="store_true", help="rebuild every selected run, even unchanged ones")
     command.add_argument("--no-pdf", action="store_true", help="HTML only, for quick drafts")
     command.set_defaults(handler=_build)
 
     command = commands.add_parser(
-        "predict", formatter_class=defaults, help="total cases received in a window, as JSON with intervals",
+        "predict",
+        formatter_class=defaults,
+        help="total cases received in a window, as JSON with intervals",
         description="Expected total of cases received in [start, end] (partial months by days), with 80% and "
-                    "95% prediction intervals, from the main fit (stored, or fitted if there is none).")
+        "95% prediction intervals, from the main fit (stored, or fitted if there is none).",
+    )
     command.add_argument("--article", required=True, choices=["337", "338", "332", "all_refusal"])
     command.add_argument("--start", required=True, help="first day, YYYY-MM-DD")
     command.add_argument("--end", required=True, help="last day, YYYY-MM-DD (inclusive)")
@@ -234,9 +267,12 @@ def _parser() -> argparse.ArgumentParser:
     command.set_defaults(handler=_predict)
 
     command = commands.add_parser(
-        "validate", formatter_class=defaults, help="leave-one-out, rolling origin and simulation checks",
+        "validate",
+        formatter_class=defaults,
+        help="leave-one-out, rolling origin and simulation checks",
         description="Score the model on figures it did not see and on simulated ledgers; writes "
-                    "data/processed/validation_*.csv, which the reports show for this very ledger.")
+        "data/processed/validation_*.csv, which the reports show for this very ledger.",
+    )
     command.add_argument("--ledger", type=_path, default=paths.LEDGER_CSV, help="ledger CSV")
     command.add_argument("--replicates", type=int, default=200, help="simulation replicates per scenario")
     command.add_argument("--workers", type=int, default=2, help="processes for the simulation")

@@ -38,12 +38,18 @@ def article_label(article: str, capitalised: bool = False) -> str:
 # what the monthly model is fitted to; help requests are Idite Lesom's counts.
 COURT_FILINGS = "court_filings"
 HELP_REQUESTS = "help_requests"
-SERIES: tuple[str, ...] = (COURT_FILINGS, "court_verdicts", "convictions_official", "criminal_cases_opened",
-                           HELP_REQUESTS, "other")
+SERIES: tuple[str, ...] = (
+    COURT_FILINGS,
+    "court_verdicts",
+    "convictions_official",
+    "criminal_cases_opened",
+    HELP_REQUESTS,
+    "other",
+)
 
 # Dates that frame every report.
-INVASION = pd.Timestamp("2022-02-24")          # start of "since the invasion" running totals
-MOBILISATION = pd.Timestamp("2022-09-21")      # partial mobilisation announced; "since mobilisation" totals
+INVASION = pd.Timestamp("2022-02-24")  # start of "since the invasion" running totals
+MOBILISATION = pd.Timestamp("2022-09-21")  # partial mobilisation announced; "since mobilisation" totals
 # Federal Law 365-FZ of 24 September 2022 added mobilisation and wartime offences to Art. 332, 337
 # and 338 (new parts 2.1, 3.1, 5 and their kind) and the counting base of the early running totals.
 CRIMINAL_CODE_AMENDMENTS = pd.Timestamp("2022-09-24")

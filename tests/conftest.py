@@ -14,11 +14,20 @@ from milcourts import paths
 from milcourts.inputs.ledger import LEDGER_COLUMNS
 
 GOOD_ROW = {
-    "figure_id": "F001", "series": "court_filings", "article": "337", "measure": "count",
-    "period_start": "2023-01-01", "period_end": "2023-12-31", "value": "5092",
-    "value_qualifier": "exact", "source_publisher": "Mediazona", "source_title": "Desertion day",
-    "source_url": "https://zona.media/article/2024/02/29/desertion-day", "source_date": "2024-03-04",
-    "quote": "5,092 AWOL cases in 2023", "notes": "",
+    "figure_id": "F001",
+    "series": "court_filings",
+    "article": "337",
+    "measure": "count",
+    "period_start": "2023-01-01",
+    "period_end": "2023-12-31",
+    "value": "5092",
+    "value_qualifier": "exact",
+    "source_publisher": "Mediazona",
+    "source_title": "Desertion day",
+    "source_url": "https://zona.media/article/2024/02/29/desertion-day",
+    "source_date": "2024-03-04",
+    "quote": "5,092 AWOL cases in 2023",
+    "notes": "",
 }
 
 
@@ -38,18 +47,23 @@ def row(**changes) -> dict:
 @pytest.fixture
 def write_ledger(tmp_path):
     """write_ledger(rows) -> path of a ledger CSV holding those rows."""
+
     def write(rows: list[dict], name: str = "ledger.csv", columns=LEDGER_COLUMNS) -> Path:
         path = tmp_path / name
         path.write_text(ledger_text(rows, columns), encoding="utf-8")
         return path
+
     return write
 
 
 @pytest.fixture
 def make_notebook(tmp_path):
     """make_notebook(name, code_cells, parameters=...) -> path of a tiny notebook."""
+
     def make(name: str, cells: list[str], parameters: str | None = 'greeting: str = "hello"  # word to print') -> Path:
-        notebook = new_notebook(metadata={"kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"}})
+        notebook = new_notebook(
+            metadata={"kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"}}
+        )
         notebook.cells.append(new_markdown_cell(f"# {name}"))
         if parameters is not None:
             notebook.cells.append(new_code_cell(parameters, metadata={"tags": ["parameters"]}))
@@ -58,6 +72,7 @@ def make_notebook(tmp_path):
         path.parent.mkdir(exist_ok=True)
         nbformat.write(notebook, path)
         return path
+
     return make
 
 
@@ -71,6 +86,7 @@ def products_outside_the_project(tmp_path_factory):
     """Tests never read or write the project's own data/processed: fits a test makes without a
     build of its own (load_or_fit) are looked for, and not found, in a folder of the session's."""
     import os
+
     previous = os.environ.get("MILCOURTS_PROCESSED_DIR")
     os.environ["MILCOURTS_PROCESSED_DIR"] = str(tmp_path_factory.mktemp("processed"))
     yield
@@ -97,16 +113,34 @@ def build_report_on_ledger(tmp_path: Path, ledger, notebook: str, name: str, par
     frame["value"] = frame["value"].map(lambda v: f"{v:.0f}")
     frame.to_csv(ledger_csv, index=False)
     from milcourts.inputs.provenance import write_record
+
     write_record(ledger_csv, copied_from="simulated by the test", description="synthetic ledger for one test")
     (tmp_path / "notebooks").mkdir()
     shutil.copy(paths.NOTEBOOKS_DIR / notebook, tmp_path / "notebooks")
     run_file = tmp_path / "reports.yaml"
-    run_file.write_text(yaml.safe_dump({"reports": [{
-        "name": name, "notebook": f"notebooks/{notebook}", "title": f"Synthetic {name}",
-        "parameters": {"ledger_csv": str(ledger_csv), **parameters}}]}))
+    run_file.write_text(
+        yaml.safe_dump(
+            {
+                "reports": [
+                    {
+                        "name": name,
+                        "notebook": f"notebooks/{notebook}",
+                        "title": f"Synthetic {name}",
+                        "parameters": {"ledger_csv": str(ledger_csv), **parameters},
+                    }
+                ]
+            }
+        )
+    )
     # the project's main fit with its checks is the smoke test's; here only the run's own fits
-    settings = BuildSettings(run_file=run_file, root=tmp_path, reports_dir=tmp_path / "reports",
-                             build_dir=tmp_path / "build", processed_dir=tmp_path / "processed",
-                             make_pdf=False, main_fit=False)
+    settings = BuildSettings(
+        run_file=run_file,
+        root=tmp_path,
+        reports_dir=tmp_path / "reports",
+        build_dir=tmp_path / "build",
+        processed_dir=tmp_path / "processed",
+        make_pdf=False,
+        main_fit=False,
+    )
     build(settings=settings)
     return (settings.reports_dir / f"{name}.html").read_text(encoding="utf-8")

@@ -7,18 +7,18 @@ import pytest
 from scipy import stats
 
 from milcourts.checks.alternatives import comparison_table, rubin_pool
+from milcourts.checks.synthetic import aggregate_pattern, default_truth, publish, simulate_counts
 from milcourts.inputs.constraints import build_constraint_view
 from milcourts.model.fit import fit_filings_model
 from milcourts.model.simulate import simulate
 from milcourts.model.spec import ModelSpec
 from milcourts.model.tables import effects_table
-from milcourts.checks.synthetic import aggregate_pattern, default_truth, publish, simulate_counts
 
 
 def test_rubin_pool_by_hand():
     estimates, variances = np.array([1.0, 2.0, 3.0]), np.array([0.5, 0.5, 0.5])
     q_bar, lower, upper = rubin_pool(estimates, variances)
-    total = 0.5 + (1 + 1 / 3) * 1.0                     # W + (1 + 1/M) B, with B = 1
+    total = 0.5 + (1 + 1 / 3) * 1.0  # W + (1 + 1/M) B, with B = 1
     r = (1 + 1 / 3) * 1.0 / 0.5
     dof = 2 * (1 + 1 / r) ** 2
     assert q_bar == 2.0

@@ -25,33 +25,46 @@ from milcourts.build.execute import KERNEL_ENVIRONMENT, BuildError
 from milcourts.build.incremental import BuildSettings, cache_key, package_fingerprint
 from milcourts.build.pipeline import build
 from milcourts.build.progress import Progress
-from milcourts.build.runfile import load_runs, RunFileError
+from milcourts.build.runfile import RunFileError, load_runs
 
 
 def snapshot(directory: Path) -> dict[str, str]:
     """Every file under a directory with its checksum: 'untouched' means equal snapshots."""
     return {
         str(p.relative_to(directory)): hashlib.sha256(p.read_bytes()).hexdigest()
-        for p in sorted(directory.rglob("*")) if p.is_file()
+        for p in sorted(directory.rglob("*"))
+        if p.is_file()
     }
 
 
 @pytest.fixture
 def project(tmp_path, make_notebook):
     """A tiny project root: run file writer and settings pointing into tmp_path."""
+
     def settings_for(runs: list[dict], make_pdf: bool = False) -> BuildSettings:
         run_file = tmp_path / "reports.yaml"
         run_file.write_text(yaml.safe_dump({"reports": runs}), encoding="utf-8")
-        return BuildSettings(run_file=run_file, root=tmp_path, reports_dir=tmp_path / "reports",
-                             build_dir=tmp_path / "build", make_pdf=make_pdf,
-                             processed_dir=tmp_path / "processed", lock_file=tmp_path / "uv.lock")
+        return BuildSettings(
+            run_file=run_file,
+            root=tmp_path,
+            reports_dir=tmp_path / "reports",
+            build_dir=tmp_path / "build",
+            make_pdf=make_pdf,
+            processed_dir=tmp_path / "processed",
+            lock_file=tmp_path / "uv.lock",
+        )
+
     make_notebook("hello", ["print(greeting * 2)"])
     make_notebook("boom", ["x = 1", "1 / 0"])
     return settings_for
 
 
-HELLO = {"name": "hello", "notebook": "notebooks/hello.ipynb", "title": "Hello report",
-         "parameters": {"greeting": "hi"}}
+HELLO = {
+    "name": "hello",
+    "notebook": "notebooks/hello.ipynb",
+    "title": "Hello report",
+    "parameters": {"greeting": "hi"},
+}
 BOOM = {"name": "boom", "notebook": "notebooks/boom.ipynb", "title": "Boom"}
 
 
@@ -61,13 +74,16 @@ def test_success_publishes_html_notebook_manifest_and_index(project):
     reports = settings.reports_dir
     assert sorted(p.name for p in reports.iterdir()) == ["hello.html", "hello.ipynb", "index.html", "manifest.json"]
     html = (reports / "hello.html").read_text(encoding="utf-8")
-    assert "hihi" in html                      # the output, with the injected parameter
-    assert "print(greeting" not in html        # no code
-    assert "<h1>Hello report</h1>" in html     # title page, not the file name
+    assert "hihi" in html  # the output, with the injected parameter
+    assert "print(greeting" not in html  # no code
+    assert "<h1>Hello report</h1>" in html  # title page, not the file name
     executed = nbformat.read(reports / "hello.ipynb", as_version=4)
     assert any("injected-parameters" in c.metadata.get("tags", []) for c in executed.cells)
     manifest = json.loads((reports / "manifest.json").read_text())
-    assert manifest["reports"]["hello"]["outputs"]["hello.html"] == hashlib.sha256((reports / "hello.html").read_bytes()).hexdigest()
+    assert (
+        manifest["reports"]["hello"]["outputs"]["hello.html"]
+        == hashlib.sha256((reports / "hello.html").read_bytes()).hexdigest()
+    )
     assert entry["data_vintage"] == "2026-01-02"
     index = (reports / "index.html").read_text(encoding="utf-8")
     assert 'href="hello.html"' in index and "2026-01-02" in index
@@ -82,9 +98,12 @@ def test_raising_cell_names_notebook_cell_and_error_and_leaves_reports_untouched
     with pytest.raises(BuildError) as raised:
         build(settings=settings)
     message = str(raised.value)
-    assert "report 'boom' failed: notebook boom.ipynb, cell 4 of 4 (In [3]): ZeroDivisionError: division by zero" in message
+    assert (
+        "report 'boom' failed: notebook boom.ipynb, cell 4 of 4 (In [3]): ZeroDivisionError: division by zero"
+        in message
+    )
     assert "cell source starts: 1 / 0" in message
-    assert snapshot(settings.reports_dir) == before   # hello was rebuilt fine but not published alone
+    assert snapshot(settings.reports_dir) == before  # hello was rebuilt fine but not published alone
     assert (settings.build_dir / "failed" / "boom.ipynb").is_file()
     assert not (settings.build_dir / "staging").exists()
 
@@ -110,11 +129,13 @@ def test_notebook_without_parameters_cell_is_an_error(project, make_notebook):
 
 
 def test_run_file_problems_are_all_listed(project):
-    settings = project([
-        {"name": "Bad Name", "notebook": "notebooks/hello.ipynb", "title": "x"},
-        {"name": "missing", "notebook": "notebooks/nope.ipynb", "title": "x"},
-        {"name": "hello", "notebook": "notebooks/hello.ipynb"},
-    ])
+    settings = project(
+        [
+            {"name": "Bad Name", "notebook": "notebooks/hello.ipynb", "title": "x"},
+            {"name": "missing", "notebook": "notebooks/nope.ipynb", "title": "x"},
+            {"name": "hello", "notebook": "notebooks/hello.ipynb"},
+        ]
+    )
     with pytest.raises(RunFileError) as raised:
         build(settings=settings)
     message = str(raised.value)
@@ -154,20 +175,27 @@ def test_ledger_text_in_titles_is_escaped(project):
 
 @pytest.mark.slow
 def test_pdf_has_title_and_cyrillic_text_and_no_code(project, make_notebook):
-    make_notebook("cyrillic", ['from IPython.display import HTML, display\n'
-                               'display(HTML("<p>Самовольное оставление части, статья 337</p>"))'])
-    settings = project([{"name": "cyrillic", "notebook": "notebooks/cyrillic.ipynb",
-                         "title": "Отказ воевать: a test report"}], make_pdf=True)
+    make_notebook(
+        "cyrillic",
+        ['from IPython.display import HTML, display\ndisplay(HTML("<p>Самовольное оставление части, статья 337</p>"))'],
+    )
+    settings = project(
+        [{"name": "cyrillic", "notebook": "notebooks/cyrillic.ipynb", "title": "Отказ воевать: a test report"}],
+        make_pdf=True,
+    )
     build(settings=settings)
     pdf = pypdf.PdfReader(settings.reports_dir / "cyrillic.pdf")
     text = "\n".join(page.extract_text() for page in pdf.pages)
-    assert "Отказ воевать: a test report" in pdf.pages[0].extract_text()   # title page
+    assert "Отказ воевать: a test report" in pdf.pages[0].extract_text()  # title page
     assert "Самовольное оставление части, статья 337" in text
     assert "display(HTML" not in text
-    assert pdf.pages[0].mediabox.width == pytest.approx(595, abs=2)         # A4, not Letter
-    fonts = {str(f.get_object().get("/BaseFont")) for p in pdf.pages
-             for f in p.get("/Resources", {}).get("/Font", {}).values()}
-    assert any("DejaVuSans" in f for f in fonts), fonts                    # embedded, Cyrillic-capable
+    assert pdf.pages[0].mediabox.width == pytest.approx(595, abs=2)  # A4, not Letter
+    fonts = {
+        str(f.get_object().get("/BaseFont"))
+        for p in pdf.pages
+        for f in p.get("/Resources", {}).get("/Font", {}).values()
+    }
+    assert any("DejaVuSans" in f for f in fonts), fonts  # embedded, Cyrillic-capable
 
 
 @pytest.mark.slow
@@ -176,15 +204,22 @@ def test_sigterm_during_build_leaves_reports_untouched(tmp_path, make_notebook):
     root = tmp_path
     shutil.copytree(paths.RAW_DATA_DIR, root / "data" / "raw")
     make_notebook("slow", ["import pathlib, time\npathlib.Path('started').touch()\ntime.sleep(120)"])
-    (root / "reports.yaml").write_text(yaml.safe_dump({"reports": [
-        {"name": "slow", "notebook": "notebooks/slow.ipynb", "title": "Slow"}]}))
+    (root / "reports.yaml").write_text(
+        yaml.safe_dump({"reports": [{"name": "slow", "notebook": "notebooks/slow.ipynb", "title": "Slow"}]})
+    )
     reports = root / "reports"
     reports.mkdir()
     (reports / "slow.html").write_text("last good report")
     before = snapshot(reports)
     env = {**os.environ, "MILCOURTS_ROOT": str(root)}
-    process = subprocess.Popen([sys.executable, "-m", "milcourts", "build", "--no-pdf"], cwd=root, env=env,
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "milcourts", "build", "--no-pdf"],
+        cwd=root,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     deadline = time.monotonic() + 60
     while not (root / "started").exists():
         assert process.poll() is None, process.communicate()
@@ -202,8 +237,10 @@ def test_kernels_run_with_one_blas_thread_and_the_fixed_malloc_threshold(project
     """What KERNEL_ENVIRONMENT is for: kernels that do not oversubscribe the cores (--jobs) and
     do not fault in fresh pages for every numpy temporary. Read back from inside a kernel."""
     names = sorted(KERNEL_ENVIRONMENT)
-    make_notebook("environment", ["import os\n" + "".join(
-        f"print('{name}=' + os.environ.get('{name}', 'unset'))\n" for name in names)])
+    make_notebook(
+        "environment",
+        ["import os\n" + "".join(f"print('{name}=' + os.environ.get('{name}', 'unset'))\n" for name in names)],
+    )
     settings = project([{"name": "environment", "notebook": "notebooks/environment.ipynb", "title": "Environment"}])
     build(settings=settings)
     html = (settings.reports_dir / "environment.html").read_text(encoding="utf-8")
@@ -224,6 +261,7 @@ def test_same_inputs_give_byte_identical_html(project, monkeypatch):
 
 
 # ----------------------------------------------------------------------------- incremental builds
+
 
 def test_rebuild_with_nothing_changed_starts_no_kernel_and_touches_nothing(project, monkeypatch):
     settings = project([HELLO])
@@ -295,10 +333,13 @@ def test_package_fingerprint_is_stable():
 
 # ----------------------------------------------------------------------------- jobs, time limits, logs
 
+
 def test_jobs_run_in_parallel_processes_and_publish_all(project, make_notebook, capsys):
     make_notebook("pid", ["import os\nprint(os.getppid())"])
-    runs = [{"name": f"pid-{i}", "notebook": "notebooks/pid.ipynb", "title": f"Pid {i}",
-             "parameters": {"greeting": str(i)}} for i in range(3)]
+    runs = [
+        {"name": f"pid-{i}", "notebook": "notebooks/pid.ipynb", "title": f"Pid {i}", "parameters": {"greeting": str(i)}}
+        for i in range(3)
+    ]
     settings = replace(project(runs), jobs=2)
     entries = build(settings=settings)
     assert sorted(e["name"] for e in entries) == ["pid-0", "pid-1", "pid-2"]
@@ -331,7 +372,8 @@ def test_progress_is_one_line_redrawn_on_a_terminal_and_lines_in_a_log():
         "\r\033[K[........................] 0/2 runs | a cell 1/4"
         "\r\033[K[........................] 0/2 runs | a cell 1/4, b cell 3/10"
         "\r\033[Ka: done in 1.2 s\n"
-        "\r\033[K[############............] 1/2 runs | b cell 3/10\n")
+        "\r\033[K[############............] 1/2 runs | b cell 3/10\n"
+    )
     assert log.getvalue().splitlines() == [
         "[........................] 0/2 runs | a cell 1/4",
         "[........................] 0/2 runs | a cell 1/4, b cell 3/10",
@@ -342,18 +384,23 @@ def test_progress_is_one_line_redrawn_on_a_terminal_and_lines_in_a_log():
 
 def test_a_run_over_its_time_limit_is_an_error_naming_it(project, make_notebook):
     make_notebook("slow", ["import time\ntime.sleep(30)"])
-    settings = replace(project([HELLO, {"name": "slow", "notebook": "notebooks/slow.ipynb", "title": "Slow"}]),
-                       run_timeout_seconds=8)
+    settings = replace(
+        project([HELLO, {"name": "slow", "notebook": "notebooks/slow.ipynb", "title": "Slow"}]), run_timeout_seconds=8
+    )
     build(settings=replace(settings, run_file=project([HELLO]).run_file))
     before = snapshot(settings.reports_dir)
-    settings = replace(project([HELLO, {"name": "slow", "notebook": "notebooks/slow.ipynb", "title": "Slow"}]),
-                       run_timeout_seconds=8, force=True)
+    settings = replace(
+        project([HELLO, {"name": "slow", "notebook": "notebooks/slow.ipynb", "title": "Slow"}]),
+        run_timeout_seconds=8,
+        force=True,
+    )
     with pytest.raises(BuildError, match=r"report 'slow' did not finish within its time limit of 8 s"):
         build(settings=settings)
     assert snapshot(settings.reports_dir) == before
 
 
 # ----------------------------------------------------------------------------- hostile input, interruptions
+
 
 @pytest.mark.parametrize("content", [b"this is not json", b"", b"{}", b'{"cells": 3}', b"\xff\xfe"])
 def test_a_notebook_entry_that_is_not_a_notebook_is_a_clear_error(project, tmp_path, content):
@@ -365,8 +412,18 @@ def test_a_notebook_entry_that_is_not_a_notebook_is_a_clear_error(project, tmp_p
 
 
 @pytest.mark.parametrize("force", [False, True])
-@pytest.mark.parametrize("damage", ["truncated", "empty", "{}", "a list", "an entry without outputs",
-                                    "outputs outside reports/", "a reader's file as an output"])
+@pytest.mark.parametrize(
+    "damage",
+    [
+        "truncated",
+        "empty",
+        "{}",
+        "a list",
+        "an entry without outputs",
+        "outputs outside reports/",
+        "a reader's file as an output",
+    ],
+)
 def test_a_damaged_manifest_is_a_reason_to_rebuild_never_a_crash(project, tmp_path, damage, force):
     settings = project([HELLO])
     build(settings=settings)
@@ -378,11 +435,17 @@ def test_a_damaged_manifest_is_a_reason_to_rebuild_never_a_crash(project, tmp_pa
     hostile["reports"]["hello"]["outputs"]["../precious.txt"] = "0" * 64
     forged = json.loads(text)
     forged["reports"]["hello"]["outputs"]["hello.notes.txt"] = "0" * 64
-    manifest.write_text({
-        "truncated": text[: len(text) // 2], "empty": "", "{}": "{}", "a list": "[1, 2]",
-        "an entry without outputs": json.dumps({"reports": {"hello": {"name": "hello"}}}),
-        "outputs outside reports/": json.dumps(hostile), "a reader's file as an output": json.dumps(forged),
-    }[damage])
+    manifest.write_text(
+        {
+            "truncated": text[: len(text) // 2],
+            "empty": "",
+            "{}": "{}",
+            "a list": "[1, 2]",
+            "an entry without outputs": json.dumps({"reports": {"hello": {"name": "hello"}}}),
+            "outputs outside reports/": json.dumps(hostile),
+            "a reader's file as an output": json.dumps(forged),
+        }[damage]
+    )
     assert [e["name"] for e in build(settings=replace(settings, force=force))] == ["hello"]
     rebuilt = json.loads(manifest.read_text())
     assert set(rebuilt["reports"]) == {"hello"}
@@ -402,8 +465,10 @@ def test_after_the_manifest_is_deleted_the_index_still_lists_every_report_on_dis
     assert 'href="hello.html"' in index and 'href="other.html"' in index and "Other report" in index
     manifest = json.loads((settings.reports_dir / "manifest.json").read_text())
     assert sorted(manifest["reports"]) == ["hello", "other"]
-    assert manifest["reports"]["other"]["outputs"]["other.html"] == \
-        hashlib.sha256((settings.reports_dir / "other.html").read_bytes()).hexdigest()
+    assert (
+        manifest["reports"]["other"]["outputs"]["other.html"]
+        == hashlib.sha256((settings.reports_dir / "other.html").read_bytes()).hexdigest()
+    )
     # a recovered entry has no cache key: the next build of that run executes it again
     assert [e["name"] for e in build(settings=settings)] == ["other"]
 
@@ -412,11 +477,22 @@ def test_a_runs_own_ledger_is_checked_against_its_provenance_and_recorded(projec
     from milcourts.inputs.provenance import ProvenanceError, sha256_of, write_record
     from tests.conftest import row
 
-    make_notebook("ledgered", ["print('read', ledger_csv)"],
-                  parameters='ledger_csv: str = "data/raw/published_figures.csv"  # ledger to read')
+    make_notebook(
+        "ledgered",
+        ["print('read', ledger_csv)"],
+        parameters='ledger_csv: str = "data/raw/published_figures.csv"  # ledger to read',
+    )
     other = write_ledger([row(source_date="2024-05-06")], name="other.csv")
-    settings = project([{"name": "ledgered", "notebook": "notebooks/ledgered.ipynb", "title": "Ledgered",
-                         "parameters": {"ledger_csv": str(other)}}])
+    settings = project(
+        [
+            {
+                "name": "ledgered",
+                "notebook": "notebooks/ledgered.ipynb",
+                "title": "Ledgered",
+                "parameters": {"ledger_csv": str(other)},
+            }
+        ]
+    )
     with pytest.raises(ProvenanceError, match=r"other.provenance.yml: provenance record not found"):
         build(settings=settings)
     assert not settings.reports_dir.exists()
@@ -433,10 +509,14 @@ def test_a_runs_own_ledger_is_checked_against_its_provenance_and_recorded(projec
 
 def test_a_notebooks_default_ledger_is_the_one_checked(project, make_notebook, tmp_path):
     """Without a ledger_csv in the run file, the notebook's own default is what it reads."""
-    make_notebook("ledgered", ["print('read', ledger_csv)"],
-                  parameters='ledger_csv: str = "data/raw/published_figures.csv"  # ledger to read')
+    make_notebook(
+        "ledgered",
+        ["print('read', ledger_csv)"],
+        parameters='ledger_csv: str = "data/raw/published_figures.csv"  # ledger to read',
+    )
     settings = project([{"name": "ledgered", "notebook": "notebooks/ledgered.ipynb", "title": "Ledgered"}])
     from milcourts.inputs.provenance import ProvenanceError
+
     with pytest.raises(ProvenanceError, match=r"data/raw/published_figures.csv: raw file not found"):
         build(settings=settings)  # tmp_path/data/raw holds no ledger: the default is resolved from the root
     shutil.copytree(paths.RAW_DATA_DIR, tmp_path / "data" / "raw")
@@ -461,8 +541,9 @@ def _cli_project(root: Path, make_notebook, cells: list[str]) -> dict:
     """A project root the CLI can build in its own process: the real raw data, one notebook."""
     shutil.copytree(paths.RAW_DATA_DIR, root / "data" / "raw")
     make_notebook("slow", cells)
-    (root / "reports.yaml").write_text(yaml.safe_dump({"reports": [
-        {"name": "slow", "notebook": "notebooks/slow.ipynb", "title": "Slow"}]}))
+    (root / "reports.yaml").write_text(
+        yaml.safe_dump({"reports": [{"name": "slow", "notebook": "notebooks/slow.ipynb", "title": "Slow"}]})
+    )
     return {**os.environ, "MILCOURTS_ROOT": str(root)}
 
 
@@ -482,13 +563,22 @@ def _ignore_sigint():
 @pytest.mark.slow
 @pytest.mark.parametrize("when", ["while the kernel starts", "while a cell runs"])
 def test_sigint_to_the_build_process_alone_stops_it_without_publishing(tmp_path, make_notebook, when):
-    env = _cli_project(tmp_path, make_notebook, ["import pathlib, time\npathlib.Path('started').touch()\ntime.sleep(30)"])
+    env = _cli_project(
+        tmp_path, make_notebook, ["import pathlib, time\npathlib.Path('started').touch()\ntime.sleep(30)"]
+    )
     reports = tmp_path / "reports"
     reports.mkdir()
     (reports / "slow.html").write_text("last good report")
     before = snapshot(reports)
-    process = subprocess.Popen([sys.executable, "-m", "milcourts", "build", "--no-pdf"], cwd=tmp_path, env=env,
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, preexec_fn=_ignore_sigint)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "milcourts", "build", "--no-pdf"],
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        preexec_fn=_ignore_sigint,
+    )
     _wait_for(tmp_path / ("build/logs/slow.log" if when == "while the kernel starts" else "started"), process)
     process.send_signal(signal.SIGINT)
     _, err = process.communicate(timeout=60)
@@ -500,15 +590,32 @@ def test_sigint_to_the_build_process_alone_stops_it_without_publishing(tmp_path,
 
 @pytest.mark.slow
 def test_a_second_build_in_the_same_checkout_refuses_while_the_first_runs(tmp_path, make_notebook):
-    env = _cli_project(tmp_path, make_notebook, [
-        "import pathlib, time\npathlib.Path('started').touch()\n"
-        "for _ in range(600):\n    if pathlib.Path('release').exists():\n        break\n    time.sleep(0.1)"])
-    first = subprocess.Popen([sys.executable, "-m", "milcourts", "build", "--no-pdf"], cwd=tmp_path, env=env,
-                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    env = _cli_project(
+        tmp_path,
+        make_notebook,
+        [
+            "import pathlib, time\npathlib.Path('started').touch()\n"
+            "for _ in range(600):\n    if pathlib.Path('release').exists():\n        break\n    time.sleep(0.1)"
+        ],
+    )
+    first = subprocess.Popen(
+        [sys.executable, "-m", "milcourts", "build", "--no-pdf"],
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     _wait_for(tmp_path / "started", first)
     log_before = (tmp_path / "build" / "logs" / "slow.log").read_text()
-    second = subprocess.run([sys.executable, "-m", "milcourts", "build", "--no-pdf", "--force"], cwd=tmp_path,
-                            env=env, capture_output=True, text=True, timeout=60)
+    second = subprocess.run(
+        [sys.executable, "-m", "milcourts", "build", "--no-pdf", "--force"],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert second.returncode == 1
     assert f"another build is running in this checkout (process {first.pid}" in second.stderr
     assert (tmp_path / "build" / "logs" / "slow.log").read_text().startswith(log_before)
@@ -519,14 +626,20 @@ def test_a_second_build_in_the_same_checkout_refuses_while_the_first_runs(tmp_pa
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("damage", ["", "{\"reports\": ", "{}"])
+@pytest.mark.parametrize("damage", ["", '{"reports": ', "{}"])
 def test_the_command_line_rebuilds_over_a_damaged_manifest(tmp_path, make_notebook, damage):
     env = _cli_project(tmp_path, make_notebook, ["print('fine')"])
     (tmp_path / "reports").mkdir()
     (tmp_path / "reports" / "manifest.json").write_text(damage)
     for extra in ([], ["--force"]):
-        done = subprocess.run([sys.executable, "-m", "milcourts", "build", "--no-pdf", *extra], cwd=tmp_path,
-                              env=env, capture_output=True, text=True, timeout=120)
+        done = subprocess.run(
+            [sys.executable, "-m", "milcourts", "build", "--no-pdf", *extra],
+            cwd=tmp_path,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
         assert done.returncode == 0, done.stderr
         assert "Traceback" not in done.stderr
         (tmp_path / "reports" / "manifest.json").write_text(damage)

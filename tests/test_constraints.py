@@ -49,8 +49,19 @@ def view_of(write_ledger, rows, **kwargs):
 
 
 def test_weights_matrix_and_long_form(write_ledger):
-    view = view_of(write_ledger, [row(figure_id="F001", period_start="2022-09-21", period_end="2022-10-31",
-                                      measure="cumulative", source_date="2022-11-01")], first_month="2022-08")
+    view = view_of(
+        write_ledger,
+        [
+            row(
+                figure_id="F001",
+                period_start="2022-09-21",
+                period_end="2022-10-31",
+                measure="cumulative",
+                source_date="2022-11-01",
+            )
+        ],
+        first_month="2022-08",
+    )
     assert [str(m) for m in view.months] == ["2022-08", "2022-09", "2022-10"]
     assert view.month_weights.loc["F001"].tolist() == pytest.approx([0.0, 1 / 3, 1.0])
     long = view.weights_long()
@@ -87,8 +98,9 @@ def test_latest_vintage_preferred_and_all_kept(write_ledger):
     rows = [
         row(figure_id="F001", period_end="2023-12-29", value="5024", source_date="2023-12-29"),
         row(figure_id="F002", period_end="2023-12-31", value="5092", source_date="2024-03-04"),
-        row(figure_id="F003", period_start="2023-01-01", period_end="2023-06-30", value="2076",
-            source_date="2023-07-19"),
+        row(
+            figure_id="F003", period_start="2023-01-01", period_end="2023-06-30", value="2076", source_date="2023-07-19"
+        ),
     ]
     view = view_of(write_ledger, rows)
     figures = view.figures.set_index("figure_id")
@@ -101,10 +113,22 @@ def test_latest_vintage_preferred_and_all_kept(write_ledger):
 
 def test_running_totals_weeks_apart_are_different_periods(write_ledger):
     rows = [
-        row(figure_id="F001", measure="cumulative", period_start="2022-09-21", period_end="2023-04-03",
-            value="629", source_date="2023-04-11"),
-        row(figure_id="F002", measure="cumulative", period_start="2022-09-21", period_end="2023-04-27",
-            value="951", source_date="2023-05-02"),
+        row(
+            figure_id="F001",
+            measure="cumulative",
+            period_start="2022-09-21",
+            period_end="2023-04-03",
+            value="629",
+            source_date="2023-04-11",
+        ),
+        row(
+            figure_id="F002",
+            measure="cumulative",
+            period_start="2022-09-21",
+            period_end="2023-04-27",
+            value="951",
+            source_date="2023-05-02",
+        ),
     ]
     view = view_of(write_ledger, rows)
     assert view.figures["n_vintages"].tolist() == [1, 1]
@@ -114,8 +138,7 @@ def test_parts_exceeding_whole_published_later_is_a_conflict(write_ledger):
     rows = [
         row(figure_id="F001", period_start="2023-01-01", period_end="2023-12-31", value="5092"),
         row(figure_id="F002", period_start="2024-01-01", period_end="2024-02-29", value="1234"),
-        row(figure_id="F003", measure="cumulative", period_start="2022-09-21", period_end="2024-02-29",
-            value="6308"),
+        row(figure_id="F003", measure="cumulative", period_start="2022-09-21", period_end="2024-02-29", value="6308"),
     ]
     view = view_of(write_ledger, rows)
     (conflict,) = view.conflicts.to_dict("records")
@@ -132,8 +155,9 @@ def test_best_disjoint_parts_are_used_not_overlapping_ones(write_ledger):
         row(figure_id="F001", period_start="2023-01-01", period_end="2023-03-31", value="40"),
         row(figure_id="F002", period_start="2023-03-01", period_end="2023-04-30", value="45"),
         row(figure_id="F003", period_start="2023-04-01", period_end="2023-06-30", value="50"),
-        row(figure_id="F004", period_start="2023-01-01", period_end="2023-06-30", value="100",
-            source_date="2024-03-05"),
+        row(
+            figure_id="F004", period_start="2023-01-01", period_end="2023-06-30", value="100", source_date="2024-03-05"
+        ),
     ]
     assert view_of(write_ledger, rows).conflicts.empty
     rows[3]["value"] = "89"
@@ -143,10 +167,12 @@ def test_best_disjoint_parts_are_used_not_overlapping_ones(write_ledger):
 
 def test_revision_can_explain_a_part_published_after_its_whole(write_ledger):
     rows = [
-        row(figure_id="F001", period_start="2023-01-01", period_end="2023-06-30", value="2100",
-            source_date="2024-03-04"),
-        row(figure_id="F002", period_start="2023-01-01", period_end="2023-09-30", value="2000",
-            source_date="2023-10-01"),
+        row(
+            figure_id="F001", period_start="2023-01-01", period_end="2023-06-30", value="2100", source_date="2024-03-04"
+        ),
+        row(
+            figure_id="F002", period_start="2023-01-01", period_end="2023-09-30", value="2000", source_date="2023-10-01"
+        ),
     ]
     assert view_of(write_ledger, rows).conflicts.empty
 

@@ -23,21 +23,26 @@ def test_there_are_notebooks():
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
 def test_notebook_has_no_outputs_or_execution_counts(path):
     notebook = nbformat.read(path, as_version=4)
-    dirty = [i for i, c in enumerate(notebook.cells)
-             if c.cell_type == "code" and (c.outputs or c.execution_count is not None)]
+    dirty = [
+        i
+        for i, c in enumerate(notebook.cells)
+        if c.cell_type == "code" and (c.outputs or c.execution_count is not None)
+    ]
     assert not dirty, f"{path.name}: cells {dirty} carry outputs; clear them before committing"
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
 def test_notebook_is_thin_with_typed_commented_parameters(path):
     notebook = nbformat.read(path, as_version=4)
-    assert notebook.cells[0].cell_type == "markdown" and notebook.cells[0].source.startswith("# "), \
+    assert notebook.cells[0].cell_type == "markdown" and notebook.cells[0].source.startswith("# "), (
         "first cell states the notebook's purpose"
+    )
     index = parameters_cell_index(notebook)
     assert index == 1, f"{path.name}: the parameters cell comes right after the purpose"
     for line in notebook.cells[index].source.splitlines():
-        assert re.fullmatch(r"[a-z_][a-z0-9_]*: (str|int|float|bool) = .+  # .+", line), \
+        assert re.fullmatch(r"[a-z_][a-z0-9_]*: (str|int|float|bool) = .+  # .+", line), (
             f"{path.name}: parameter line is not 'name: type = literal  # comment': {line!r}"
+        )
         ast.literal_eval(line.split("=", 1)[1].split("  #", 1)[0].strip())
     longest = max(len(c.source.splitlines()) for c in notebook.cells if c.cell_type == "code")
     assert longest <= 12, f"{path.name}: a code cell of {longest} lines belongs in the package"
@@ -98,3 +103,18 @@ def test_no_figure_is_typed_into_notebook_prose(path):
         if cell.cell_type == "markdown":
             typed = re.findall(r"\d[\d,.%]*", cell.source)
             assert not typed, f"{path.name} cell {index}: typed figures {typed} belong in a narrative function"
+
+
+@pytest.mark.parametrize("command", [["check"], ["format", "--check"]], ids=["lint", "format"])
+def test_ruff_passes_on_the_package_tests_benchmarks_and_notebooks(command):
+    """Lint and formatting as configured in pyproject.toml ([tool.ruff]); `ruff format` fixes the latter."""
+    import subprocess
+    import sys
+
+    done = subprocess.run(
+        [sys.executable, "-m", "ruff", *command, "milcourts", "tests", "benchmarks", "notebooks"],
+        cwd=paths.PROJECT_ROOT,
+        capture_output=True,
+        text=True,
+    )
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-1000:]

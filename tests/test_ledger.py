@@ -6,7 +6,7 @@ import pandas as pd
 import pytest
 
 from milcourts.__main__ import main
-from milcourts.inputs.ledger import check_ledger, LEDGER_COLUMNS, LedgerValidationError, load_ledger
+from milcourts.inputs.ledger import LEDGER_COLUMNS, LedgerValidationError, check_ledger, load_ledger
 from tests.conftest import ledger_text, row
 
 
@@ -56,7 +56,9 @@ def test_extra_unknown_column(tmp_path):
     path = tmp_path / "extra.csv"
     text = ledger_text([row()]).splitlines()
     path.write_text("\n".join([text[0] + ",comment", text[1] + ",hi"]) + "\n", encoding="utf-8")
-    assert issues_of(path) == [f"{path}:1: column 'comment': expected only the known ledger columns (unknown extra column)"]
+    assert issues_of(path) == [
+        f"{path}:1: column 'comment': expected only the known ledger columns (unknown extra column)"
+    ]
 
 
 @pytest.mark.parametrize(
@@ -64,10 +66,17 @@ def test_extra_unknown_column(tmp_path):
     [
         ({"period_start": "2023-02-30"}, "period_start", "an ISO date YYYY-MM-DD (or empty), found '2023-02-30'"),
         ({"period_end": "31/12/2023"}, "period_end", "an ISO date YYYY-MM-DD (or empty), found '31/12/2023'"),
-        ({"period_start": "2024-01-01", "period_end": "2023-12-31"}, "period_end",
-         "a date on or after period_start 2024-01-01, found '2023-12-31'"),
+        (
+            {"period_start": "2024-01-01", "period_end": "2023-12-31"},
+            "period_end",
+            "a date on or after period_start 2024-01-01, found '2023-12-31'",
+        ),
         ({"value": "-5"}, "value", "a non-negative number, found '-5'"),
-        ({"value": "about 500"}, "value", "a number in ASCII digits, without exponent (like 1234 or 12.5), found 'about 500'"),
+        (
+            {"value": "about 500"},
+            "value",
+            "a number in ASCII digits, without exponent (like 1234 or 12.5), found 'about 500'",
+        ),
         ({"article": "339"}, "article", "one of 337, 338, 332, all_refusal, na, found '339'"),
         ({"measure": "total"}, "measure", "one of count, cumulative"),
         ({"value_qualifier": "roughly"}, "value_qualifier", "one of exact, at_least, approx, at_most, found 'roughly'"),
@@ -123,15 +132,21 @@ def test_row_with_too_many_fields(tmp_path):
 
 
 def test_every_problem_is_reported_at_once(write_ledger):
-    path = write_ledger([
-        row(value="-1"),
-        row(figure_id="F002", article="999", period_start="2023-13-01"),
-        row(figure_id="F003", value_qualifier="maybe"),
-    ])
+    path = write_ledger(
+        [
+            row(value="-1"),
+            row(figure_id="F002", article="999", period_start="2023-13-01"),
+            row(figure_id="F003", value_qualifier="maybe"),
+        ]
+    )
     messages = issues_of(path)
     assert len(messages) == 4
     assert [m.split(": column")[0] for m in messages] == [
-        f"{path}:2 [F001]", f"{path}:3 [F002]", f"{path}:3 [F002]", f"{path}:4 [F003]"]
+        f"{path}:2 [F001]",
+        f"{path}:3 [F002]",
+        f"{path}:3 [F002]",
+        f"{path}:4 [F003]",
+    ]
 
 
 def test_load_ledger_raises_with_all_issues(write_ledger):
@@ -145,8 +160,9 @@ def test_load_ledger_raises_with_all_issues(write_ledger):
 def test_cli_valid_prints_one_line_summary(real_ledger, capsys):
     assert main(["validate-ledger", str(real_ledger)]) == 0
     out = capsys.readouterr().out.strip().splitlines()
-    assert out == ["published_figures.csv: valid; 161 figures, 6 series, 61 court-filing figures, "
-                   "latest source_date 2026-01-02"]
+    assert out == [
+        "published_figures.csv: valid; 161 figures, 6 series, 61 court-filing figures, latest source_date 2026-01-02"
+    ]
 
 
 def test_cli_invalid_exits_nonzero_with_messages(write_ledger, capsys):
@@ -164,8 +180,8 @@ def test_cli_missing_file(tmp_path, capsys):
 
 # ----------------------------------------------------------------------------- impossible values
 
-ARABIC_INDIC = "\u0661\u0662\u0663"      # ١٢٣
-FULL_WIDTH = "\uff11\uff12\uff13"        # １２３
+ARABIC_INDIC = "\u0661\u0662\u0663"  # ١٢٣
+FULL_WIDTH = "\uff11\uff12\uff13"  # １２３
 
 
 @pytest.mark.parametrize(
@@ -194,7 +210,9 @@ def test_impossible_values_are_rejected_with_line_id_and_column(write_ledger, ch
     path = write_ledger([row(figure_id="F001"), row(**{"figure_id": "F002", **changes})])
     messages = issues_of(path)
     figure_id = changes.get("figure_id", "F002")
-    assert any(m.startswith(f"{path}:3 [{figure_id}]: column '{column}': expected {expected}") for m in messages), messages
+    assert any(m.startswith(f"{path}:3 [{figure_id}]: column '{column}': expected {expected}") for m in messages), (
+        messages
+    )
 
 
 def test_line_breaks_and_tabs_stay_allowed_in_quotes_and_notes(write_ledger):

@@ -10,14 +10,13 @@ import pandas as pd
 import pytest
 
 from milcourts.__main__ import main
+from milcourts.checks.synthetic import aggregate_pattern, default_truth, publish, simulate_counts
 from milcourts.inputs.constraints import build_constraint_view
 from milcourts.inputs.ledger import published_by
-from milcourts.model.tables import fit_to_ledger_table, monthly_filings_table
 from milcourts.model.fit import fit_filings_model
 from milcourts.model.simulate import predict_total, simulate
-from milcourts.model.spec import ModelSpec, PRIOR_PRE_SLOPE_SD
-from milcourts.model.tables import effects_table
-from milcourts.checks.synthetic import aggregate_pattern, default_truth, publish, simulate_counts
+from milcourts.model.spec import PRIOR_PRE_SLOPE_SD, ModelSpec
+from milcourts.model.tables import effects_table, fit_to_ledger_table, monthly_filings_table
 
 FAST = ModelSpec(penalty_grid=(0.1, 1.0), n_draws=1000)
 
@@ -71,10 +70,13 @@ def test_contradictory_ledger_is_reported_not_crashed():
     counts = simulate_counts(truth, np.random.default_rng(3))
     ledger = publish(truth, counts, aggregate_pattern(articles=("337",), include_all_articles=False))
     # a whole published later than its parts but smaller than them: no revision explains it
-    whole = ledger.iloc[[0]].assign(figure_id="F900", period_start=pd.Timestamp("2021-01-01"),
-                                    period_end=pd.Timestamp("2022-12-31"),
-                                    value=float(ledger.iloc[0]["value"]) / 2,
-                                    source_date=pd.Timestamp("2025-07-01"))
+    whole = ledger.iloc[[0]].assign(
+        figure_id="F900",
+        period_start=pd.Timestamp("2021-01-01"),
+        period_end=pd.Timestamp("2022-12-31"),
+        value=float(ledger.iloc[0]["value"]) / 2,
+        source_date=pd.Timestamp("2025-07-01"),
+    )
     ledger = pd.concat([ledger, whole], ignore_index=True)
     view = build_constraint_view(ledger)
     assert "F900" in set(view.conflicts["whole_figure_id"])
@@ -87,8 +89,17 @@ def test_contradictory_ledger_is_reported_not_crashed():
 def test_output_tables_follow_the_documented_interfaces(synthetic_fit, tmp_path):
     truth, _, fitted, draws = synthetic_fit
     monthly = monthly_filings_table(fitted, draws)
-    assert list(monthly.columns) == ["article", "month", "expected", "lower_80", "upper_80", "lower_95",
-                                     "upper_95", "has_published_month", "is_forecast"]
+    assert list(monthly.columns) == [
+        "article",
+        "month",
+        "expected",
+        "lower_80",
+        "upper_80",
+        "lower_95",
+        "upper_95",
+        "has_published_month",
+        "is_forecast",
+    ]
     assert set(monthly["article"]) == {"337", "338", "332", "all_refusal"}
     assert (monthly["lower_95"] <= monthly["lower_80"]).all() and (monthly["upper_80"] <= monthly["upper_95"]).all()
     assert monthly.groupby("article")["is_forecast"].sum().eq(FAST.forecast_months).all()
@@ -148,9 +159,12 @@ def test_reconstruction_is_integer_nonnegative_and_pinned_by_a_published_month()
     march = list(conditioned.months.astype(str)).index("2024-03")
     published = ledger.set_index(["period_start"]).loc[pd.Timestamp("2024-03-01"), "value"]
     given = conditioned.counts[:, 0, march]
-    assert abs(np.median(given) - published) < 0.05 * published            # pinned to the figure
-    width = lambda x: np.subtract(*np.quantile(x, [0.975, 0.025]))
-    assert width(given) < 0.5 * width(free.counts[:, 0, march])             # and sharper for it
+    assert abs(np.median(given) - published) < 0.05 * published  # pinned to the figure
+
+    def width(x):
+        return np.subtract(*np.quantile(x, [0.975, 0.025]))
+
+    assert width(given) < 0.5 * width(free.counts[:, 0, march])  # and sharper for it
 
 
 def test_break_profile_finds_the_true_break_month(synthetic_fit):
@@ -179,8 +193,7 @@ def test_mobilisation_base_share_is_recovered_and_does_not_bias_the_break():
     Mediazona's new-parts base does, beside annual totals and 2024 months in the full base."""
     truth = replace(default_truth(), mobilisation_base_share=(0.8, 0.2))
     counts = simulate_counts(truth, np.random.default_rng(21))
-    ledger = publish(truth, counts, aggregate_pattern(articles=("337",), include_all_articles=False,
-                                                      months_2024=True))
+    ledger = publish(truth, counts, aggregate_pattern(articles=("337",), include_all_articles=False, months_2024=True))
     fitted = fit_filings_model(build_constraint_view(ledger), FAST)
     draws = simulate(fitted)
     effects = effects_table(fitted, draws)
@@ -198,21 +211,33 @@ def test_mobilisation_base_share_is_recovered_and_does_not_bias_the_break():
 def test_bounds_count_as_misfit_only_when_the_fit_breaks_them(synthetic_fit):
     truth, _, fitted, draws = synthetic_fit
     table = fit_to_ledger_table(fitted, draws).set_index("figure_id")
-    annual = table[(table["period_start"] == "2023-01-01") & (table["period_end"] == "2023-12-31")
-                   & (table["article"] == "337")].iloc[0]
+    annual = table[
+        (table["period_start"] == "2023-01-01") & (table["period_end"] == "2023-12-31") & (table["article"] == "337")
+    ].iloc[0]
     ledger = publish(truth, simulate_counts(truth, np.random.default_rng(7)), aggregate_pattern(months_2024=True))
     bound = ledger[ledger["figure_id"] == annual.name].copy()
     rows = []
-    for fid, qualifier, factor in (("F901", "at_least", 0.5), ("F902", "at_least", 2.0),
-                                   ("F903", "at_most", 2.0), ("F904", "at_most", 0.5)):
-        rows.append(bound.assign(figure_id=fid, value_qualifier=qualifier, value=annual["value"] * factor,
-                                 period_start=pd.Timestamp("2023-01-01"), period_end=pd.Timestamp("2023-12-30")))
+    for fid, qualifier, factor in (
+        ("F901", "at_least", 0.5),
+        ("F902", "at_least", 2.0),
+        ("F903", "at_most", 2.0),
+        ("F904", "at_most", 0.5),
+    ):
+        rows.append(
+            bound.assign(
+                figure_id=fid,
+                value_qualifier=qualifier,
+                value=annual["value"] * factor,
+                period_start=pd.Timestamp("2023-01-01"),
+                period_end=pd.Timestamp("2023-12-30"),
+            )
+        )
     view = build_constraint_view(pd.concat([ledger, *rows], ignore_index=True))
     refit = fit_filings_model(view, FAST)
     out = fit_to_ledger_table(refit, simulate(refit)).set_index("figure_id")
-    assert out.loc["F901", "is_inside_95"] and out.loc["F901", "standardised_residual"] == 0   # "at least half"
+    assert out.loc["F901", "is_inside_95"] and out.loc["F901", "standardised_residual"] == 0  # "at least half"
     assert not out.loc["F902", "is_inside_95"] and out.loc["F902", "standardised_residual"] > 0
-    assert out.loc["F903", "is_inside_95"] and out.loc["F903", "standardised_residual"] == 0   # "at most double"
+    assert out.loc["F903", "is_inside_95"] and out.loc["F903", "standardised_residual"] == 0  # "at most double"
     assert not out.loc["F904", "is_inside_95"] and out.loc["F904", "standardised_residual"] < 0
 
 
@@ -269,8 +294,8 @@ except ValueError as error:
 def test_a_month_range_the_model_was_not_built_for_is_refused_before_allocating(start):
     import subprocess
     import sys
-    done = subprocess.run([sys.executable, "-c", _FAR_RANGE_SCRIPT, start], capture_output=True, text=True,
-                          timeout=120)
+
+    done = subprocess.run([sys.executable, "-c", _FAR_RANGE_SCRIPT, start], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr[-2000:]
     assert "REFUSED:" in done.stdout and "the model is built for at most 120 months" in done.stdout, done.stdout
     assert f"starts {start}" in done.stdout

@@ -52,10 +52,27 @@ def counted(monkeypatch, tiny):
         if with_checks:
             tables.update(
                 break_effects=tiny.tables["effects"].iloc[:1],
-                break_profile=pd.DataFrame({"break_month": ["2022-10"], "penalised_loglik": [-1.0], "converged": [True],
-                                            "drop_from_best": [0.0], "is_in_95_interval": [True]}),
-                alternatives=pd.DataFrame({"estimator": ["x"], "article": ["337"], "effect": ["level rate ratio"],
-                                           "estimate": [2.0], "lower_95": [1.0], "upper_95": [3.0], "method": ["m"]}))
+                break_profile=pd.DataFrame(
+                    {
+                        "break_month": ["2022-10"],
+                        "penalised_loglik": [-1.0],
+                        "converged": [True],
+                        "drop_from_best": [0.0],
+                        "is_in_95_interval": [True],
+                    }
+                ),
+                alternatives=pd.DataFrame(
+                    {
+                        "estimator": ["x"],
+                        "article": ["337"],
+                        "effect": ["level rate ratio"],
+                        "estimate": [2.0],
+                        "lower_95": [1.0],
+                        "upper_95": [3.0],
+                        "method": ["m"],
+                    }
+                ),
+            )
         fitted = dataclasses.replace(tiny.fitted, spec=request.spec)
         draws = dataclasses.replace(tiny.draws, is_conditioned=request.condition)
         return stage.FitProducts(request, fitted, draws, tables)
@@ -83,6 +100,7 @@ def assert_same(a: stage.FitProducts, b: stage.FitProducts) -> None:
 
 # ----------------------------------------------------------------------------- the stage
 
+
 def test_each_distinct_request_is_fitted_once_and_stored_ones_are_kept(counted, ledger, tmp_path):
     first, again, other = request(ledger), request(ledger), request(ledger, "other", break_month="2022-11")
     fitted = stage.fit_stage([first, again, other], tmp_path, say=lambda line: None)
@@ -106,8 +124,9 @@ def test_the_reports_need_eight_fits_and_the_stage_fits_each_once(counted, tmp_p
 def test_the_same_parameters_give_the_same_requests_in_the_build_and_in_a_notebook(ledger):
     """papermill's `-p article 338` and `-p forecast_months 6` arrive as ints: same keys."""
     from_build = trend_requests(ledger, break_month="2022-10", train_end="", forecast_months=6)
-    from_papermill = trend_requests(ledger, break_month="2022-10", train_end="", forecast_months=6,
-                                    article=338, ledger_csv="x")
+    from_papermill = trend_requests(
+        ledger, break_month="2022-10", train_end="", forecast_months=6, article=338, ledger_csv="x"
+    )
     assert [r.key for r in from_build] == [r.key for r in from_papermill]
     assert summary_requests(ledger)[0].key == from_build[0].key == main_request(ledger).key
 
@@ -128,6 +147,7 @@ def test_the_main_fit_gets_its_checks_and_its_tables_in_data_processed(counted, 
 
 # ----------------------------------------------------------------------------- same numbers either way
 
+
 def test_loaded_products_equal_a_fit_made_in_the_notebook(ledger, tmp_path, monkeypatch):
     """Stored by the stage, then loaded; or no products at all, so fitted in the kernel."""
     monkeypatch.setattr(stage, "_SESSION", {})
@@ -144,15 +164,22 @@ def test_loaded_products_equal_a_fit_made_in_the_notebook(ledger, tmp_path, monk
 
 # ----------------------------------------------------------------------------- bad or stale products
 
-@pytest.mark.parametrize("damage", ["truncate a table", "truncate the arrays", "edit a number", "delete meta",
-                                    "garbage meta"])
+
+@pytest.mark.parametrize(
+    "damage", ["truncate a table", "truncate the arrays", "edit a number", "delete meta", "garbage meta"]
+)
 def test_a_damaged_product_is_detected_and_refitted_silently(counted, ledger, tmp_path, caplog, capfd, damage):
     """A warning printed in a report kernel fails the build: recovery says nothing."""
     wanted = request(ledger)
     stage.fit_stage([wanted], tmp_path, say=lambda line: None)
     folder = tmp_path / "fits" / wanted.folder
-    target = {"truncate a table": "monthly_filings.csv", "truncate the arrays": "arrays.npz",
-              "edit a number": "effects.csv", "delete meta": "meta.json", "garbage meta": "meta.json"}[damage]
+    target = {
+        "truncate a table": "monthly_filings.csv",
+        "truncate the arrays": "arrays.npz",
+        "edit a number": "effects.csv",
+        "delete meta": "meta.json",
+        "garbage meta": "meta.json",
+    }[damage]
     data = (folder / target).read_bytes()
     if damage == "delete meta":
         (folder / target).unlink()
@@ -177,7 +204,7 @@ def test_products_of_another_ledger_or_code_version_are_not_used(counted, ledger
     stage.fit_stage([wanted], tmp_path, say=lambda line: None)
     changed = ledger.copy()
     changed.loc[0, "value"] += 1
-    assert stage.load(request(changed), tmp_path) is None          # other ledger rows: another key
+    assert stage.load(request(changed), tmp_path) is None  # other ledger rows: another key
     assert stage.load(dataclasses.replace(wanted, spec=dataclasses.replace(TINY, seed=1)), tmp_path) is None
     monkeypatch.setattr(stage, "code_version", lambda: "another-version")
     assert stage.load(wanted, tmp_path) is None and not stage.is_stored(wanted, tmp_path)

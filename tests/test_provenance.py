@@ -43,8 +43,19 @@ def test_a_new_raw_file_gets_a_record_that_then_verifies_and_is_never_overwritte
 
     raw = tmp_path / "published_figures_2027.csv"
     shutil.copy(paths.LEDGER_CSV, raw)
-    assert main(["record-provenance", str(raw), "--copied-from", "shared/data, January 2027",
-                 "--description", "the ledger as of January 2027"]) == 0
+    assert (
+        main(
+            [
+                "record-provenance",
+                str(raw),
+                "--copied-from",
+                "shared/data, January 2027",
+                "--description",
+                "the ledger as of January 2027",
+            ]
+        )
+        == 0
+    )
     record = verify_provenance(raw)  # the record beside the file
     assert record["sha256"] == sha256_of(raw) and record["file"] == raw.name
     assert main(["record-provenance", str(raw), "--copied-from", "x", "--description", "y"]) == 1

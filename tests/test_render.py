@@ -15,8 +15,11 @@ from milcourts.build.render import PdfPrinter, RenderError
 
 def page(directory: Path, name: str, text: str) -> Path:
     path = directory / f"{name}.html"
-    path.write_text(f'<!DOCTYPE html><html><head><meta charset="utf-8"><style>@page {{size: A4}}</style>'
-                    f"</head><body><p>{text}</p></body></html>", encoding="utf-8")
+    path.write_text(
+        f'<!DOCTYPE html><html><head><meta charset="utf-8"><style>@page {{size: A4}}</style>'
+        f"</head><body><p>{text}</p></body></html>",
+        encoding="utf-8",
+    )
     return path
 
 

@@ -17,8 +17,9 @@ from milcourts.products.public import MAIN_TABLES
 
 @pytest.mark.slow
 def test_every_report_builds_without_code_or_stray_output(tmp_path, capsys):
-    settings = BuildSettings(reports_dir=tmp_path / "reports", build_dir=tmp_path / "build",
-                             processed_dir=tmp_path / "processed")
+    settings = BuildSettings(
+        reports_dir=tmp_path / "reports", build_dir=tmp_path / "build", processed_dir=tmp_path / "processed"
+    )
     entries = build(settings=settings)
     # the fit stage fitted each specification once, before any notebook: the main fit (with its
     # checks), six sensitivity refits and the summary's cross-check; no kernel fitted anything
@@ -30,10 +31,10 @@ def test_every_report_builds_without_code_or_stray_output(tmp_path, capsys):
     assert [e["name"] for e in entries] == [r.name for r in runs]
     for run in runs:
         html = (settings.reports_dir / f"{run.name}.html").read_text(encoding="utf-8")
-        assert 'hl-ipython3' not in html  # code inputs would be highlighted with this class
+        assert "hl-ipython3" not in html  # code inputs would be highlighted with this class
         assert "import milcourts" not in html and "from milcourts" not in html
         assert 'data-mime-type="application/vnd.jupyter.stderr"' not in html and "Traceback" not in html
-        assert "<figcaption>" in html and 'aria-label="' in html       # charts carry caption and alt text
+        assert "<figcaption>" in html and 'aria-label="' in html  # charts carry caption and alt text
         pdf = pypdf.PdfReader(settings.reports_dir / f"{run.name}.pdf")
         text = " ".join(unicodedata.normalize("NFKC", p.extract_text()) for p in pdf.pages)  # unfold ligatures
         assert run.title in " ".join(unicodedata.normalize("NFKC", pdf.pages[0].extract_text()).split())

@@ -6,7 +6,16 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from milcourts.model.requests import (disjoint_windows, filings_growth_percent, fit_log_linear, fit_requests_trend, lag_comparison, request_figures, TooFewRequestFigures, trend_design)
+from milcourts.model.requests import (
+    TooFewRequestFigures,
+    disjoint_windows,
+    filings_growth_percent,
+    fit_log_linear,
+    fit_requests_trend,
+    lag_comparison,
+    request_figures,
+    trend_design,
+)
 
 
 def _figures(rows):
@@ -28,10 +37,17 @@ def _ledger(rows, measure="count", qualifier="exact"):
 def test_nested_windows_become_disjoint_as_in_the_ledger():
     # The Moscow Times, 5 Dec 2023: 305 in Jun-Aug with 54 in June; 577 in Sep-Nov with 218 in
     # October and 175 in November. September alone: 577 - 218 - 175 = 184.
-    windows = disjoint_windows(_figures([
-        ("F002", "2023-06-01", "2023-08-31", 305), ("F005", "2023-06-01", "2023-06-30", 54),
-        ("F001", "2023-09-01", "2023-11-30", 577), ("F004", "2023-10-01", "2023-10-31", 218),
-        ("F006", "2023-11-01", "2023-11-30", 175)]))
+    windows = disjoint_windows(
+        _figures(
+            [
+                ("F002", "2023-06-01", "2023-08-31", 305),
+                ("F005", "2023-06-01", "2023-06-30", 54),
+                ("F001", "2023-09-01", "2023-11-30", 577),
+                ("F004", "2023-10-01", "2023-10-31", 218),
+                ("F006", "2023-11-01", "2023-11-30", 175),
+            ]
+        )
+    )
     assert windows.label == ["2023-06", "2023-07 to 2023-08", "2023-09", "2023-10", "2023-11"]
     assert list(windows.value) == [54, 251, 184, 218, 175]
     assert windows.derivation == ["F005", "F002 − F005", "F001 − F004 − F006", "F004", "F006"]
@@ -52,9 +68,13 @@ def test_overlaps_that_cannot_be_split_and_parts_above_the_whole_are_errors():
 
 
 def test_only_exact_counts_are_used_and_the_reason_is_given():
-    ledger = pd.concat([_ledger([("F1", "2023-01-01", "2023-01-31", 28)]),
-                        _ledger([("F2", "2022-09-21", "2024-03-04", 2086)], measure="cumulative"),
-                        _ledger([("F3", "2023-02-01", "2023-02-28", 40)], qualifier="at_least")])
+    ledger = pd.concat(
+        [
+            _ledger([("F1", "2023-01-01", "2023-01-31", 28)]),
+            _ledger([("F2", "2022-09-21", "2024-03-04", 2086)], measure="cumulative"),
+            _ledger([("F3", "2023-02-01", "2023-02-28", 40)], qualifier="at_least"),
+        ]
+    )
     figures = request_figures(ledger).set_index("figure_id")
     assert figures.loc["F1", "is_used"]
     assert figures.loc["F2", "reason_unused"] == "not a count of requests in a window (cumulative)"
@@ -68,9 +88,13 @@ def test_the_trend_recovers_a_known_growth_rate_from_window_totals():
     rounding is negligible): the fit returns 15% and its interval covers it."""
     months = pd.period_range("2023-01", "2023-12", freq="M")
     rate = 40 * 1.15 ** np.arange(12) * 10
-    rows = [("M1", "2023-01-01", "2023-01-31", round(rate[0])), ("Q2", "2023-04-01", "2023-06-30", round(rate[3:6].sum())),
-            ("M8", "2023-08-01", "2023-08-31", round(rate[7])), ("S", "2023-09-01", "2023-12-31", round(rate[8:].sum())),
-            ("M10", "2023-10-01", "2023-10-31", round(rate[9]))]
+    rows = [
+        ("M1", "2023-01-01", "2023-01-31", round(rate[0])),
+        ("Q2", "2023-04-01", "2023-06-30", round(rate[3:6].sum())),
+        ("M8", "2023-08-01", "2023-08-31", round(rate[7])),
+        ("S", "2023-09-01", "2023-12-31", round(rate[8:].sum())),
+        ("M10", "2023-10-01", "2023-10-31", round(rate[9])),
+    ]
     trend = fit_requests_trend(_ledger(rows))
     assert list(trend.windows.months) == list(months)
     growth, lo, hi = trend.growth_percent()
@@ -93,8 +117,10 @@ def test_the_lag_comparison_finds_the_lag_the_data_were_made_with():
     filings = pd.Series(100 + 400 * np.exp(-0.5 * ((t - 12) / 3) ** 2) + 5 * t, index=months)
     request_months = pd.period_range("2023-01", "2023-12", freq="M")
     expected = 0.5 * filings.loc[request_months + 4].to_numpy()
-    rows = [(f"R{i}", m.start_time.strftime("%Y-%m-%d"), m.end_time.strftime("%Y-%m-%d"), round(v))
-            for i, (m, v) in enumerate(zip(request_months, expected))]
+    rows = [
+        (f"R{i}", m.start_time.strftime("%Y-%m-%d"), m.end_time.strftime("%Y-%m-%d"), round(v))
+        for i, (m, v) in enumerate(zip(request_months, expected))
+    ]
     windows = disjoint_windows(_figures(rows))
     # draws of the court model: the same shape with multiplicative noise on the level only, so
     # every draw still makes the lag of four months the best
@@ -111,8 +137,14 @@ def test_the_lag_comparison_finds_the_lag_the_data_were_made_with():
 
 
 def test_quasi_poisson_intervals_widen_with_overdispersion():
-    windows = disjoint_windows(_figures([(f"M{i}", f"2023-{i:02d}-01", pd.Period(f"2023-{i:02d}", "M").end_time.strftime("%Y-%m-%d"), v)
-                                         for i, v in zip(range(1, 7), (50, 90, 60, 120, 70, 140))]))
+    windows = disjoint_windows(
+        _figures(
+            [
+                (f"M{i}", f"2023-{i:02d}-01", pd.Period(f"2023-{i:02d}", "M").end_time.strftime("%Y-%m-%d"), v)
+                for i, v in zip(range(1, 7), (50, 90, 60, 120, 70, 140))
+            ]
+        )
+    )
     fit = fit_log_linear(windows, trend_design(windows.months))
     assert fit.scale > 1
     plain = fit.cov / fit.scale

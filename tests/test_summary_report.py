@@ -18,11 +18,21 @@ INJECTED = '<script>alert("x")</script> & <b>bold</b>'
 
 def _help_rows() -> pd.DataFrame:
     """Idite Lesom-like request counts: single months and a three-month total containing one of them."""
-    rows = [("F901", "2023-01-01", "2023-01-31", 30), ("F902", "2023-03-01", "2023-05-31", 150),
-            ("F903", "2023-04-01", "2023-04-30", 48), ("F904", "2023-07-01", "2023-07-31", 90),
-            ("F905", "2023-10-01", "2023-10-31", 160), ("F906", "2023-12-01", "2023-12-31", 210)]
+    rows = [
+        ("F901", "2023-01-01", "2023-01-31", 30),
+        ("F902", "2023-03-01", "2023-05-31", 150),
+        ("F903", "2023-04-01", "2023-04-30", 48),
+        ("F904", "2023-07-01", "2023-07-31", 90),
+        ("F905", "2023-10-01", "2023-10-31", 160),
+        ("F906", "2023-12-01", "2023-12-31", 210),
+    ]
     frame = pd.DataFrame(rows, columns=["figure_id", "period_start", "period_end", "value"])
-    frame["series"], frame["article"], frame["measure"], frame["value_qualifier"] = "help_requests", "na", "count", "exact"
+    frame["series"], frame["article"], frame["measure"], frame["value_qualifier"] = (
+        "help_requests",
+        "na",
+        "count",
+        "exact",
+    )
     frame["source_publisher"], frame["source_title"] = "Synthetic outlet", "Requests"
     frame["source_url"], frame["source_date"] = "https://example.org/requests", "2024-01-15"
     frame["quote"], frame["notes"] = "synthetic", ""
@@ -38,9 +48,16 @@ def test_summary_report_on_a_synthetic_ledger(tmp_path):
     filings = publish(truth, simulate_counts(truth, np.random.default_rng(7)), aggregate_pattern(months_2024=True))
     ledger = pd.concat([filings, _help_rows()], ignore_index=True)
     html = build_report_on_ledger(tmp_path, ledger, "03-summary.ipynb", "summary", {"max_lag_months": 3})
-    for section in ("Key findings", "The three articles side by side", "all-articles cross-check",
-                    "Requests for help to desert against court filings", "Lead or lag", "Methods and limitations",
-                    "Sources", "Help-request figures in the ledger"):
+    for section in (
+        "Key findings",
+        "The three articles side by side",
+        "all-articles cross-check",
+        "Requests for help to desert against court filings",
+        "Lead or lag",
+        "Methods and limitations",
+        "Sources",
+        "Help-request figures in the ledger",
+    ):
         assert section in html, section
     assert "military courts received an estimated" in html
     assert "Refitted without the 2 figures published for the three articles together" in html

@@ -16,15 +16,26 @@ def test_trend_report_on_a_synthetic_ledger(tmp_path):
     truth = default_truth()
     ledger = publish(truth, simulate_counts(truth, np.random.default_rng(4)), aggregate_pattern(months_2024=True))
     ledger.loc[0, "source_title"] = INJECTED
-    html = build_report_on_ledger(tmp_path, ledger, "02-filings-trend.ipynb", "trend-337",
-                                  {"article": "337", "forecast_months": 3})
-    for section in ("Key findings", "Monthly cases", "Effects with their intervals", "How much the results depend",
-                    "without the latest knot", "Poisson month counts", "working days as exposure", "How well the model fits",
-                    "Validation on figures the model had not seen", "Methods and limitations", "Sources"):
+    html = build_report_on_ledger(
+        tmp_path, ledger, "02-filings-trend.ipynb", "trend-337", {"article": "337", "forecast_months": 3}
+    )
+    for section in (
+        "Key findings",
+        "Monthly cases",
+        "Effects with their intervals",
+        "How much the results depend",
+        "without the latest knot",
+        "Poisson month counts",
+        "working days as exposure",
+        "How well the model fits",
+        "Validation on figures the model had not seen",
+        "Methods and limitations",
+        "Sources",
+    ):
         assert section in html, section
     assert "AWOL (Art. 337) cases reaching military courts grew by" in html
     assert html.count('<figure class="report-figure">') == 2  # trend and residuals; no validation for this ledger
-    assert "Validation results are not available" in html    # the real ledger's results are not shown
+    assert "Validation results are not available" in html  # the real ledger's results are not shown
     # shown as text (the exporter may write the quotes back literally; they are harmless in text)
     assert "&lt;script&gt;alert(" in html and "&lt;/script&gt; &amp; &lt;b&gt;bold&lt;/b&gt;" in html
     assert "<script>alert" not in html and "<b>bold</b>" not in html

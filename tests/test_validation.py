@@ -5,9 +5,15 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from milcourts.inputs.constraints import build_constraint_view
 from milcourts.checks.synthetic import aggregate_pattern, default_truth, publish, simulate_counts
-from milcourts.checks.validation import (leave_one_out, simulation_study, summarise_rolling_origin, summarise_simulation, ValidationSettings)
+from milcourts.checks.validation import (
+    ValidationSettings,
+    leave_one_out,
+    simulation_study,
+    summarise_rolling_origin,
+    summarise_simulation,
+)
+from milcourts.inputs.constraints import build_constraint_view
 
 SETTINGS = ValidationSettings(penalty=0.3, n_draws=400)
 
@@ -27,7 +33,10 @@ def synthetic_ledger(seed: int, quarters_around_break: bool = False) -> pd.DataF
 def test_leave_one_out_scores_each_short_window():
     ledger = synthetic_ledger(1)
     scores = leave_one_out(ledger, SETTINGS)
-    assert scores["figure_id"].tolist() == ledger.loc[ledger["period_start"] == pd.Timestamp("2024-03-01"), "figure_id"].tolist()
+    assert (
+        scores["figure_id"].tolist()
+        == ledger.loc[ledger["period_start"] == pd.Timestamp("2024-03-01"), "figure_id"].tolist()
+    )
     row = scores.iloc[0]
     assert row["lower_95"] < row["predicted_median"] < row["upper_95"]
     assert row["is_covered"] == (row["lower_95"] <= row["value"] <= row["upper_95"])
@@ -35,8 +44,10 @@ def test_leave_one_out_scores_each_short_window():
 
 def test_small_simulation_study_reports_bias_coverage_and_false_positives():
     view = build_constraint_view(synthetic_ledger(2, quarters_around_break=True))
-    replicates = pd.concat([simulation_study(view, SETTINGS, 4, True, workers=1),
-                            simulation_study(view, SETTINGS, 4, False, workers=1)], ignore_index=True)
+    replicates = pd.concat(
+        [simulation_study(view, SETTINGS, 4, True, workers=1), simulation_study(view, SETTINGS, 4, False, workers=1)],
+        ignore_index=True,
+    )
     assert len(replicates) == 8 and replicates["seed"].nunique() == 4
     summary = summarise_simulation(replicates).set_index("scenario")
     assert list(summary.index) == ["break", "no break"]
@@ -48,10 +59,14 @@ def test_small_simulation_study_reports_bias_coverage_and_false_positives():
 
 
 def test_rolling_origin_summary_compares_with_naive():
-    scores = pd.DataFrame({
-        "origin": ["2024-01-01", "2024-01-01", "2024-02-01"], "is_covered": [True, False, True],
-        "model_abs_error": [10.0, 20.0, np.nan], "naive_abs_error": [20.0, 20.0, 5.0],
-    })
+    scores = pd.DataFrame(
+        {
+            "origin": ["2024-01-01", "2024-01-01", "2024-02-01"],
+            "is_covered": [True, False, True],
+            "model_abs_error": [10.0, 20.0, np.nan],
+            "naive_abs_error": [20.0, 20.0, 5.0],
+        }
+    )
     summary = summarise_rolling_origin(scores).iloc[0]
     assert summary["origins"] == 2 and summary["targets"] == 3
     assert summary["coverage_95"] == 2 / 3

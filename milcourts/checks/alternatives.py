@@ -33,8 +33,9 @@ HAC_MAXLAGS = 3
 
 def _segmented_design(n_months: int, break_index: int) -> np.ndarray:
     t = np.arange(n_months, dtype=float)
-    return np.column_stack([np.ones(n_months), t - break_index, (t >= break_index).astype(float),
-                            np.clip(t - break_index, 0, None)])
+    return np.column_stack(
+        [np.ones(n_months), t - break_index, (t >= break_index).astype(float), np.clip(t - break_index, 0, None)]
+    )
 
 
 def rubin_pool(estimates: np.ndarray, variances: np.ndarray) -> tuple[float, float, float]:
@@ -69,16 +70,23 @@ def bernal_glm(fitted: FittedModel, draws: Draws, article: str = "337", n_draws:
             estimates.append(result.params)
             variances.append(np.diag(result.cov_params()))
     estimates, variances = np.array(estimates), np.array(variances)
-    method = (f"segmented negative binomial GLM (alpha estimated, HAC maxlags {HAC_MAXLAGS}) on {n_draws} "
-              "reconstructed draws, Rubin's rules")
+    method = (
+        f"segmented negative binomial GLM (alpha estimated, HAC maxlags {HAC_MAXLAGS}) on {n_draws} "
+        "reconstructed draws, Rubin's rules"
+    )
     step = rubin_pool(estimates[:, 2], variances[:, 2])
     pre = rubin_pool(estimates[:, 1], variances[:, 1])
-    post = rubin_pool(estimates[:, 1] + estimates[:, 3], variances[:, 1] + variances[:, 3])  # conservative: ignores covariance
-    return pd.DataFrame([
-        (article, "level rate ratio at the break", *np.exp(step), method),
-        (article, "monthly growth before the break (%)", *(100 * np.expm1(pre)), method),
-        (article, "monthly growth after the break, one slope (%)", *(100 * np.expm1(post)), method),
-    ], columns=["article", "effect", "estimate", "lower_95", "upper_95", "method"])
+    post = rubin_pool(
+        estimates[:, 1] + estimates[:, 3], variances[:, 1] + variances[:, 3]
+    )  # conservative: ignores covariance
+    return pd.DataFrame(
+        [
+            (article, "level rate ratio at the break", *np.exp(step), method),
+            (article, "monthly growth before the break (%)", *(100 * np.expm1(pre)), method),
+            (article, "monthly growth after the break, one slope (%)", *(100 * np.expm1(post)), method),
+        ],
+        columns=["article", "effect", "estimate", "lower_95", "upper_95", "method"],
+    )
 
 
 def structural_time_series(fitted: FittedModel, draws: Draws, article: str = "337") -> pd.DataFrame:
@@ -99,23 +107,39 @@ def structural_time_series(fitted: FittedModel, draws: Draws, article: str = "33
     ci = np.asarray(result.conf_int())
     step = names.index("beta.x1") if "beta.x1" in names else len(names) - 2
     ramp = step + 1
-    method = ("UnobservedComponents (deterministic trend, white noise) on the log median reconstruction, "
-              f"step and ramp regressors; converged: {bool(result.mle_retvals.get('converged', False))}")
-    return pd.DataFrame([
-        (article, "level rate ratio at the break", np.exp(params[step]), *np.exp(ci[step]), method),
-        (article, "change in monthly growth after the break (percentage points)",
-         100 * np.expm1(params[ramp]), *(100 * np.expm1(ci[ramp])), method),
-    ], columns=["article", "effect", "estimate", "lower_95", "upper_95", "method"])
+    method = (
+        "UnobservedComponents (deterministic trend, white noise) on the log median reconstruction, "
+        f"step and ramp regressors; converged: {bool(result.mle_retvals.get('converged', False))}"
+    )
+    return pd.DataFrame(
+        [
+            (article, "level rate ratio at the break", np.exp(params[step]), *np.exp(ci[step]), method),
+            (
+                article,
+                "change in monthly growth after the break (percentage points)",
+                100 * np.expm1(params[ramp]),
+                *(100 * np.expm1(ci[ramp])),
+                method,
+            ),
+        ],
+        columns=["article", "effect", "estimate", "lower_95", "upper_95", "method"],
+    )
 
 
-def comparison_table(fitted: FittedModel, draws: Draws, primary_effects: pd.DataFrame,
-                     article: str = "337") -> pd.DataFrame:
+def comparison_table(
+    fitted: FittedModel, draws: Draws, primary_effects: pd.DataFrame, article: str = "337"
+) -> pd.DataFrame:
     """The headline effects side by side: primary model, segmented GLM, structural time series."""
-    primary = primary_effects[(primary_effects["article"] == article)
-                              & primary_effects["effect"].str.startswith("level rate ratio")].copy()
+    primary = primary_effects[
+        (primary_effects["article"] == article) & primary_effects["effect"].str.startswith("level rate ratio")
+    ].copy()
     primary["method"] = "primary: composite-link model fitted to the published aggregates (" + primary["method"] + ")"
-    table = pd.concat([primary, bernal_glm(fitted, draws, article), structural_time_series(fitted, draws, article)],
-                      ignore_index=True)
-    table.insert(0, "estimator", ["composite link"] * len(primary) + ["segmented NB GLM (Rubin)"] * 3
-                 + ["structural time series"] * 2)
+    table = pd.concat(
+        [primary, bernal_glm(fitted, draws, article), structural_time_series(fitted, draws, article)], ignore_index=True
+    )
+    table.insert(
+        0,
+        "estimator",
+        ["composite link"] * len(primary) + ["segmented NB GLM (Rubin)"] * 3 + ["structural time series"] * 2,
+    )
     return table

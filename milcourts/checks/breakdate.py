@@ -17,7 +17,7 @@ import pandas as pd
 import ruptures
 
 from milcourts.inputs.constraints import ConstraintView
-from milcourts.model.fit import fit_filings_model, FittedModel
+from milcourts.model.fit import FittedModel, fit_filings_model
 from milcourts.model.simulate import Draws
 from milcourts.model.spec import ModelSpec
 from milcourts.vocabulary import ARTICLES
@@ -26,17 +26,28 @@ CANDIDATES = ("2022-07", "2023-06")  # first and last candidate break months
 LR_HALF_CHI2_95 = 1.92
 
 
-def profile_break_month(view: ConstraintView, spec: ModelSpec, penalty: float,
-                        first: str = CANDIDATES[0], last: str = CANDIDATES[1],
-                        warm_start: FittedModel | None = None) -> pd.DataFrame:
+def profile_break_month(
+    view: ConstraintView,
+    spec: ModelSpec,
+    penalty: float,
+    first: str = CANDIDATES[0],
+    last: str = CANDIDATES[1],
+    warm_start: FittedModel | None = None,
+) -> pd.DataFrame:
     """Penalised log-likelihood of the model with its break at each candidate month. `warm_start`
     (the fit at the model's own break) starts each refit near its optimum."""
     rows = []
     for month in pd.period_range(first, last, freq="M"):
-        fitted = fit_filings_model(view, replace(spec, break_month=str(month), penalty_grid=(penalty,)),
-                                   warm_start=warm_start)
-        rows.append({"break_month": str(month), "penalised_loglik": fitted.penalised_loglik,
-                     "converged": bool(fitted.selection["converged"].all())})
+        fitted = fit_filings_model(
+            view, replace(spec, break_month=str(month), penalty_grid=(penalty,)), warm_start=warm_start
+        )
+        rows.append(
+            {
+                "break_month": str(month),
+                "penalised_loglik": fitted.penalised_loglik,
+                "converged": bool(fitted.selection["converged"].all()),
+            }
+        )
     profile = pd.DataFrame(rows)
     profile["drop_from_best"] = profile["penalised_loglik"].max() - profile["penalised_loglik"]
     profile["is_in_95_interval"] = profile["drop_from_best"] <= LR_HALF_CHI2_95
@@ -48,7 +59,9 @@ def ruptures_break_month(draws: Draws, article: str = "337", min_size: int = 3) 
     counts = np.median(draws.counts[:, ARTICLES.index(article), : draws.n_observed], axis=0)
     t = np.arange(len(counts), dtype=float)
     signal = np.column_stack([np.log1p(counts), np.ones_like(t), t])
-    (start_of_second_segment, _) = ruptures.Dynp(model="linear", jump=1, min_size=min_size).fit(signal).predict(n_bkps=1)
+    (start_of_second_segment, _) = (
+        ruptures.Dynp(model="linear", jump=1, min_size=min_size).fit(signal).predict(n_bkps=1)
+    )
     return str(draws.months[start_of_second_segment])
 
 
@@ -62,13 +75,29 @@ def break_effect_rows(profile: pd.DataFrame, ruptures_month: str, fitted: Fitted
     # is listed month by month; lower/upper are its first and last months
     listed = ", ".join(inside)
     return [
-        ("all_refusal", f"break month by profile likelihood: {best} (95% likelihood-ratio set: {listed}; "
-         f"months after {months[0]})", index(best), index(inside.iloc[0]), index(inside.iloc[-1]),
-         f"refit at every candidate month {span} with the same penalty; interval from the likelihood ratio "
-         "(chi-square, 1 df)"),
-        ("337", f"break month by ruptures Dynp: {ruptures_month} (months after {months[0]})",
-         index(ruptures_month), np.nan, np.nan,
-         "ruptures Dynp, linear cost, jump=1, one change point, on the median reconstructed log counts"),
-        ("all_refusal", f"break month used by the model: {fitted.spec.break_month} (months after {months[0]})",
-         index(fitted.spec.break_month), np.nan, np.nan, "fixed a priori: the month after mobilisation was announced"),
+        (
+            "all_refusal",
+            f"break month by profile likelihood: {best} (95% likelihood-ratio set: {listed}; months after {months[0]})",
+            index(best),
+            index(inside.iloc[0]),
+            index(inside.iloc[-1]),
+            f"refit at every candidate month {span} with the same penalty; interval from the likelihood ratio "
+            "(chi-square, 1 df)",
+        ),
+        (
+            "337",
+            f"break month by ruptures Dynp: {ruptures_month} (months after {months[0]})",
+            index(ruptures_month),
+            np.nan,
+            np.nan,
+            "ruptures Dynp, linear cost, jump=1, one change point, on the median reconstructed log counts",
+        ),
+        (
+            "all_refusal",
+            f"break month used by the model: {fitted.spec.break_month} (months after {months[0]})",
+            index(fitted.spec.break_month),
+            np.nan,
+            np.nan,
+            "fixed a priori: the month after mobilisation was announced",
+        ),
     ]

@@ -12,11 +12,10 @@ import numpy as np
 import pandas as pd
 
 from milcourts.inputs.constraints import month_weights
-from milcourts.vocabulary import ALL_ARTICLES
 from milcourts.inputs.ledger import LEDGER_COLUMNS
-from milcourts.model.observations import design_matrix, MONTHS_PER_YEAR
+from milcourts.model.observations import MONTHS_PER_YEAR, design_matrix
 from milcourts.model.spec import MOBILISATION_BASE_EARLY_MONTHS, MOBILISATION_BASE_START
-from milcourts.vocabulary import ARTICLES
+from milcourts.vocabulary import ALL_ARTICLES, ARTICLES
 
 
 @dataclass(frozen=True)
@@ -26,7 +25,7 @@ class Truth:
     months: pd.PeriodIndex
     break_month: str
     knot_offsets_months: tuple[int, ...]
-    coef: np.ndarray          # 3 articles x (intercept, slope, step, knot changes...)
+    coef: np.ndarray  # 3 articles x (intercept, slope, step, knot changes...)
     phi: float | None = 0.01  # month-to-month count dispersion (None: drawn per replicate)
     # share of cases a "since mobilisation" total counts: (from 2023 on, further share Sep-Dec 2022);
     # (1, 1) publishes every case, as a release that counted all parts would
@@ -44,7 +43,7 @@ class Truth:
     def monthly_growth_pct(self, article: str, segment: int) -> float:
         """Growth per month in segment 0 (before the break), 1 (break to first knot), 2, ..."""
         c = self.coef[ARTICLES.index(article)]
-        slope = c[1] + (c[3:3 + segment - 1].sum() if segment > 1 else 0.0)
+        slope = c[1] + (c[3 : 3 + segment - 1].sum() if segment > 1 else 0.0)
         return float(100 * np.expm1(slope / MONTHS_PER_YEAR))
 
 
@@ -54,11 +53,11 @@ def default_truth(months: pd.PeriodIndex | None = None) -> Truth:
     months = months if months is not None else pd.period_range("2021-01", "2024-12", freq="M")
     knots = (3, 6, 9, 12, 18)
     coef = np.zeros((3, 3 + len(knots)))
-    coef[:, 0] = np.log(np.array([40.0, 2.0, 1.0]) / 30.4)     # about 40, 2, 1 cases a month before
-    coef[:, 1] = 0.24                                           # 2% a month before the break
-    coef[:, 2] = np.log(2.0)                                    # level doubles at the break
-    coef[:, 3] = 2.4 - 0.24                                     # 22% a month from the first knot ...
-    coef[:, 4] = -2.4 + 0.6                                     # ... then 5% a month
+    coef[:, 0] = np.log(np.array([40.0, 2.0, 1.0]) / 30.4)  # about 40, 2, 1 cases a month before
+    coef[:, 1] = 0.24  # 2% a month before the break
+    coef[:, 2] = np.log(2.0)  # level doubles at the break
+    coef[:, 3] = 2.4 - 0.24  # 22% a month from the first knot ...
+    coef[:, 4] = -2.4 + 0.6  # ... then 5% a month
     return Truth(months=months, break_month="2022-10", knot_offsets_months=knots, coef=coef)
 
 
@@ -81,16 +80,25 @@ def publish(truth: Truth, counts: np.ndarray, pattern: pd.DataFrame) -> pd.DataF
         if start == MOBILISATION_BASE_START:
             rho, sigma = truth.mobilisation_base_share
             counted = np.array([rho * (sigma if m in MOBILISATION_BASE_EARLY_MONTHS else 1.0) for m in shares])
-        value = sum(counts[a, j] * w * c for a in articles
-                    for j, w, c in zip(idx, shares.values(), counted))
-        rows.append({
-            "figure_id": f"F{i:03d}", "series": "court_filings", "article": spec.article,
-            "measure": "cumulative" if start.day != 1 else "count",
-            "period_start": start, "period_end": end, "value": float(round(value)),
-            "value_qualifier": getattr(spec, "value_qualifier", "exact"),
-            "source_publisher": "Synthetic", "source_title": "synthetic", "source_url": "https://example.org/",
-            "source_date": pd.Timestamp(spec.source_date), "quote": "synthetic figure", "notes": "",
-        })
+        value = sum(counts[a, j] * w * c for a in articles for j, w, c in zip(idx, shares.values(), counted))
+        rows.append(
+            {
+                "figure_id": f"F{i:03d}",
+                "series": "court_filings",
+                "article": spec.article,
+                "measure": "cumulative" if start.day != 1 else "count",
+                "period_start": start,
+                "period_end": end,
+                "value": float(round(value)),
+                "value_qualifier": getattr(spec, "value_qualifier", "exact"),
+                "source_publisher": "Synthetic",
+                "source_title": "synthetic",
+                "source_url": "https://example.org/",
+                "source_date": pd.Timestamp(spec.source_date),
+                "quote": "synthetic figure",
+                "notes": "",
+            }
+        )
     ledger = pd.DataFrame(rows, columns=list(LEDGER_COLUMNS))
     ledger.insert(0, "ledger_line", np.arange(2, len(ledger) + 2))
     return ledger
@@ -107,8 +115,10 @@ def aggregate_pattern(articles=ARTICLES, include_all_articles: bool = True, mont
             rows.append((article, "2022-09-21", end, late))
         rows.append((article, "2023-01-01", "2023-06-30", late))
         if months_2024:
-            rows += [(article, f"2024-{m:02d}-01", str(pd.Period(f"2024-{m:02d}", "M").end_time.date()), late)
-                     for m in range(1, 13)]
+            rows += [
+                (article, f"2024-{m:02d}-01", str(pd.Period(f"2024-{m:02d}", "M").end_time.date()), late)
+                for m in range(1, 13)
+            ]
     if include_all_articles:
         rows += [(ALL_ARTICLES, f"{y}-01-01", f"{y}-12-31", late) for y in (2023, 2024)]
     return pd.DataFrame(rows, columns=["article", "period_start", "period_end", "source_date"])

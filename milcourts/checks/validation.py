@@ -22,14 +22,14 @@ import numpy as np
 import pandas as pd
 from scipy import special
 
-from milcourts.inputs.constraints import build_constraint_view, ConstraintView
+from milcourts.checks.synthetic import Truth, publish, simulate_counts
+from milcourts.inputs.constraints import ConstraintView, build_constraint_view
 from milcourts.inputs.ledger import published_by
 from milcourts.model.fit import fit_filings_model
 from milcourts.model.observations import supported_knots
 from milcourts.model.simulate import published_figure_draws, simulate
-from milcourts.model.spec import ModelSpec, PRIOR_LOG_PHI, PRIOR_LOGIT_BASE_SHARE, PRIOR_LOGIT_EARLY_SHARE
+from milcourts.model.spec import PRIOR_LOG_PHI, PRIOR_LOGIT_BASE_SHARE, PRIOR_LOGIT_EARLY_SHARE, ModelSpec
 from milcourts.vocabulary import ARTICLES
-from milcourts.checks.synthetic import publish, simulate_counts, Truth
 
 SHORT_WINDOW_MAX_DAYS = 92  # "short window": a quarter at most
 EARLIEST_ORIGIN = pd.Timestamp("2023-04-01")  # before it the ledger has almost nothing to learn from
@@ -78,18 +78,32 @@ def leave_one_out(ledger: pd.DataFrame, settings: ValidationSettings) -> pd.Data
         kept = ledger[ledger["figure_id"] != target.figure_id]
         fitted = fit_filings_model(build_constraint_view(kept), _spec_for(settings))
         draws = simulate(fitted, seed=settings.seed, condition=settings.condition)
-        predictive = published_figure_draws(draws, target.article, target.period_start, target.period_end,
-                                            target.vintage_date, target.value_qualifier, rng)
+        predictive = published_figure_draws(
+            draws,
+            target.article,
+            target.period_start,
+            target.period_end,
+            target.vintage_date,
+            target.value_qualifier,
+            rng,
+        )
         lo, mid, hi = _interval(predictive)
-        records.append({
-            "figure_id": target.figure_id, "article": target.article,
-            "period_start": target.period_start.date(), "period_end": target.period_end.date(),
-            "value": target.value, "value_qualifier": target.value_qualifier,
-            "predicted_median": round(mid, 1), "lower_95": round(lo, 1), "upper_95": round(hi, 1),
-            "is_covered": interval_covers(target.value, target.value_qualifier, lo, hi),
-            "method": f"refit without the figure (penalty {settings.penalty}); 95% predictive interval "
-                      "of the figure as published",
-        })
+        records.append(
+            {
+                "figure_id": target.figure_id,
+                "article": target.article,
+                "period_start": target.period_start.date(),
+                "period_end": target.period_end.date(),
+                "value": target.value,
+                "value_qualifier": target.value_qualifier,
+                "predicted_median": round(mid, 1),
+                "lower_95": round(lo, 1),
+                "upper_95": round(hi, 1),
+                "is_covered": interval_covers(target.value, target.value_qualifier, lo, hi),
+                "method": f"refit without the figure (penalty {settings.penalty}); 95% predictive interval "
+                "of the figure as published",
+            }
+        )
     return pd.DataFrame.from_records(records)
 
 
@@ -142,54 +156,85 @@ def rolling_origin(ledger: pd.DataFrame, settings: ValidationSettings) -> pd.Dat
         fitted = fit_filings_model(known_view, spec)
         draws = simulate(fitted, seed=settings.seed, condition=settings.condition)
         for target in targets.itertuples():
-            predictive = published_figure_draws(draws, target.article, target.period_start, target.period_end,
-                                                target.vintage_date, target.value_qualifier, rng)
+            predictive = published_figure_draws(
+                draws,
+                target.article,
+                target.period_start,
+                target.period_end,
+                target.vintage_date,
+                target.value_qualifier,
+                rng,
+            )
             lo, mid, hi = _interval(predictive)
             naive = _naive_forecast(known_view.figures, target)
             drift = _drift_forecast(known_view.figures, target)
-            records.append({
-                "origin": origin.date(), "figure_id": target.figure_id, "article": target.article,
-                "period_start": target.period_start.date(), "period_end": target.period_end.date(),
-                "months_after_origin": max(0, (target.period_end.to_period("M") - origin.to_period("M")).n),
-                "value": target.value, "value_qualifier": target.value_qualifier,
-                "predicted_median": round(mid, 1), "lower_95": round(lo, 1), "upper_95": round(hi, 1),
-                "is_covered": interval_covers(target.value, target.value_qualifier, lo, hi),
-                "model_abs_error": abs(mid - target.value) if target.value_qualifier != "at_least" else np.nan,
-                "naive_forecast": naive,
-                "naive_abs_error": abs(naive - target.value)
-                if naive is not None and target.value_qualifier != "at_least" else np.nan,
-                "drift_forecast": drift,
-                "drift_abs_error": abs(drift - target.value)
-                if drift is not None and target.value_qualifier != "at_least" else np.nan,
-            })
+            records.append(
+                {
+                    "origin": origin.date(),
+                    "figure_id": target.figure_id,
+                    "article": target.article,
+                    "period_start": target.period_start.date(),
+                    "period_end": target.period_end.date(),
+                    "months_after_origin": max(0, (target.period_end.to_period("M") - origin.to_period("M")).n),
+                    "value": target.value,
+                    "value_qualifier": target.value_qualifier,
+                    "predicted_median": round(mid, 1),
+                    "lower_95": round(lo, 1),
+                    "upper_95": round(hi, 1),
+                    "is_covered": interval_covers(target.value, target.value_qualifier, lo, hi),
+                    "model_abs_error": abs(mid - target.value) if target.value_qualifier != "at_least" else np.nan,
+                    "naive_forecast": naive,
+                    "naive_abs_error": abs(naive - target.value)
+                    if naive is not None and target.value_qualifier != "at_least"
+                    else np.nan,
+                    "drift_forecast": drift,
+                    "drift_abs_error": abs(drift - target.value)
+                    if drift is not None and target.value_qualifier != "at_least"
+                    else np.nan,
+                }
+            )
     return pd.DataFrame.from_records(records)
 
 
 def summarise_rolling_origin(scores: pd.DataFrame) -> pd.DataFrame:
     """Coverage and the model's error relative to the naive benchmark (below 1: model better)."""
     scored = scores.dropna(subset=["model_abs_error", "naive_abs_error"])
-    return pd.DataFrame([{
-        "origins": scores["origin"].nunique(), "targets": len(scores),
-        "coverage_95": scores["is_covered"].mean(),
-        "targets_with_naive": len(scored),
-        "model_mae": scored["model_abs_error"].mean(), "naive_mae": scored["naive_abs_error"].mean(),
-        "relative_mae": scored["model_abs_error"].mean() / scored["naive_abs_error"].mean(),
-        "median_relative_error": (scored["model_abs_error"] / scored["naive_abs_error"].clip(lower=1)).median(),
-        "drift_mae": scored["drift_abs_error"].mean() if "drift_abs_error" in scored else np.nan,
-        "relative_mae_vs_drift": (scored["model_abs_error"].mean() / scored["drift_abs_error"].mean()
-                                  if "drift_abs_error" in scored else np.nan),
-    }])
+    return pd.DataFrame(
+        [
+            {
+                "origins": scores["origin"].nunique(),
+                "targets": len(scores),
+                "coverage_95": scores["is_covered"].mean(),
+                "targets_with_naive": len(scored),
+                "model_mae": scored["model_abs_error"].mean(),
+                "naive_mae": scored["naive_abs_error"].mean(),
+                "relative_mae": scored["model_abs_error"].mean() / scored["naive_abs_error"].mean(),
+                "median_relative_error": (scored["model_abs_error"] / scored["naive_abs_error"].clip(lower=1)).median(),
+                "drift_mae": scored["drift_abs_error"].mean() if "drift_abs_error" in scored else np.nan,
+                "relative_mae_vs_drift": (
+                    scored["model_abs_error"].mean() / scored["drift_abs_error"].mean()
+                    if "drift_abs_error" in scored
+                    else np.nan
+                ),
+            }
+        ]
+    )
 
 
 # ----------------------------------------------------------------------------- simulation recovery
 
+
 def pattern_of(view: ConstraintView) -> pd.DataFrame:
     """The real observation pattern: every figure the model uses as an observation, values dropped."""
     figures = view.figures[view.figures["is_preferred"]]
-    return pd.DataFrame({
-        "article": figures["article"], "period_start": figures["period_start"],
-        "period_end": figures["period_end"], "source_date": figures["vintage_date"],
-    }).reset_index(drop=True)
+    return pd.DataFrame(
+        {
+            "article": figures["article"],
+            "period_start": figures["period_start"],
+            "period_end": figures["period_end"],
+            "source_date": figures["vintage_date"],
+        }
+    ).reset_index(drop=True)
 
 
 def truth_for(view: ConstraintView, spec: ModelSpec, with_break: bool, phi: float | None = None) -> Truth:
@@ -207,8 +252,14 @@ def truth_for(view: ConstraintView, spec: ModelSpec, with_break: bool, phi: floa
         coef[:, 4] = -2.4 + 0.6
     # "since mobilisation" totals published in the model's prior-median counting base
     base = (float(special.expit(PRIOR_LOGIT_BASE_SHARE[0])), float(special.expit(PRIOR_LOGIT_EARLY_SHARE[0])))
-    return Truth(months=months, break_month=spec.break_month, knot_offsets_months=knots, coef=coef, phi=phi,
-                 mobilisation_base_share=base)
+    return Truth(
+        months=months,
+        break_month=spec.break_month,
+        knot_offsets_months=knots,
+        coef=coef,
+        phi=phi,
+        mobilisation_base_share=base,
+    )
 
 
 def _one_replicate(args) -> dict:
@@ -228,20 +279,32 @@ def _one_replicate(args) -> dict:
     step_lo, step_hi = np.quantile(c[:, 2], [0.025, 0.975])
     change_lo, change_hi = np.quantile(c[:, 3], [0.025, 0.975])
     return {
-        "seed": seed, "true_phi": truth.phi, "true_log_step": true[2], "estimated_log_step": float(np.median(c[:, 2])),
-        "step_lower_95": float(step_lo), "step_upper_95": float(step_hi),
+        "seed": seed,
+        "true_phi": truth.phi,
+        "true_log_step": true[2],
+        "estimated_log_step": float(np.median(c[:, 2])),
+        "step_lower_95": float(step_lo),
+        "step_upper_95": float(step_hi),
         "step_covered": bool(step_lo <= true[2] <= step_hi),
         "step_excludes_zero": bool(step_lo > 0 or step_hi < 0),
-        "true_slope_change_per_year": true[3], "estimated_slope_change_per_year": float(np.median(c[:, 3])),
-        "slope_change_lower_95": float(change_lo), "slope_change_upper_95": float(change_hi),
+        "true_slope_change_per_year": true[3],
+        "estimated_slope_change_per_year": float(np.median(c[:, 3])),
+        "slope_change_lower_95": float(change_lo),
+        "slope_change_upper_95": float(change_hi),
         "slope_change_covered": bool(change_lo <= true[3] <= change_hi),
         "slope_change_excludes_zero": bool(change_lo > 0 or change_hi < 0),
         "converged": bool(fitted.selection["converged"].all()),
     }
 
 
-def simulation_study(view: ConstraintView, settings: ValidationSettings, replicates: int,
-                     with_break: bool, workers: int = 2, phi: float | None = None) -> pd.DataFrame:
+def simulation_study(
+    view: ConstraintView,
+    settings: ValidationSettings,
+    replicates: int,
+    with_break: bool,
+    workers: int = 2,
+    phi: float | None = None,
+) -> pd.DataFrame:
     """Replicates on the real observation pattern (values simulated, all published complete).
     `phi` fixes the true month-level dispersion (a stress test); None draws it from the prior."""
     spec = _spec_for(settings, n_draws=400)
@@ -268,20 +331,26 @@ def simulation_study(view: ConstraintView, settings: ValidationSettings, replica
 def summarise_simulation(replicates: pd.DataFrame) -> pd.DataFrame:
     rows = []
     for scenario, group in replicates.groupby("scenario", sort=False):
-        rows.append({
-            "scenario": scenario, "replicates": len(group), "converged": group["converged"].mean(),
-            "bias_log_step": (group["estimated_log_step"] - group["true_log_step"]).mean(),
-            "coverage_95_step": group["step_covered"].mean(),
-            "bias_slope_change_per_year": (group["estimated_slope_change_per_year"]
-                                           - group["true_slope_change_per_year"]).mean(),
-            "coverage_95_slope_change": group["slope_change_covered"].mean(),
-            "rate_step_interval_excludes_no_change": group["step_excludes_zero"].mean(),
-            "rate_slope_change_interval_excludes_zero": group["slope_change_excludes_zero"].mean(),
-        })
+        rows.append(
+            {
+                "scenario": scenario,
+                "replicates": len(group),
+                "converged": group["converged"].mean(),
+                "bias_log_step": (group["estimated_log_step"] - group["true_log_step"]).mean(),
+                "coverage_95_step": group["step_covered"].mean(),
+                "bias_slope_change_per_year": (
+                    group["estimated_slope_change_per_year"] - group["true_slope_change_per_year"]
+                ).mean(),
+                "coverage_95_slope_change": group["slope_change_covered"].mean(),
+                "rate_step_interval_excludes_no_change": group["step_excludes_zero"].mean(),
+                "rate_slope_change_interval_excludes_zero": group["slope_change_excludes_zero"].mean(),
+            }
+        )
     return pd.DataFrame(rows)
 
 
 # ----------------------------------------------------------------------------- the whole study
+
 
 def validation_inputs(ledger_csv, replicates: int) -> pd.DataFrame:
     """What the validation was run on, so a report never shows another ledger's results."""
@@ -306,10 +375,17 @@ def run_validation(ledger: pd.DataFrame, replicates: int = 200, workers: int = 2
     settings = ValidationSettings(penalty=fit_filings_model(view).penalty)
     loo = leave_one_out(ledger, settings)
     rolling = rolling_origin(ledger, settings)
-    simulation = pd.concat([simulation_study(view, settings, replicates, True, workers),
-                            simulation_study(view, settings, replicates, False, workers)], ignore_index=True)
+    simulation = pd.concat(
+        [
+            simulation_study(view, settings, replicates, True, workers),
+            simulation_study(view, settings, replicates, False, workers),
+        ],
+        ignore_index=True,
+    )
     return {
-        "leave_one_out": loo, "rolling_origin": rolling,
+        "leave_one_out": loo,
+        "rolling_origin": rolling,
         "rolling_origin_summary": summarise_rolling_origin(rolling),
-        "simulation": simulation, "simulation_summary": summarise_simulation(simulation),
+        "simulation": simulation,
+        "simulation_summary": summarise_simulation(simulation),
     }

@@ -132,8 +132,17 @@ def _mark_vintages(figures: pd.DataFrame) -> pd.DataFrame:
 
 def _revisions(figures: pd.DataFrame) -> pd.DataFrame:
     multi = figures[figures["n_vintages"] > 1].sort_values(["revision_group", "vintage_date", "figure_id"])
-    columns = ["revision_group", "figure_id", "article", "period_start", "period_end", "value",
-               "value_qualifier", "source_date", "is_preferred"]
+    columns = [
+        "revision_group",
+        "figure_id",
+        "article",
+        "period_start",
+        "period_end",
+        "value",
+        "value_qualifier",
+        "source_date",
+        "is_preferred",
+    ]
     return multi[columns].reset_index(drop=True)
 
 
@@ -156,22 +165,33 @@ def _same_period_conflicts(figures: pd.DataFrame) -> list[dict]:
                     # the larger value is taken as the whole, the smaller as a subset of it
                     kind = "same_period_disagreement"
                     a, b = (a, b) if a.value < b.value else (b, a)
-                    text = (f"Art. {a.article} {_fmt_period(a.period_start, a.period_end)}: "
-                            f"{b.figure_id} = {b.value:,.0f} and {a.figure_id} = {a.value:,.0f} "
-                            f"published on the same date; different counting bases?")
+                    text = (
+                        f"Art. {a.article} {_fmt_period(a.period_start, a.period_end)}: "
+                        f"{b.figure_id} = {b.value:,.0f} and {a.figure_id} = {a.value:,.0f} "
+                        f"published on the same date; different counting bases?"
+                    )
                 elif a.is_vintage_known and b.is_vintage_known and b.value < a.value:
                     kind = "downward_revision"
-                    text = (f"Art. {a.article} {_fmt_period(a.period_start, a.period_end)}: later "
-                            f"{b.figure_id} = {b.value:,.0f} ({b.vintage_date.date()}) is below earlier "
-                            f"{a.figure_id} = {a.value:,.0f} ({a.vintage_date.date()}); late filings "
-                            "only raise counts")
+                    text = (
+                        f"Art. {a.article} {_fmt_period(a.period_start, a.period_end)}: later "
+                        f"{b.figure_id} = {b.value:,.0f} ({b.vintage_date.date()}) is below earlier "
+                        f"{a.figure_id} = {a.value:,.0f} ({a.vintage_date.date()}); late filings "
+                        "only raise counts"
+                    )
                 else:
                     continue
-                conflicts.append({
-                    "kind": kind, "article": a.article, "whole_figure_id": b.figure_id,
-                    "part_figure_ids": a.figure_id, "whole_value": b.value, "parts_total": a.value,
-                    "excess": a.value - b.value, "description": text,
-                })
+                conflicts.append(
+                    {
+                        "kind": kind,
+                        "article": a.article,
+                        "whole_figure_id": b.figure_id,
+                        "part_figure_ids": a.figure_id,
+                        "whole_value": b.value,
+                        "parts_total": a.value,
+                        "excess": a.value - b.value,
+                        "description": text,
+                    }
+                )
     return conflicts
 
 
@@ -223,24 +243,38 @@ def _parts_exceed_whole(figures: pd.DataFrame) -> list[dict]:
         if total > whole.value:
             values = figures.set_index("figure_id").loc[ids, "value"]
             listing = " + ".join(f"{i} ({values[i]:,.0f})" for i in ids)
-            conflicts.append({
-                "kind": "parts_exceed_whole", "article": whole.article,
-                "whole_figure_id": whole.figure_id, "part_figure_ids": ",".join(ids),
-                "whole_value": whole.value, "parts_total": total, "excess": total - whole.value,
-                "description": (
-                    f"{listing} = {total:,.0f} exceeds {whole.figure_id} = {whole.value:,.0f} "
-                    f"(Art. {whole.article}, {_fmt_period(whole.period_start, whole.period_end)}), "
-                    "which was published no earlier; the counting bases must differ"
-                ),
-            })
+            conflicts.append(
+                {
+                    "kind": "parts_exceed_whole",
+                    "article": whole.article,
+                    "whole_figure_id": whole.figure_id,
+                    "part_figure_ids": ",".join(ids),
+                    "whole_value": whole.value,
+                    "parts_total": total,
+                    "excess": total - whole.value,
+                    "description": (
+                        f"{listing} = {total:,.0f} exceeds {whole.figure_id} = {whole.value:,.0f} "
+                        f"(Art. {whole.article}, {_fmt_period(whole.period_start, whole.period_end)}), "
+                        "which was published no earlier; the counting bases must differ"
+                    ),
+                }
+            )
     return conflicts
 
 
 def find_conflicts(figures: pd.DataFrame) -> pd.DataFrame:
     """All figures that cannot hold together, each with a sentence saying why."""
     records = _same_period_conflicts(figures) + _parts_exceed_whole(figures)
-    columns = ["kind", "article", "whole_figure_id", "part_figure_ids", "whole_value", "parts_total",
-               "excess", "description"]
+    columns = [
+        "kind",
+        "article",
+        "whole_figure_id",
+        "part_figure_ids",
+        "whole_value",
+        "parts_total",
+        "excess",
+        "description",
+    ]
     return pd.DataFrame.from_records(records, columns=columns)
 
 
@@ -271,8 +305,10 @@ def build_constraint_view(
     usable.insert(usable.columns.get_loc("measure") + 1, "unit", unit)
     figures = _mark_vintages(usable)
 
-    per_figure = {fid: month_weights(s, e) for fid, s, e in
-                  zip(figures["figure_id"], figures["period_start"], figures["period_end"])}
+    per_figure = {
+        fid: month_weights(s, e)
+        for fid, s, e in zip(figures["figure_id"], figures["period_start"], figures["period_end"])
+    }
     if per_figure:
         lo = min(min(w) for w in per_figure.values())
         hi = max(max(w) for w in per_figure.values())
@@ -286,7 +322,12 @@ def build_constraint_view(
         weights.loc[fid, list(w)] = list(w.values())
     weights.columns.name = "month"
     return ConstraintView(
-        series=series, unit=unit, figures=figures, month_weights=weights, excluded=excluded,
-        revisions=_revisions(figures), months=months,
+        series=series,
+        unit=unit,
+        figures=figures,
+        month_weights=weights,
+        excluded=excluded,
+        revisions=_revisions(figures),
+        months=months,
         conflicts=find_conflicts(figures) if with_conflicts else find_conflicts(figures.iloc[:0]),
     )

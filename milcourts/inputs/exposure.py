@@ -11,7 +11,7 @@ transferred working Saturdays included (2024: 248 working days, as decreed).
 from __future__ import annotations
 
 import datetime as dt
-from functools import lru_cache
+from functools import cache
 
 import holidays
 import numpy as np
@@ -20,7 +20,7 @@ import pandas as pd
 EXPOSURES = ("calendar_days", "working_days")
 
 
-@lru_cache(maxsize=None)
+@cache
 def _russian_calendar(first_year: int, last_year: int):
     return holidays.country_holidays("RU", years=range(first_year, last_year + 1))
 

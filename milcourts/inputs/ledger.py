@@ -161,46 +161,60 @@ def _cell_schema() -> pa.DataFrameSchema:
     for column in REQUIRED_NONEMPTY:
         checks[column].append(nonempty(column))
     checks["figure_id"].append(
-        pa.Check(lambda v: v == "" or bool(_FIGURE_ID.fullmatch(v)), element_wise=True,
-                 error="an id like F001 (F and at least three digits)")
+        pa.Check(
+            lambda v: v == "" or bool(_FIGURE_ID.fullmatch(v)),
+            element_wise=True,
+            error="an id like F001 (F and at least three digits)",
+        )
     )
     checks["series"].append(vocabulary(SERIES))
     checks["article"].append(vocabulary(LEDGER_ARTICLES))
     checks["measure"].append(vocabulary(MEASURES))
     checks["value_qualifier"].append(vocabulary(QUALIFIERS))
     for column in ("period_start", "period_end", "source_date"):
+        checks[column].append(pa.Check(_optional_date, element_wise=True, error="an ISO date YYYY-MM-DD (or empty)"))
         checks[column].append(
-            pa.Check(_optional_date, element_wise=True, error="an ISO date YYYY-MM-DD (or empty)")
+            pa.Check(
+                lambda v: not _is_iso_date(v) or v >= EARLIEST_DATE,
+                element_wise=True,
+                error=f"a date from {EARLIEST_DATE} on (the plausible window of a figure)",
+            )
         )
         checks[column].append(
-            pa.Check(lambda v: not _is_iso_date(v) or v >= EARLIEST_DATE, element_wise=True,
-                     error=f"a date from {EARLIEST_DATE} on (the plausible window of a figure)")
-        )
-        checks[column].append(
-            pa.Check(lambda v: not _is_iso_date(v) or v <= _today(), element_wise=True,
-                     error="a date no later than today (nothing is published in the future)")
+            pa.Check(
+                lambda v: not _is_iso_date(v) or v <= _today(),
+                element_wise=True,
+                error="a date no later than today (nothing is published in the future)",
+            )
         )
     checks["value"].append(
-        pa.Check(lambda v: v == "" or _is_number(v), element_wise=True,
-                 error="a number in ASCII digits, without exponent (like 1234 or 12.5)")
+        pa.Check(
+            lambda v: v == "" or _is_number(v),
+            element_wise=True,
+            error="a number in ASCII digits, without exponent (like 1234 or 12.5)",
+        )
     )
     checks["value"].append(
-        pa.Check(lambda v: not _is_number(v) or float(v) >= 0, element_wise=True,
-                 error="a non-negative number")
+        pa.Check(lambda v: not _is_number(v) or float(v) >= 0, element_wise=True, error="a non-negative number")
     )
     checks["value"].append(
-        pa.Check(lambda v: not _is_number(v) or float(v) <= MAX_VALUE, element_wise=True,
-                 error=f"a number at most {MAX_VALUE:,}")
+        pa.Check(
+            lambda v: not _is_number(v) or float(v) <= MAX_VALUE,
+            element_wise=True,
+            error=f"a number at most {MAX_VALUE:,}",
+        )
     )
     for column in LEDGER_COLUMNS:
         checks[column].append(
-            pa.Check(_has_no_control_characters(column), element_wise=True,
-                     error="text without control characters" + (
-                         " (line breaks and tabs are allowed)" if column in FREE_TEXT_COLUMNS else ""))
+            pa.Check(
+                _has_no_control_characters(column),
+                element_wise=True,
+                error="text without control characters"
+                + (" (line breaks and tabs are allowed)" if column in FREE_TEXT_COLUMNS else ""),
+            )
         )
     checks["source_url"].append(
-        pa.Check(lambda v: v == "" or bool(_URL.fullmatch(v)), element_wise=True,
-                 error="an http(s) URL")
+        pa.Check(lambda v: v == "" or bool(_URL.fullmatch(v)), element_wise=True, error="an http(s) URL")
     )
     columns = {c: pa.Column(str, checks=checks[c], nullable=False) for c in LEDGER_COLUMNS}
     return pa.DataFrameSchema(columns, strict=False, coerce=False)
@@ -216,8 +230,7 @@ def _decode(raw: bytes, file: str) -> tuple[str | None, list[LedgerIssue]]:
         line = raw.count(b"\n", 0, exc.start) + 1
         bad = raw[exc.start : exc.start + 4]
         return None, [
-            LedgerIssue(file, line, None, None,
-                        f"UTF-8 text (undecodable byte at offset {exc.start})", repr(bad)[2:-1])
+            LedgerIssue(file, line, None, None, f"UTF-8 text (undecodable byte at offset {exc.start})", repr(bad)[2:-1])
         ]
 
 
@@ -248,8 +261,7 @@ def _check_header(header: list[str], file: str) -> list[LedgerIssue]:
             issues.append(LedgerIssue(file, 1, None, column, "this column in the header (missing)"))
     for column in header:
         if column not in LEDGER_COLUMNS:
-            issues.append(LedgerIssue(file, 1, None, column,
-                                      "only the known ledger columns (unknown extra column)"))
+            issues.append(LedgerIssue(file, 1, None, column, "only the known ledger columns (unknown extra column)"))
     seen = set()
     for column in header:
         if column in seen:
@@ -270,33 +282,48 @@ def _row_issues(frame: pd.DataFrame, lines: list[int], file: str) -> list[Ledger
         cases = exc.failure_cases.dropna(subset=["index"])
         for case in cases.itertuples(index=False):
             i = int(case.index)
-            issues.append(LedgerIssue(file, lines[i], ids[i] or None, case.column, case.check,
-                                      case.failure_case))
+            issues.append(LedgerIssue(file, lines[i], ids[i] or None, case.column, case.check, case.failure_case))
     if {"period_start", "period_end"} <= set(frame.columns):
         for i, (start, end) in enumerate(zip(frame["period_start"], frame["period_end"])):
             if _is_iso_date(start) and _is_iso_date(end) and start > end:
-                issues.append(LedgerIssue(file, lines[i], ids[i] or None, "period_end",
-                                          f"a date on or after period_start {start}", end))
+                issues.append(
+                    LedgerIssue(
+                        file, lines[i], ids[i] or None, "period_end", f"a date on or after period_start {start}", end
+                    )
+                )
     if {"period_end", "source_date"} <= set(frame.columns):
         # A number cannot be published before the period it counts has ended ("so far this
         # year" figures end on their publication date), and the vintage logic relies on it.
         for i, (end, published) in enumerate(zip(frame["period_end"], frame["source_date"])):
             if _is_iso_date(end) and _is_iso_date(published) and published < end:
-                issues.append(LedgerIssue(file, lines[i], ids[i] or None, "source_date",
-                                          f"a date on or after period_end {end}", published))
+                issues.append(
+                    LedgerIssue(
+                        file, lines[i], ids[i] or None, "source_date", f"a date on or after period_end {end}", published
+                    )
+                )
     if "source_url" in frame.columns:
         notes = frame["notes"] if "notes" in frame.columns else pd.Series([""] * len(frame))
         for i, (url, note) in enumerate(zip(frame["source_url"], notes)):
             if url == "" and MISSING_URL_MARKER not in note:
-                issues.append(LedgerIssue(file, lines[i], ids[i] or None, "source_url",
-                                          f"an http(s) URL, or notes saying '[{MISSING_URL_MARKER}: why]'",
-                                          url))
+                issues.append(
+                    LedgerIssue(
+                        file,
+                        lines[i],
+                        ids[i] or None,
+                        "source_url",
+                        f"an http(s) URL, or notes saying '[{MISSING_URL_MARKER}: why]'",
+                        url,
+                    )
+                )
     if "figure_id" in frame.columns:
         first_line: dict[str, int] = {}
         for i, fid in enumerate(ids):
             if fid in first_line:
-                issues.append(LedgerIssue(file, lines[i], fid, "figure_id",
-                                          f"a unique id (already used on line {first_line[fid]})", fid))
+                issues.append(
+                    LedgerIssue(
+                        file, lines[i], fid, "figure_id", f"a unique id (already used on line {first_line[fid]})", fid
+                    )
+                )
             elif fid:
                 first_line[fid] = lines[i]
     return issues

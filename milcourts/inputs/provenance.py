@@ -35,8 +35,14 @@ def code_fingerprint(parts: tuple[str, ...] = ()) -> str:
     """sha256 of the package's source (only the listed files or folders of it, if `parts` are
     given). Paths are taken relative to the package, so two checkouts of one commit agree."""
     roots = [PACKAGE_DIR / part for part in parts] if parts else [PACKAGE_DIR]
-    files = sorted({p for root in roots for p in ([root] if root.is_file() else root.rglob("*"))
-                    if p.is_file() and "__pycache__" not in p.parts})
+    files = sorted(
+        {
+            p
+            for root in roots
+            for p in ([root] if root.is_file() else root.rglob("*"))
+            if p.is_file() and "__pycache__" not in p.parts
+        }
+    )
     digest = hashlib.sha256()
     for path in files:
         digest.update(path.relative_to(PACKAGE_DIR).as_posix().encode() + b"\0" + path.read_bytes() + b"\0")
@@ -61,10 +67,19 @@ def write_record(raw_path: Path, copied_from: str, description: str) -> Path:
         raise ProvenanceError(f"{record_path} exists; raw files and their records are never edited in place")
     if not copied_from.strip() or not description.strip():
         raise ProvenanceError("a provenance record needs where the file came from and what it holds")
-    record = {"file": raw_path.name, "sha256": sha256_of(raw_path), "bytes": raw_path.stat().st_size,
-              "copied_from": copied_from, "copied_on": dt.date.today().isoformat(), "description": description}
-    record_path.write_text(f"# Provenance of {raw_path.name}. The file is immutable: never edit it in place.\n"
-                           + yaml.safe_dump(record, sort_keys=False, allow_unicode=True), encoding="utf-8")
+    record = {
+        "file": raw_path.name,
+        "sha256": sha256_of(raw_path),
+        "bytes": raw_path.stat().st_size,
+        "copied_from": copied_from,
+        "copied_on": dt.date.today().isoformat(),
+        "description": description,
+    }
+    record_path.write_text(
+        f"# Provenance of {raw_path.name}. The file is immutable: never edit it in place.\n"
+        + yaml.safe_dump(record, sort_keys=False, allow_unicode=True),
+        encoding="utf-8",
+    )
     return record_path
 
 
@@ -92,9 +107,7 @@ def verify_provenance(raw_path: Path, record_path: Path | None = None) -> dict:
         raise ProvenanceError(f"{raw_path}: raw file not found")
     record = read_provenance(record_path)
     if record["file"] != raw_path.name:
-        raise ProvenanceError(
-            f"{record_path}: field 'file' names {record['file']!r}, expected {raw_path.name!r}"
-        )
+        raise ProvenanceError(f"{record_path}: field 'file' names {record['file']!r}, expected {raw_path.name!r}")
     actual = sha256_of(raw_path)
     if actual != record["sha256"]:
         raise ProvenanceError(

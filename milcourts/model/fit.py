@@ -15,8 +15,7 @@ from scipy import optimize
 
 from milcourts.inputs.constraints import ConstraintView
 from milcourts.model.likelihood import penalty_hessian, penalty_terms, total_loglik
-from milcourts.model.observations import (Observations, design_matrix, month_index, prepare_observations,
-                                          supported_knots)
+from milcourts.model.observations import Observations, design_matrix, month_index, prepare_observations, supported_knots
 from milcourts.model.spec import PRIOR_LOG_PHI, ModelSpec, ParameterLayout, phi_prior
 
 # Largest absolute gradient of the penalised log-likelihood accepted as an optimum.
@@ -72,7 +71,7 @@ class _Objective:
         """Central differences: accurate enough to build the Hessian from."""
         eye = np.eye(len(p)) * self.STEP
         values = self.batch(np.vstack([p + eye, p - eye]))
-        return (values[: len(p)] - values[len(p):]) / (2 * self.STEP)
+        return (values[: len(p)] - values[len(p) :]) / (2 * self.STEP)
 
     def value_and_forward_gradient(self, p: np.ndarray) -> tuple[float, np.ndarray]:
         """For the optimiser: the value and forward differences in one batch (half the cost)."""
@@ -87,8 +86,7 @@ class _Objective:
         return (hess + hess.T) / 2
 
 
-def _minimise(objective: _Objective, start: np.ndarray, previous_hess_lik: np.ndarray | None,
-              hess_penalty: np.ndarray):
+def _minimise(objective: _Objective, start: np.ndarray, previous_hess_lik: np.ndarray | None, hess_penalty: np.ndarray):
     """L-BFGS-B from scratch; with the curvature of a previous fit, BFGS seeded with the inverse
     of (that likelihood Hessian + this penalty's), which removes most iterations along the nearly
     flat directions a small penalty leaves."""
@@ -98,12 +96,18 @@ def _minimise(objective: _Objective, start: np.ndarray, previous_hess_lik: np.nd
         eigenvalues, vectors = np.linalg.eigh((hess + hess.T) / 2)
         inverse = (vectors / np.maximum(eigenvalues, 1e-6 * eigenvalues.max())) @ vectors.T
         inverse = (inverse + inverse.T) / 2  # positive definite by construction, symmetric to rounding
-        result = optimize.minimize(objective.value_and_forward_gradient, start, jac=True, method="BFGS",
-                                   options={**options, "hess_inv0": inverse})
+        result = optimize.minimize(
+            objective.value_and_forward_gradient,
+            start,
+            jac=True,
+            method="BFGS",
+            options={**options, "hess_inv0": inverse},
+        )
         if np.isfinite(result.fun):
             return result
-    return optimize.minimize(objective.value_and_forward_gradient, start, jac=True, method="L-BFGS-B",
-                             options={**options, "ftol": 1e-10})
+    return optimize.minimize(
+        objective.value_and_forward_gradient, start, jac=True, method="L-BFGS-B", options={**options, "ftol": 1e-10}
+    )
 
 
 def _posterior_covariance(hess: np.ndarray, hess_penalty: np.ndarray) -> tuple[np.ndarray, float]:
@@ -119,8 +123,7 @@ def _posterior_covariance(hess: np.ndarray, hess_penalty: np.ndarray) -> tuple[n
     return (inverse + inverse.T) / 2, float(eigenvalues.min())
 
 
-def _newton_polish(objective: _Objective, result, hess_lik: np.ndarray, hess_penalty: np.ndarray,
-                   max_steps: int = 4):
+def _newton_polish(objective: _Objective, result, hess_lik: np.ndarray, hess_penalty: np.ndarray, max_steps: int = 4):
     """Newton steps with the central-difference Hessian until the gradient vanishes.
 
     BFGS on forward differences can stall with "precision loss" a little short of the optimum along
@@ -143,13 +146,18 @@ def _newton_polish(objective: _Objective, result, hess_lik: np.ndarray, hess_pen
         else:
             break
         result = optimize.OptimizeResult(x=candidate, fun=value, nit=result.nit + 1)
-        hess_lik = _Objective(objective.obs, objective.design, objective.penalty,
-                              include_penalty=False).hessian(result.x)
+        hess_lik = _Objective(objective.obs, objective.design, objective.penalty, include_penalty=False).hessian(
+            result.x
+        )
     return result, hess_lik
 
 
-def fit_filings_model(view: ConstraintView, spec: ModelSpec = ModelSpec(),
-                      train_end: pd.Timestamp | None = None, warm_start: FittedModel | None = None) -> FittedModel:
+def fit_filings_model(
+    view: ConstraintView,
+    spec: ModelSpec = ModelSpec(),
+    train_end: pd.Timestamp | None = None,
+    warm_start: FittedModel | None = None,
+) -> FittedModel:
     """Penalised maximum likelihood; the penalty on slope changes is the one with the largest
     Laplace-approximate marginal likelihood (LAML, Wood 2011):
 
@@ -187,19 +195,37 @@ def fit_filings_model(view: ConstraintView, spec: ModelSpec = ModelSpec(),
         _, logdet = np.linalg.slogdet(np.linalg.inv(cov))
         laml = -float(result.fun) + 0.5 * n_penalised * np.log(penalty) - 0.5 * logdet
         gradient_norm = float(np.abs(objective.gradient(result.x)).max())
-        rows.append({"penalty": penalty, "loglik": loglik, "effective_df": edf, "aic": aic,
-                     "log_marginal_likelihood": laml,
-                     # BFGS stops on "precision loss" with finite-difference gradients; what matters
-                     # is whether the (central-difference) gradient has vanished
-                     "converged": gradient_norm < CONVERGED_GRADIENT, "iterations": int(result.nit),
-                     "gradient_norm": gradient_norm, "min_hessian_eigenvalue": min_eigenvalue})
+        rows.append(
+            {
+                "penalty": penalty,
+                "loglik": loglik,
+                "effective_df": edf,
+                "aic": aic,
+                "log_marginal_likelihood": laml,
+                # BFGS stops on "precision loss" with finite-difference gradients; what matters
+                # is whether the (central-difference) gradient has vanished
+                "converged": gradient_norm < CONVERGED_GRADIENT,
+                "iterations": int(result.nit),
+                "gradient_norm": gradient_norm,
+                "min_hessian_eigenvalue": min_eigenvalue,
+            }
+        )
         if best is None or laml > best[0]:
             best = (laml, penalty, result, cov, hess_lik)
         start = result.x
     _, penalty, result, cov, best_hess_lik = best
     selection = pd.DataFrame(rows)
     selection["is_chosen"] = selection["penalty"] == penalty
-    return FittedModel(spec=spec, obs=obs, params=result.x, cov=cov, penalty=penalty,
-                       penalised_loglik=-float(result.fun), selection=selection,
-                       names=ParameterLayout(len(knots)).names(knots), knots=knots, conflicts=view.conflicts,
-                       hess_lik=best_hess_lik)
+    return FittedModel(
+        spec=spec,
+        obs=obs,
+        params=result.x,
+        cov=cov,
+        penalty=penalty,
+        penalised_loglik=-float(result.fun),
+        selection=selection,
+        names=ParameterLayout(len(knots)).names(knots),
+        knots=knots,
+        conflicts=view.conflicts,
+        hess_lik=best_hess_lik,
+    )

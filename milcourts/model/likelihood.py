@@ -46,12 +46,16 @@ def unpack(params: np.ndarray, n_knots: int):
     base = params[:, layout.trend].reshape(-1, 3, 3)
     coef = np.zeros((params.shape[0], 3, 3 + n_knots))
     coef[:, :, :3] = base
-    coef[:, 1:, 1] += base[:, :1, 1]           # small series' pre-slope = 337's + shrunk deviation
+    coef[:, 1:, 1] += base[:, :1, 1]  # small series' pre-slope = 337's + shrunk deviation
     if n_knots:  # an early training origin may support no knot at all
         coef[:, :, 3:] = params[:, None, layout.knots]
         coef[:, 1:, 3:] += params[:, layout.knot_deviations].reshape(-1, 2, n_knots)
-    return (coef, np.exp(params[:, layout.log_phi]), np.exp(params[:, layout.log_alpha]),
-            np.exp(params[:, layout.log_tau]))
+    return (
+        coef,
+        np.exp(params[:, layout.log_phi]),
+        np.exp(params[:, layout.log_alpha]),
+        np.exp(params[:, layout.log_tau]),
+    )
 
 
 def monthly_means(coef: np.ndarray, design: np.ndarray, days: np.ndarray) -> np.ndarray:
@@ -72,25 +76,30 @@ def completeness(obs: Observations, tau: np.ndarray) -> np.ndarray:
         n = obs.covered_days[rows, cols]
         t = tau[:, None]
         q = np.exp(-1.0 / t)
-        out[:, rows, cols] = 1 - np.exp(-obs.lag_first[rows, cols] / t) * (1 - q ** n) / (1 - q) / n
+        out[:, rows, cols] = 1 - np.exp(-obs.lag_first[rows, cols] / t) * (1 - q**n) / (1 - q) / n
     return out
 
 
 def _nb_size(mean, var):
-    return mean ** 2 / np.maximum(var - mean, 1e-9 * mean)
+    return mean**2 / np.maximum(var - mean, 1e-9 * mean)
 
 
 def _binom_logpmf(k, n, p):
-    return (special.gammaln(n + 1) - special.gammaln(k + 1) - special.gammaln(n - k + 1)
-            + k * np.log(p) + (n - k) * np.log1p(-p))
+    return (
+        special.gammaln(n + 1)
+        - special.gammaln(k + 1)
+        - special.gammaln(n - k + 1)
+        + k * np.log(p)
+        + (n - k) * np.log1p(-p)
+    )
 
 
 def figure_loadings(params, obs, design):
     """Share of each article-month's cases that each figure counts: (B, figures, articles, months)."""
     n_knots = design.shape[1] - 3
     coef, phi, alpha, tau = unpack(params, n_knots)
-    mu = monthly_means(coef, design[: len(obs.months)], obs.days)            # B x articles x months
-    seen = obs.weights[None] * completeness(obs, tau)                        # B x figures x months
+    mu = monthly_means(coef, design[: len(obs.months)], obs.days)  # B x articles x months
+    seen = obs.weights[None] * completeness(obs, tau)  # B x figures x months
     loadings = obs.article_mask[None, :, :, None] * seen[:, :, None, :]
     based = np.nonzero(obs.is_mobilisation_base)[0]
     if len(based):
@@ -104,7 +113,7 @@ def figure_expectations(params, obs, design):
     loadings, mu, phi, alpha = figure_loadings(params, obs, design)
     per_cell = loadings * mu[:, None]
     expected = np.maximum(per_cell.sum(axis=(2, 3)), 1e-9)
-    month_var = phi[:, None] * (per_cell ** 2).sum(axis=(2, 3))
+    month_var = phi[:, None] * (per_cell**2).sum(axis=(2, 3))
     return expected, month_var, alpha
 
 
@@ -115,11 +124,11 @@ def point_covariance(loadings, mu, phi, alpha, expected, approx_mask):
     thinning on the diagonal (a figure that sees a share L of a month counts L mu on average), plus
     each figure's own release discrepancy alpha E^2 and rounding error of approximate figures.
     """
-    month_variance = (mu + phi[:, None, None] * mu ** 2).reshape(len(mu), 1, -1)   # B x 1 x (A*T)
-    flat = loadings.reshape(loadings.shape[0], loadings.shape[1], -1)             # B x J x (A*T)
-    cov = (flat * month_variance) @ flat.transpose(0, 2, 1)                      # batched GEMM
-    thinning = ((flat - flat ** 2) * mu.reshape(len(mu), 1, -1)).sum(axis=2)
-    own = alpha[:, None] * expected ** 2 + approx_mask * (APPROX_RELATIVE_SD * expected) ** 2
+    month_variance = (mu + phi[:, None, None] * mu**2).reshape(len(mu), 1, -1)  # B x 1 x (A*T)
+    flat = loadings.reshape(loadings.shape[0], loadings.shape[1], -1)  # B x J x (A*T)
+    cov = (flat * month_variance) @ flat.transpose(0, 2, 1)  # batched GEMM
+    thinning = ((flat - flat**2) * mu.reshape(len(mu), 1, -1)).sum(axis=2)
+    own = alpha[:, None] * expected**2 + approx_mask * (APPROX_RELATIVE_SD * expected) ** 2
     index = np.arange(cov.shape[1])
     cov[:, index, index] += thinning + own
     return cov
@@ -129,7 +138,7 @@ def _mvn_logpdf(residual, cov):
     chol = np.linalg.cholesky(cov)
     solved = np.linalg.solve(chol, residual[..., None])[..., 0]
     logdet = 2 * np.log(np.diagonal(chol, axis1=1, axis2=2)).sum(axis=1)
-    return -0.5 * ((solved ** 2).sum(axis=1) + logdet + residual.shape[1] * np.log(2 * np.pi))
+    return -0.5 * ((solved**2).sum(axis=1) + logdet + residual.shape[1] * np.log(2 * np.pi))
 
 
 def total_loglik(params, obs, design) -> np.ndarray:
@@ -154,14 +163,16 @@ def total_loglik(params, obs, design) -> np.ndarray:
     if bounds.any():
         month_var = phi[:, None] * (per_cell[:, bounds] ** 2).sum(axis=(2, 3))
         e = expected[:, bounds]
-        var = e + month_var + alpha[:, None] * e ** 2
+        var = e + month_var + alpha[:, None] * e**2
         size = _nb_size(e, var)
         prob = size / (size + e)
         yb = y[:, bounds]
         lower = obs.qualifier[bounds] == "at_least"
-        tail = np.where(lower,
-                        special.betainc(np.maximum(yb, 1e-9), size, 1 - prob),      # P(Y >= y)
-                        special.betainc(size, yb + 1, prob))                        # P(Y <= y)
+        tail = np.where(
+            lower,
+            special.betainc(np.maximum(yb, 1e-9), size, 1 - prob),  # P(Y >= y)
+            special.betainc(size, yb + 1, prob),
+        )  # P(Y <= y)
         total += np.log(np.maximum(tail, 1e-300)).sum(axis=1)
     if revision.any():
         later = obs.later_partner[revision]

@@ -15,8 +15,13 @@ import pandas as pd
 
 from milcourts.inputs.constraints import ConstraintView
 from milcourts.inputs.exposure import month_exposure
-from milcourts.model.spec import (COMPLETE_AFTER_DAYS, MOBILISATION_BASE_EARLY_MONTHS, MOBILISATION_BASE_START,
-                                  ModelSpec, check_month_range)
+from milcourts.model.spec import (
+    COMPLETE_AFTER_DAYS,
+    MOBILISATION_BASE_EARLY_MONTHS,
+    MOBILISATION_BASE_START,
+    ModelSpec,
+    check_month_range,
+)
 from milcourts.vocabulary import ALL_ARTICLES, ARTICLES
 
 
@@ -24,18 +29,18 @@ from milcourts.vocabulary import ALL_ARTICLES, ARTICLES
 class Observations:
     """The usable figures as arrays the likelihood reads."""
 
-    figures: pd.DataFrame           # one row per figure considered, with usage and reason
-    months: pd.PeriodIndex          # modelled months (no forecast)
-    days: np.ndarray                # days per month
-    weights: np.ndarray             # fit figures x months, share of each month covered
-    article_mask: np.ndarray        # fit figures x 3 articles (all-article figures: all ones)
-    lag_first: np.ndarray           # fit figures x months: lag in days of the last covered day
-    covered_days: np.ndarray        # fit figures x months: number of covered days
+    figures: pd.DataFrame  # one row per figure considered, with usage and reason
+    months: pd.PeriodIndex  # modelled months (no forecast)
+    days: np.ndarray  # days per month
+    weights: np.ndarray  # fit figures x months, share of each month covered
+    article_mask: np.ndarray  # fit figures x 3 articles (all-article figures: all ones)
+    lag_first: np.ndarray  # fit figures x months: lag in days of the last covered day
+    covered_days: np.ndarray  # fit figures x months: number of covered days
     value: np.ndarray
-    qualifier: np.ndarray           # "exact" | "approx" | "at_least" | "at_most"
-    later_partner: np.ndarray       # index of the later vintage for revision terms, -1 otherwise
+    qualifier: np.ndarray  # "exact" | "approx" | "at_least" | "at_most"
+    later_partner: np.ndarray  # index of the later vintage for revision terms, -1 otherwise
     is_mobilisation_base: np.ndarray = field(default_factory=lambda: np.zeros(0, bool))  # fit figures
-    is_early_base_month: np.ndarray = field(default_factory=lambda: np.zeros(0, bool))   # months
+    is_early_base_month: np.ndarray = field(default_factory=lambda: np.zeros(0, bool))  # months
     recent_cells: tuple[np.ndarray, np.ndarray] = (np.array([], int), np.array([], int))
 
 
@@ -45,8 +50,9 @@ def _median_publication_gap_days(figures: pd.DataFrame) -> float:
     return float(gaps.median()) if len(gaps) else 0.0
 
 
-def prepare_observations(view: ConstraintView, train_end: pd.Timestamp | None = None,
-                         exposure: str = "calendar_days") -> Observations:
+def prepare_observations(
+    view: ConstraintView, train_end: pd.Timestamp | None = None, exposure: str = "calendar_days"
+) -> Observations:
     """Decide, figure by figure, whether and how it enters the likelihood, and why."""
     check_month_range(view.figures, view.months)
     figures = view.figures.copy()
@@ -61,9 +67,11 @@ def prepare_observations(view: ConstraintView, train_end: pd.Timestamp | None = 
         for fid in conflict.part_figure_ids.split(","):
             mask = figures["figure_id"] == fid
             figures.loc[mask, ["is_used", "usage", "reason"]] = [
-                False, "set aside",
+                False,
+                "set aside",
                 f"published the same day as {conflict.whole_figure_id} for the same period with a smaller "
-                "value: a narrower counting base"]
+                "value: a narrower counting base",
+            ]
     # Earlier vintages of a period become revision terms conditioned on the next later vintage.
     figures["later_figure_id"] = ""
     used = figures[figures["is_used"]]
@@ -71,14 +79,19 @@ def prepare_observations(view: ConstraintView, train_end: pd.Timestamp | None = 
         group = group.sort_values(["is_vintage_known", "vintage_date", "value"])
         ordered = list(group.itertuples())
         for early, late in zip(ordered, ordered[1:]):
-            if early.value_qualifier == "exact" and late.value_qualifier == "exact" and \
-                    early.is_vintage_known and early.vintage_date < late.vintage_date:
+            if (
+                early.value_qualifier == "exact"
+                and late.value_qualifier == "exact"
+                and early.is_vintage_known
+                and early.vintage_date < late.vintage_date
+            ):
                 figures.loc[early.Index, ["usage", "later_figure_id"]] = ["earlier vintage", late.figure_id]
     gap = _median_publication_gap_days(view.figures)
     figures["assumed_source_date"] = figures["source_date"].fillna(figures["period_end"] + pd.Timedelta(days=gap))
     figures.loc[~figures["is_vintage_known"], "reason"] = (
         f"publication date unknown: completeness evaluated {gap:.0f} days after period end "
-        "(median gap of dated figures)")
+        "(median gap of dated figures)"
+    )
 
     fit = figures[figures["is_used"]].reset_index(drop=True)
     months = view.months
@@ -104,12 +117,21 @@ def prepare_observations(view: ConstraintView, train_end: pd.Timestamp | None = 
     partner = np.array([position.get(f, -1) for f in fit["later_figure_id"]], dtype=int)
     lag_first = np.clip(lag_first, 0, None)
     recent = np.nonzero((covered > 0) & (lag_first < COMPLETE_AFTER_DAYS))
-    return Observations(figures=figures, months=months, days=days, weights=weights, article_mask=mask,
-                        lag_first=lag_first, covered_days=covered,
-                        value=fit["value"].to_numpy(float), qualifier=fit["value_qualifier"].to_numpy(),
-                        later_partner=partner, recent_cells=recent,
-                        is_mobilisation_base=(fit["period_start"] == MOBILISATION_BASE_START).to_numpy(),
-                        is_early_base_month=np.asarray(months.isin(MOBILISATION_BASE_EARLY_MONTHS)))
+    return Observations(
+        figures=figures,
+        months=months,
+        days=days,
+        weights=weights,
+        article_mask=mask,
+        lag_first=lag_first,
+        covered_days=covered,
+        value=fit["value"].to_numpy(float),
+        qualifier=fit["value_qualifier"].to_numpy(),
+        later_partner=partner,
+        recent_cells=recent,
+        is_mobilisation_base=(fit["period_start"] == MOBILISATION_BASE_START).to_numpy(),
+        is_early_base_month=np.asarray(months.isin(MOBILISATION_BASE_EARLY_MONTHS)),
+    )
 
 
 # ----------------------------------------------------------------------------- design
@@ -130,8 +152,9 @@ def supported_knots(spec: ModelSpec, n_observed: int, break_index: int) -> tuple
     return tuple(k for k in spec.knot_offsets_months if break_index + k <= n_observed - MIN_MONTHS_AFTER_KNOT)
 
 
-def design_matrix(n_months: int, break_index: int, knot_offsets: tuple[int, ...],
-                  n_observed: int | None = None, damping: float = 1.0) -> np.ndarray:
+def design_matrix(
+    n_months: int, break_index: int, knot_offsets: tuple[int, ...], n_observed: int | None = None, damping: float = 1.0
+) -> np.ndarray:
     """Columns: intercept, slope (years from the break), step, then one hinge per knot (years).
 
     Rows past `n_observed` (forecasts) continue from the last modelled month along the average
@@ -148,7 +171,6 @@ def design_matrix(n_months: int, break_index: int, knot_offsets: tuple[int, ...]
         span = min(FORECAST_SLOPE_MONTHS, n_observed - 1)
         slope = (last - design[n_observed - 1 - span]) / span
         h = np.arange(1, n_months - n_observed + 1)
-        ahead = damping * (1 - damping ** h) / (1 - damping) if damping < 1 else h.astype(float)
+        ahead = damping * (1 - damping**h) / (1 - damping) if damping < 1 else h.astype(float)
         design[n_observed:] = last + ahead[:, None] * slope
     return design
-

@@ -68,8 +68,14 @@ def disjoint_windows(used: pd.DataFrame) -> DisjointWindows:
     rows = []
     for r in used.itertuples():
         shares = month_weights(r.period_start, r.period_end)
-        rows.append({"id": r.figure_id, "weights": np.array([shares.get(m, 0.0) for m in months]),
-                     "value": float(r.value), "span": int((r.period_end - r.period_start).days)})
+        rows.append(
+            {
+                "id": r.figure_id,
+                "weights": np.array([shares.get(m, 0.0) for m in months]),
+                "value": float(r.value),
+                "span": int((r.period_end - r.period_start).days),
+            }
+        )
     rows.sort(key=lambda row: row["span"])
     for i, big in enumerate(rows):
         inside = []
@@ -78,8 +84,10 @@ def disjoint_windows(used: pd.DataFrame) -> DisjointWindows:
             if not overlap.any():
                 continue
             if not np.allclose(overlap, small["weights"]):
-                raise ValueError(f"help-request figures {small['id']} and {big['id']} overlap without one "
-                                 "containing the other; they cannot be made disjoint")
+                raise ValueError(
+                    f"help-request figures {small['id']} and {big['id']} overlap without one "
+                    "containing the other; they cannot be made disjoint"
+                )
             inside.append(small)
         inside.sort(key=lambda small: int(np.argmax(small["weights"] > 0)))  # named in calendar order
         for small in inside:
@@ -87,17 +95,27 @@ def disjoint_windows(used: pd.DataFrame) -> DisjointWindows:
             big["value"] -= small["value"]
         big["derivation"] = big["id"] + "".join(f" − {s['id']}" for s in inside)
         if big["value"] < 0:
-            raise ValueError(f"help-request figure {big['id']} is smaller than the figures it contains "
-                             f"({', '.join(s['id'] for s in inside)})")
+            raise ValueError(
+                f"help-request figure {big['id']} is smaller than the figures it contains "
+                f"({', '.join(s['id'] for s in inside)})"
+            )
     rows.sort(key=lambda row: int(np.argmax(row["weights"] > 0)))
     labels = []
     for row in rows:
         covered = months[row["weights"] > 0]
-        labels.append(str(covered[0]) if len(covered) == 1 else f"{covered[0]} to {covered[-1]}"
-                      + ("" if len(covered) == covered[-1].ordinal - covered[0].ordinal + 1 else f" ({len(covered)} months)"))
-    return DisjointWindows(months=months, weights=np.array([r["weights"] for r in rows]),
-                           value=np.array([r["value"] for r in rows]), label=labels,
-                           derivation=[r["derivation"] for r in rows])
+        labels.append(
+            str(covered[0])
+            if len(covered) == 1
+            else f"{covered[0]} to {covered[-1]}"
+            + ("" if len(covered) == covered[-1].ordinal - covered[0].ordinal + 1 else f" ({len(covered)} months)")
+        )
+    return DisjointWindows(
+        months=months,
+        weights=np.array([r["weights"] for r in rows]),
+        value=np.array([r["value"] for r in rows]),
+        label=labels,
+        derivation=[r["derivation"] for r in rows],
+    )
 
 
 class AggregatedPoisson(GenericLikelihoodModel):
@@ -130,7 +148,7 @@ class LogLinearFit:
 
     params: np.ndarray
     cov: np.ndarray
-    scale: float          # Pearson chi-square / residual df, floored at 1
+    scale: float  # Pearson chi-square / residual df, floored at 1
     df_resid: int
     deviance: float
     expected: np.ndarray  # per disjoint window
@@ -152,10 +170,21 @@ def fit_log_linear(windows: DisjointWindows, month_design: np.ndarray) -> LogLin
     pearson = float(((windows.value - expected) ** 2 / expected).sum())
     scale = max(1.0, pearson / df_resid) if df_resid > 0 else 1.0
     with np.errstate(divide="ignore", invalid="ignore"):
-        deviance = float(2 * np.sum(np.where(windows.value > 0, windows.value * np.log(windows.value / expected), 0.0)
-                                    - (windows.value - expected)))
-    return LogLinearFit(params=np.asarray(result.params), cov=np.asarray(result.cov_params()) * scale, scale=scale,
-                        df_resid=df_resid, deviance=deviance, expected=expected)
+        deviance = float(
+            2
+            * np.sum(
+                np.where(windows.value > 0, windows.value * np.log(windows.value / expected), 0.0)
+                - (windows.value - expected)
+            )
+        )
+    return LogLinearFit(
+        params=np.asarray(result.params),
+        cov=np.asarray(result.cov_params()) * scale,
+        scale=scale,
+        df_resid=df_resid,
+        deviance=deviance,
+        expected=expected,
+    )
 
 
 def trend_design(months: pd.PeriodIndex) -> np.ndarray:
@@ -166,7 +195,7 @@ def trend_design(months: pd.PeriodIndex) -> np.ndarray:
 
 @dataclass
 class RequestsTrend:
-    figures: pd.DataFrame        # every help-request figure, used or not
+    figures: pd.DataFrame  # every help-request figure, used or not
     windows: DisjointWindows
     fit: LogLinearFit
 
@@ -181,22 +210,30 @@ class RequestsTrend:
         log_rate = design @ self.fit.params
         se = np.sqrt(np.einsum("ij,jk,ik->i", design, self.fit.cov, design))
         t = stats.t.ppf(0.975, self.fit.df_resid)
-        return pd.DataFrame({"month": self.windows.months.astype(str), "expected": np.exp(log_rate),
-                             "lower_95": np.exp(log_rate - t * se), "upper_95": np.exp(log_rate + t * se)})
+        return pd.DataFrame(
+            {
+                "month": self.windows.months.astype(str),
+                "expected": np.exp(log_rate),
+                "lower_95": np.exp(log_rate - t * se),
+                "upper_95": np.exp(log_rate + t * se),
+            }
+        )
 
 
 def fit_requests_trend(ledger: pd.DataFrame) -> RequestsTrend:
     figures = request_figures(ledger)
     used = figures[figures["is_used"]]
     if len(used) < MIN_REQUEST_FIGURES:
-        raise TooFewRequestFigures(f"the ledger has {len(used)} usable help-request counts; a trend needs at least "
-                                   f"{MIN_REQUEST_FIGURES}")
+        raise TooFewRequestFigures(
+            f"the ledger has {len(used)} usable help-request counts; a trend needs at least {MIN_REQUEST_FIGURES}"
+        )
     windows = disjoint_windows(used)
     return RequestsTrend(figures=figures, windows=windows, fit=fit_log_linear(windows, trend_design(windows.months)))
 
 
-def filings_growth_percent(monthly_expected: np.ndarray, months: pd.PeriodIndex, first: pd.Period,
-                           last: pd.Period) -> tuple[float, float, float]:
+def filings_growth_percent(
+    monthly_expected: np.ndarray, months: pd.PeriodIndex, first: pd.Period, last: pd.Period
+) -> tuple[float, float, float]:
     """Average monthly growth of court filings over [first, last]: the least-squares slope of the
     log expected monthly count, per draw (draws x months), so that its interval carries the model's
     uncertainty; median and 2.5/97.5% quantiles."""
@@ -217,8 +254,12 @@ def _lag_fit(windows: DisjointWindows, filings: pd.Series, lag: int) -> LogLinea
     return fit_log_linear(windows, np.column_stack([np.ones(len(shifted)), log_filings - log_filings.mean()]))
 
 
-def lag_comparison(windows: DisjointWindows, filings_expected: pd.Series, max_lag_months: int,
-                   filings_draws: pd.DataFrame | None = None) -> pd.DataFrame:
+def lag_comparison(
+    windows: DisjointWindows,
+    filings_expected: pd.Series,
+    max_lag_months: int,
+    filings_draws: pd.DataFrame | None = None,
+) -> pd.DataFrame:
     """How well court filings k months later track the requests, k = 0..max_lag_months.
 
     For each lag: log requests_t = c + e * log filings_(t+k), fitted to the disjoint windows as
@@ -232,8 +273,16 @@ def lag_comparison(windows: DisjointWindows, filings_expected: pd.Series, max_la
     for lag in range(max_lag_months + 1):
         fit = _lag_fit(windows, filings_expected, lag)
         elasticity, lo, hi = fit.interval(1)
-        rows.append({"lag_months": lag, "deviance": fit.deviance, "scale": fit.scale,
-                     "elasticity": elasticity, "elasticity_lower_95": lo, "elasticity_upper_95": hi})
+        rows.append(
+            {
+                "lag_months": lag,
+                "deviance": fit.deviance,
+                "scale": fit.scale,
+                "elasticity": elasticity,
+                "elasticity_lower_95": lo,
+                "elasticity_upper_95": hi,
+            }
+        )
     table = pd.DataFrame(rows)
     best = table["deviance"].idxmin()
     threshold = stats.chi2.ppf(0.95, 1) * table.loc[best, "scale"]

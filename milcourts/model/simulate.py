@@ -15,11 +15,21 @@ import pandas as pd
 from milcourts.inputs.constraints import month_weights
 from milcourts.inputs.exposure import month_exposure
 from milcourts.model.fit import FittedModel
-from milcourts.model.likelihood import (base_share_by_month, base_shares, figure_loadings, monthly_means,
-                                        point_covariance, unpack)
+from milcourts.model.likelihood import (
+    base_share_by_month,
+    base_shares,
+    figure_loadings,
+    monthly_means,
+    point_covariance,
+    unpack,
+)
 from milcourts.model.observations import design_matrix, month_index
-from milcourts.model.spec import (APPROX_RELATIVE_SD, MOBILISATION_BASE_EARLY_MONTHS, MOBILISATION_BASE_START,
-                                  check_month_range)
+from milcourts.model.spec import (
+    APPROX_RELATIVE_SD,
+    MOBILISATION_BASE_EARLY_MONTHS,
+    MOBILISATION_BASE_START,
+    check_month_range,
+)
 from milcourts.vocabulary import ALL_ARTICLES, ARTICLES
 
 
@@ -28,15 +38,15 @@ class Draws:
     """Parameter draws and the monthly expectations and counts they imply (with forecast)."""
 
     months: pd.PeriodIndex
-    mu: np.ndarray              # draws x articles x months, expected cases
-    counts: np.ndarray          # draws x articles x months, simulated counts (parameter + count noise)
+    mu: np.ndarray  # draws x articles x months, expected cases
+    counts: np.ndarray  # draws x articles x months, simulated counts (parameter + count noise)
     counterfactual: np.ndarray  # draws x articles x months, expected cases with no break terms
-    coef: np.ndarray            # draws x articles x (3 + knots)
+    coef: np.ndarray  # draws x articles x (3 + knots)
     n_observed: int
-    alpha: np.ndarray = None    # draws: figure-level relative variance (release discrepancies)
-    tau: np.ndarray = None      # draws: reporting-lag time constant, days
+    alpha: np.ndarray = None  # draws: figure-level relative variance (release discrepancies)
+    tau: np.ndarray = None  # draws: reporting-lag time constant, days
     is_conditioned: bool = False  # observed months drawn given the published figures
-    base_rho: np.ndarray = None    # draws x articles: share counted by "since mobilisation" totals
+    base_rho: np.ndarray = None  # draws x articles: share counted by "since mobilisation" totals
     base_sigma: np.ndarray = None  # draws x articles: further share for Sep-Dec 2022
 
     def base_share(self) -> np.ndarray:
@@ -52,12 +62,16 @@ def all_months(fitted: FittedModel) -> pd.PeriodIndex:
 
 
 def _full_design(fitted: FittedModel, months: pd.PeriodIndex) -> np.ndarray:
-    return design_matrix(len(months), month_index(months, fitted.spec.break_month), fitted.knots,
-                         n_observed=len(fitted.obs.months), damping=fitted.spec.forecast_damping)
+    return design_matrix(
+        len(months),
+        month_index(months, fitted.spec.break_month),
+        fitted.knots,
+        n_observed=len(fitted.obs.months),
+        damping=fitted.spec.forecast_damping,
+    )
 
 
-def simulate(fitted: FittedModel, n_draws: int | None = None, seed: int | None = None,
-             condition: bool = True) -> Draws:
+def simulate(fitted: FittedModel, n_draws: int | None = None, seed: int | None = None, condition: bool = True) -> Draws:
     """Draws from the Laplace approximation of the penalised likelihood, then month counts:
     for modelled months conditioned on the published figures (reconstruct), for forecast months
     negative binomial with the fitted month-level dispersion. Prediction, not just mean, uncertainty."""
@@ -79,9 +93,19 @@ def simulate(fitted: FittedModel, n_draws: int | None = None, seed: int | None =
     if condition:
         counts[:, :, :n_observed] = reconstruct(fitted, params, rng)
     rho, sigma = base_shares(params)
-    return Draws(months=months, mu=mu, counts=counts, counterfactual=counterfactual, coef=coef,
-                 n_observed=n_observed, alpha=alpha, tau=tau, is_conditioned=condition,
-                 base_rho=rho, base_sigma=sigma)
+    return Draws(
+        months=months,
+        mu=mu,
+        counts=counts,
+        counterfactual=counterfactual,
+        coef=coef,
+        n_observed=n_observed,
+        alpha=alpha,
+        tau=tau,
+        is_conditioned=condition,
+        base_rho=rho,
+        base_sigma=sigma,
+    )
 
 
 RECONSTRUCTION_CHUNK = 200  # draws conditioned at once (memory: chunk x 144^2 doubles)
@@ -105,23 +129,25 @@ def reconstruct(fitted: FittedModel, params: np.ndarray, rng: np.random.Generato
     n_articles, n_months = len(ARTICLES), len(obs.months)
     out = np.empty((len(params), n_articles, n_months))
     for first in range(0, len(params), RECONSTRUCTION_CHUNK):
-        chunk = params[first:first + RECONSTRUCTION_CHUNK]
+        chunk = params[first : first + RECONSTRUCTION_CHUNK]
         loadings, mu, phi, alpha = figure_loadings(chunk, obs, design)
         loadings = loadings[:, point]
         expected = np.maximum((loadings * mu[:, None]).sum(axis=(2, 3)), 1e-9)
         cov_y = point_covariance(loadings, mu, phi, alpha, expected, approx_mask)
-        flat = loadings.reshape(len(chunk), point.sum(), -1)                    # B x J x C
-        variance = (mu + phi[:, None, None] * mu ** 2).reshape(len(chunk), -1)  # B x C
-        cross = flat * variance[:, None, :]                                     # Cov(y, Y): B x J x C
-        weights = np.linalg.solve(cov_y, cross)                                 # S^-1 Cov(y, Y)
+        flat = loadings.reshape(len(chunk), point.sum(), -1)  # B x J x C
+        variance = (mu + phi[:, None, None] * mu**2).reshape(len(chunk), -1)  # B x C
+        cross = flat * variance[:, None, :]  # Cov(y, Y): B x J x C
+        weights = np.linalg.solve(cov_y, cross)  # S^-1 Cov(y, Y)
         mean = mu.reshape(len(chunk), -1) + np.einsum("bjc,bj->bc", weights, y[None] - expected)
         cov = -np.einsum("bjc,bjd->bcd", cross, weights)
         index = np.arange(cov.shape[1])
         cov[:, index, index] += variance
-        eigenvalues, vectors = np.linalg.eigh(cov)                              # PSD square root
+        eigenvalues, vectors = np.linalg.eigh(cov)  # PSD square root
         root = vectors * np.sqrt(np.clip(eigenvalues, 0, None))[:, None, :]
         noise = np.einsum("bcd,bd->bc", root, rng.standard_normal(mean.shape))
-        out[first:first + len(chunk)] = np.clip(np.round(mean + noise), 0, None).reshape(len(chunk), n_articles, n_months)
+        out[first : first + len(chunk)] = np.clip(np.round(mean + noise), 0, None).reshape(
+            len(chunk), n_articles, n_months
+        )
     return out
 
 
@@ -129,8 +155,10 @@ def window_weights(months: pd.PeriodIndex, start: pd.Timestamp, end: pd.Timestam
     shares = month_weights(start, end)
     outside = [m for m in shares if m not in months]
     if outside:
-        raise ValueError(f"window {start.date()} to {end.date()} reaches {outside[0]}, outside the modelled "
-                         f"months {months[0]} to {months[-1]}")
+        raise ValueError(
+            f"window {start.date()} to {end.date()} reaches {outside[0]}, outside the modelled "
+            f"months {months[0]} to {months[-1]}"
+        )
     return np.array([shares.get(m, 0.0) for m in months])
 
 
@@ -150,8 +178,7 @@ def _counted(draws: Draws, rows: list[int], start: pd.Timestamp, values: np.ndar
     return values[:, rows, :].sum(axis=1)
 
 
-def window_draws(draws: Draws, article: str, start, end,
-                 as_counted: bool = False) -> tuple[np.ndarray, np.ndarray]:
+def window_draws(draws: Draws, article: str, start, end, as_counted: bool = False) -> tuple[np.ndarray, np.ndarray]:
     """Simulated totals and expected totals of a window (partial months by their share of days).
 
     `as_counted`: what a published figure of that window counts, i.e. with the mobilisation
@@ -171,8 +198,9 @@ def window_draws(draws: Draws, article: str, start, end,
     return totals, expected
 
 
-def published_figure_draws(draws: Draws, article: str, start, end, source_date, qualifier: str,
-                           rng: np.random.Generator) -> np.ndarray:
+def published_figure_draws(
+    draws: Draws, article: str, start, end, source_date, qualifier: str, rng: np.random.Generator
+) -> np.ndarray:
     """Predictive draws of a figure as it would be published: the window's simulated counts,
     thinned by the completeness of its vintage and its counting base, times the figure-level
     release discrepancy (and the rounding error of an approximate figure)."""
@@ -185,16 +213,21 @@ def published_figure_draws(draws: Draws, article: str, start, end, source_date, 
     tau = draws.tau[:, None]
     q = np.exp(-1.0 / tau)
     n = np.maximum(covered, 1)
-    complete = np.where(covered > 0, 1 - np.exp(-lag / tau) * (1 - q ** n) / (1 - q) / n, 0.0)
+    complete = np.where(covered > 0, 1 - np.exp(-lag / tau) * (1 - q**n) / (1 - q) / n, 0.0)
     rows = article_rows(article)
     totals = (_counted(draws, rows, start, draws.counts) * weights * complete).sum(axis=1)
-    spread = np.sqrt(np.log1p(draws.alpha + (APPROX_RELATIVE_SD ** 2 if qualifier == "approx" else 0.0)))
-    return totals * np.exp(rng.normal(-spread ** 2 / 2, spread))
+    spread = np.sqrt(np.log1p(draws.alpha + (APPROX_RELATIVE_SD**2 if qualifier == "approx" else 0.0)))
+    return totals * np.exp(rng.normal(-(spread**2) / 2, spread))
 
 
 def predict_total(draws: Draws, article: str, start: str, end: str) -> dict:
     """Total cases received in [start, end], with 80% and 95% prediction intervals."""
     totals, expected = window_draws(draws, article, start, end)
     q = np.quantile(totals, [0.025, 0.1, 0.9, 0.975])
-    return {"estimate": round(float(np.mean(expected)), 1), "lower_95": float(q[0]), "upper_95": float(q[3]),
-            "lower_80": float(q[1]), "upper_80": float(q[2])}
+    return {
+        "estimate": round(float(np.mean(expected)), 1),
+        "lower_95": float(q[0]),
+        "upper_95": float(q[3]),
+        "lower_80": float(q[1]),
+        "upper_80": float(q[2]),
+    }

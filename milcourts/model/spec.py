@@ -103,14 +103,23 @@ def check_month_range(figures: pd.DataFrame, months: pd.PeriodIndex, forecast_mo
     if len(months) > MAX_MODELLED_MONTHS:
         earliest = figures.loc[figures["period_start"].idxmin()] if len(figures) else None
         latest = figures.loc[figures["period_end"].idxmax()] if len(figures) else None
-        which = (f" (figure {earliest['figure_id']} starts {earliest['period_start'].date()}, "
-                 f"figure {latest['figure_id']} ends {latest['period_end'].date()})") if earliest is not None else ""
+        which = (
+            (
+                f" (figure {earliest['figure_id']} starts {earliest['period_start'].date()}, "
+                f"figure {latest['figure_id']} ends {latest['period_end'].date()})"
+            )
+            if earliest is not None
+            else ""
+        )
         raise ModelRangeError(
             f"the figures span {months[0]} to {months[-1]}, {len(months):,} months{which}; the model is built "
-            f"for at most {MAX_MODELLED_MONTHS} months (one pre-break trend): check those dates in the ledger")
+            f"for at most {MAX_MODELLED_MONTHS} months (one pre-break trend): check those dates in the ledger"
+        )
     if not 0 <= forecast_months <= MAX_FORECAST_MONTHS:
-        raise ModelRangeError(f"a forecast of {forecast_months} months past {months[-1] if len(months) else 'the data'} "
-                              f"was asked for; the model forecasts 0 to {MAX_FORECAST_MONTHS} months ahead")
+        raise ModelRangeError(
+            f"a forecast of {forecast_months} months past {months[-1] if len(months) else 'the data'} "
+            f"was asked for; the model forecasts 0 to {MAX_FORECAST_MONTHS} months ahead"
+        )
 
 
 @dataclass(frozen=True)
@@ -126,8 +135,8 @@ class ParameterLayout:
     n_knots: int
 
     intercepts = (0, 3, 6)
-    pre_slope = 1                    # Art. 337's pre-break slope
-    pre_slope_deviations = (4, 7)    # 338 and 332 minus 337
+    pre_slope = 1  # Art. 337's pre-break slope
+    pre_slope_deviations = (4, 7)  # 338 and 332 minus 337
     steps = (2, 5, 8)
 
     @property
@@ -158,12 +167,12 @@ class ParameterLayout:
 
     @property
     def base_shares(self) -> slice:
-        """logit rho per article: share of cases "since mobilisation" totals count from 2023."""
+        """Logit rho per article: share of cases "since mobilisation" totals count from 2023."""
         return slice(12 + 3 * self.n_knots, 15 + 3 * self.n_knots)
 
     @property
     def early_shares(self) -> slice:
-        """logit sigma per article: the further share counted in Sep-Dec 2022."""
+        """Logit sigma per article: the further share counted in Sep-Dec 2022."""
         return slice(15 + 3 * self.n_knots, 18 + 3 * self.n_knots)
 
     @property
@@ -188,9 +197,9 @@ class ParameterLayout:
         diagonal[self.knots] = penalty
         diagonal[self.knot_deviations] = penalty * ARTICLE_DEVIATION_PENALTY_RATIO
         diagonal[list(self.pre_slope_deviations)] = PRE_TREND_SHRINKAGE
-        diagonal[list(self.steps)] = 1 / PRIOR_STEP_SD ** 2
-        diagonal[self.pre_slope] = 1 / PRIOR_PRE_SLOPE_SD ** 2
-        diagonal[list(self.intercepts)] = 1 / PRIOR_INTERCEPT_SD ** 2
+        diagonal[list(self.steps)] = 1 / PRIOR_STEP_SD**2
+        diagonal[self.pre_slope] = 1 / PRIOR_PRE_SLOPE_SD**2
+        diagonal[list(self.intercepts)] = 1 / PRIOR_INTERCEPT_SD**2
         diagonal[self.log_phi] = 1 / log_phi_prior[1] ** 2
         diagonal[self.log_alpha] = 1 / PRIOR_LOG_ALPHA[1] ** 2
         diagonal[self.log_tau] = 1 / PRIOR_LOG_TAU_DAYS[1] ** 2

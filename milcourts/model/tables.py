@@ -30,12 +30,21 @@ def monthly_filings_table(fitted: FittedModel, draws: Draws) -> pd.DataFrame:
         q = np.quantile(counts, [0.025, 0.1, 0.9, 0.975], axis=0)
         # modelled months: expected count given the published figures; forecast: the model mean
         expected = np.where(np.arange(len(draws.months)) < draws.n_observed, counts.mean(axis=0), mu.mean(axis=0))
-        frames.append(pd.DataFrame({
-            "article": article, "month": draws.months.astype(str), "expected": expected.round(1),
-            "lower_80": q[1], "upper_80": q[2], "lower_95": q[0], "upper_95": q[3],
-            "has_published_month": [(article, m) in published for m in draws.months],
-            "is_forecast": np.arange(len(draws.months)) >= draws.n_observed,
-        }))
+        frames.append(
+            pd.DataFrame(
+                {
+                    "article": article,
+                    "month": draws.months.astype(str),
+                    "expected": expected.round(1),
+                    "lower_80": q[1],
+                    "upper_80": q[2],
+                    "lower_95": q[0],
+                    "upper_95": q[3],
+                    "has_published_month": [(article, m) in published for m in draws.months],
+                    "is_forecast": np.arange(len(draws.months)) >= draws.n_observed,
+                }
+            )
+        )
     return pd.concat(frames, ignore_index=True)
 
 
@@ -54,12 +63,19 @@ def yearly_totals_table(draws: Draws, monthly: pd.DataFrame) -> pd.DataFrame:
             in_year = np.asarray(months.year == year)
             q = np.quantile(counts[:, in_year].sum(axis=1), [0.025, 0.1, 0.9, 0.975])
             of_year = rows[rows["month"].str.startswith(f"{year}-")]
-            records.append({
-                "article": article, "year": year, "months": int(in_year.sum()),
-                "forecast_months": int(of_year["is_forecast"].sum()),
-                "expected": round(float(of_year["expected"].sum()), 1),
-                "lower_80": q[1], "upper_80": q[2], "lower_95": q[0], "upper_95": q[3],
-            })
+            records.append(
+                {
+                    "article": article,
+                    "year": year,
+                    "months": int(in_year.sum()),
+                    "forecast_months": int(of_year["is_forecast"].sum()),
+                    "expected": round(float(of_year["expected"].sum()), 1),
+                    "lower_80": q[1],
+                    "upper_80": q[2],
+                    "lower_95": q[0],
+                    "upper_95": q[3],
+                }
+            )
     return pd.DataFrame.from_records(records)
 
 
@@ -74,8 +90,10 @@ def _monthly_growth_pct(slope_per_year: np.ndarray) -> np.ndarray:
 
 def effects_table(fitted: FittedModel, draws: Draws) -> pd.DataFrame:
     """Rate ratio at the break, growth per period, excess cases; 95% intervals from the draws."""
-    method = (f"median and 2.5-97.5% quantiles of {len(draws.coef)} draws from the Laplace "
-              "approximation of the penalised likelihood")
+    method = (
+        f"median and 2.5-97.5% quantiles of {len(draws.coef)} draws from the Laplace "
+        "approximation of the penalised likelihood"
+    )
     break_index = month_index(draws.months, fitted.spec.break_month)
     n_observed = draws.n_observed
     bounds = (0,) + fitted.knots
@@ -87,31 +105,60 @@ def effects_table(fitted: FittedModel, draws: Draws) -> pd.DataFrame:
         label = f"{draws.months[0]} to {draws.months[break_index - 1]}"
         records.append((article, f"monthly growth {label} (%)", *_interval(_monthly_growth_pct(c[:, 1])), method))
         for j, (first, last) in enumerate(segments):
-            slope = c[:, 1] + c[:, 3:3 + j].sum(axis=1)
+            slope = c[:, 1] + c[:, 3 : 3 + j].sum(axis=1)
             label = f"{draws.months[break_index + first]} to {draws.months[break_index + last - 1]}"
             records.append((article, f"monthly growth {label} (%)", *_interval(_monthly_growth_pct(slope)), method))
     for a_index, article in enumerate(ARTICLES):
         # Identification check the issue asks to state: two pre-break annual totals can barely tell
         # a steeper pre-trend from a bigger jump; their draws are then strongly correlated.
         correlation = float(np.corrcoef(draws.coef[:, a_index, 1], draws.coef[:, a_index, 2])[0, 1])
-        records.append((article, "correlation of pre-break slope and level step across draws", correlation,
-                        np.nan, np.nan, "identification check: near -1 or +1 means the pre-break figures cannot "
-                        "separate the pre-trend from the jump, so neither is estimated on its own"))
+        records.append(
+            (
+                article,
+                "correlation of pre-break slope and level step across draws",
+                correlation,
+                np.nan,
+                np.nan,
+                "identification check: near -1 or +1 means the pre-break figures cannot "
+                "separate the pre-trend from the jump, so neither is estimated on its own",
+            )
+        )
     if draws.base_rho is not None:
         early = MOBILISATION_BASE_EARLY_MONTHS
         for a_index, article in enumerate(ARTICLES):
             rho, sigma = draws.base_rho[:, a_index], draws.base_sigma[:, a_index]
-            records.append((article, "share of cases counted by 'since mobilisation' totals, from 2023-01",
-                            *_interval(rho), method))
-            records.append((article, f"share of cases counted by 'since mobilisation' totals, {early[0]} to "
-                            f"{early[-1]}", *_interval(rho * sigma), method))
+            records.append(
+                (
+                    article,
+                    "share of cases counted by 'since mobilisation' totals, from 2023-01",
+                    *_interval(rho),
+                    method,
+                )
+            )
+            records.append(
+                (
+                    article,
+                    f"share of cases counted by 'since mobilisation' totals, {early[0]} to {early[-1]}",
+                    *_interval(rho * sigma),
+                    method,
+                )
+            )
     after = slice(break_index, n_observed)
     for article in (*ARTICLES, ALL_ARTICLES):
         rows = article_rows(article)
         excess = (draws.mu[:, rows, after] - draws.counterfactual[:, rows, after]).sum(axis=(1, 2))
-        records.append((article, f"excess cases {draws.months[break_index]} to {draws.months[n_observed - 1]} "
-                        "versus the pre-break trend continued", *_interval(excess), method))
-    return pd.DataFrame.from_records(records, columns=["article", "effect", "estimate", "lower_95", "upper_95", "method"])
+        records.append(
+            (
+                article,
+                f"excess cases {draws.months[break_index]} to {draws.months[n_observed - 1]} "
+                "versus the pre-break trend continued",
+                *_interval(excess),
+                method,
+            )
+        )
+    return pd.DataFrame.from_records(
+        records, columns=["article", "effect", "estimate", "lower_95", "upper_95", "method"]
+    )
 
 
 def fit_to_ledger_table(fitted: FittedModel, draws: Draws) -> pd.DataFrame:
@@ -136,7 +183,7 @@ def fit_to_ledger_table(fitted: FittedModel, draws: Draws) -> pd.DataFrame:
     design = design_matrix(len(obs.months), month_index(obs.months, fitted.spec.break_month), fitted.knots)
     expected, month_var, alpha = figure_expectations(fitted.params, obs, design)
     expected, month_var = expected[0], month_var[0]
-    var = expected + month_var + alpha[0] * expected ** 2
+    var = expected + month_var + alpha[0] * expected**2
     used = figures["is_used"].to_numpy()
     figures["expected_as_published"] = np.nan
     figures["standardised_residual"] = np.nan
@@ -150,16 +197,35 @@ def fit_to_ledger_table(fitted: FittedModel, draws: Draws) -> pd.DataFrame:
     at_least = figures["value_qualifier"] == "at_least"
     at_most = figures["value_qualifier"] == "at_most"
     # "at least v" is consistent with the fit unless the fit's upper bound is below v
-    figures["is_inside_95"] = ((at_least | (figures["value"] >= figures["lower_95"]))
-                               & (at_most | (figures["value"] <= figures["upper_95"])))
+    figures["is_inside_95"] = (at_least | (figures["value"] >= figures["lower_95"])) & (
+        at_most | (figures["value"] <= figures["upper_95"])
+    )
     conflicts: dict[str, list[str]] = {}
     for c in fitted.conflicts.itertuples():
         for fid in [c.whole_figure_id, *c.part_figure_ids.split(",")]:
             conflicts.setdefault(fid, []).append(f"{c.kind}: {c.description}")
     figures["conflicts"] = figures["figure_id"].map(lambda f: " | ".join(conflicts.get(f, [])))
-    columns = ["figure_id", "article", "measure", "period_start", "period_end", "value", "value_qualifier",
-               "source_date", "is_used", "usage", "reason", "later_figure_id", "expected_as_published",
-               "fitted_complete", "lower_95", "upper_95", "is_inside_95", "standardised_residual", "conflicts"]
+    columns = [
+        "figure_id",
+        "article",
+        "measure",
+        "period_start",
+        "period_end",
+        "value",
+        "value_qualifier",
+        "source_date",
+        "is_used",
+        "usage",
+        "reason",
+        "later_figure_id",
+        "expected_as_published",
+        "fitted_complete",
+        "lower_95",
+        "upper_95",
+        "is_inside_95",
+        "standardised_residual",
+        "conflicts",
+    ]
     out = figures[columns].copy()
     for column in ("period_start", "period_end", "source_date"):
         out[column] = out[column].dt.date.astype("string")

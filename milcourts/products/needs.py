@@ -76,10 +76,14 @@ def report_spec(break_month=DEFAULT_BREAK_MONTH, forecast_months=6, likelihood="
         month = pd.Period(str(break_month), "M")
     except ValueError as error:
         raise ReportParameterError(f"break_month must be a month YYYY-MM, {_got(break_month)}") from error
-    if isinstance(forecast_months, bool) or not isinstance(forecast_months, int) \
-            or not 0 <= forecast_months <= MAX_REPORT_FORECAST_MONTHS:
-        raise ReportParameterError(f"forecast_months must be a whole number from 0 to {MAX_REPORT_FORECAST_MONTHS}, "
-                                   f"{_got(forecast_months)}")
+    if (
+        isinstance(forecast_months, bool)
+        or not isinstance(forecast_months, int)
+        or not 0 <= forecast_months <= MAX_REPORT_FORECAST_MONTHS
+    ):
+        raise ReportParameterError(
+            f"forecast_months must be a whole number from 0 to {MAX_REPORT_FORECAST_MONTHS}, {_got(forecast_months)}"
+        )
     if likelihood not in LIKELIHOODS:
         raise ReportParameterError(f"likelihood must be one of {', '.join(LIKELIHOODS)}, {_got(likelihood)}")
     return ModelSpec(break_month=str(month), forecast_months=forecast_months, likelihood=likelihood)
@@ -94,13 +98,13 @@ def report_article(article) -> str:
 
 
 def report_train_end(train_end) -> str:
-    """"" (every figure) or a date YYYY-MM-DD."""
+    """The training cut-off: empty (every figure) or a date YYYY-MM-DD."""
     if train_end in ("", None):
         return ""
     try:
         return pd.Timestamp(str(train_end)).date().isoformat()
     except ValueError as error:
-        raise ReportParameterError(f"train_end must be \"\" or a date YYYY-MM-DD, {_got(train_end)}") from error
+        raise ReportParameterError(f'train_end must be "" or a date YYYY-MM-DD, {_got(train_end)}') from error
 
 
 def _month_words(month: pd.Period) -> str:
@@ -110,8 +114,12 @@ def _month_words(month: pd.Period) -> str:
 def main_request(ledger: pd.DataFrame, spec: ModelSpec = ModelSpec(), train_end: str = "") -> FitRequest:
     """The fit a report is about: every figure (or those published by `train_end`)."""
     if train_end:
-        return FitRequest("main-to-" + train_end, f"the model fitted on figures published by {train_end}",
-                          published_by(ledger, train_end), spec)
+        return FitRequest(
+            "main-to-" + train_end,
+            f"the model fitted on figures published by {train_end}",
+            published_by(ledger, train_end),
+            spec,
+        )
     return FitRequest("main", "the model fitted on every published figure", ledger, spec)
 
 
@@ -126,19 +134,47 @@ def sensitivity_requests(main: FitRequest) -> list[FitRequest]:
     likelihood = "negative_binomial" if spec.likelihood == "poisson" else "poisson"
     exposure = "calendar_days" if spec.exposure == "working_days" else "working_days"
     variants = [
-        (f"break-{month - 1}", f"break in {_month_words(month - 1)}", ledger, replace(spec, break_month=str(month - 1))),
-        (f"break-{month + 1}", f"break in {_month_words(month + 1)}", ledger, replace(spec, break_month=str(month + 1))),
-        ("without-latest-knot", "without the latest knot", ledger,
-         replace(spec, knot_offsets_months=spec.knot_offsets_months[:-1])),
-        (likelihood.replace("_", "-"), f"{'Poisson' if likelihood == 'poisson' else 'negative binomial'} month counts",
-         ledger,
-         replace(spec, likelihood=likelihood)),
-        (exposure.replace("_", "-"), f"{exposure.replace('_', ' ')} as exposure", ledger, replace(spec, exposure=exposure)),
-        (f"figures-to-{cutoff.date()}", f"figures ending after {cutoff:%-d %B %Y} dropped",
-         ledger[ledger["period_end"] <= cutoff].reset_index(drop=True), spec),
+        (
+            f"break-{month - 1}",
+            f"break in {_month_words(month - 1)}",
+            ledger,
+            replace(spec, break_month=str(month - 1)),
+        ),
+        (
+            f"break-{month + 1}",
+            f"break in {_month_words(month + 1)}",
+            ledger,
+            replace(spec, break_month=str(month + 1)),
+        ),
+        (
+            "without-latest-knot",
+            "without the latest knot",
+            ledger,
+            replace(spec, knot_offsets_months=spec.knot_offsets_months[:-1]),
+        ),
+        (
+            likelihood.replace("_", "-"),
+            f"{'Poisson' if likelihood == 'poisson' else 'negative binomial'} month counts",
+            ledger,
+            replace(spec, likelihood=likelihood),
+        ),
+        (
+            exposure.replace("_", "-"),
+            f"{exposure.replace('_', ' ')} as exposure",
+            ledger,
+            replace(spec, exposure=exposure),
+        ),
+        (
+            f"figures-to-{cutoff.date()}",
+            f"figures ending after {cutoff:%-d %B %Y} dropped",
+            ledger[ledger["period_end"] <= cutoff].reset_index(drop=True),
+            spec,
+        ),
     ]
-    return [FitRequest(f"{main.name}-{name}", description, rows, variant_spec, condition=False)
-            for name, description, rows, variant_spec in variants]
+    return [
+        FitRequest(f"{main.name}-{name}", description, rows, variant_spec, condition=False)
+        for name, description, rows, variant_spec in variants
+    ]
 
 
 def cross_check_request(main: FitRequest) -> FitRequest:
@@ -150,19 +186,31 @@ def cross_check_request(main: FitRequest) -> FitRequest:
     reduced_months = build_constraint_view(without).months
     needed = (ledger.loc[is_all, "period_end"].max().to_period("M") - reduced_months[-1]).n if is_all.any() else 0
     spec = replace(main.spec, forecast_months=max(main.spec.forecast_months, needed))
-    return FitRequest(f"{main.name}-without-all-articles", "the model fitted without the figures published for "
-                      "the three articles together (the summary's out-of-sample cross-check)", without, spec)
+    return FitRequest(
+        f"{main.name}-without-all-articles",
+        "the model fitted without the figures published for "
+        "the three articles together (the summary's out-of-sample cross-check)",
+        without,
+        spec,
+    )
 
 
-def trend_requests(ledger: pd.DataFrame, break_month=DEFAULT_BREAK_MONTH, train_end="", forecast_months=6,
-                   likelihood="negative_binomial", **_ignored) -> list[FitRequest]:
+def trend_requests(
+    ledger: pd.DataFrame,
+    break_month=DEFAULT_BREAK_MONTH,
+    train_end="",
+    forecast_months=6,
+    likelihood="negative_binomial",
+    **_ignored,
+) -> list[FitRequest]:
     """The trend report's fits: the main fit, then its sensitivity refits."""
     main = main_request(ledger, report_spec(break_month, forecast_months, likelihood), report_train_end(train_end))
     return [main, *sensitivity_requests(main)]
 
 
-def summary_requests(ledger: pd.DataFrame, break_month=DEFAULT_BREAK_MONTH, forecast_months=6,
-                     likelihood="negative_binomial", **_ignored) -> list[FitRequest]:
+def summary_requests(
+    ledger: pd.DataFrame, break_month=DEFAULT_BREAK_MONTH, forecast_months=6, likelihood="negative_binomial", **_ignored
+) -> list[FitRequest]:
     """The summary's fits: the main fit (shared with the trend reports) and the cross-check."""
     main = main_request(ledger, report_spec(break_month, forecast_months, likelihood))
     return [main, cross_check_request(main)]

@@ -18,25 +18,28 @@ import pandas as pd
 from milcourts.atomic import write_csv_tables, write_text_atomically
 from milcourts.vocabulary import ARTICLES
 
-LICENCE = {"name": "CC-BY-4.0", "title": "Creative Commons Attribution 4.0",
-           "path": "https://creativecommons.org/licenses/by/4.0/"}
+LICENCE = {
+    "name": "CC-BY-4.0",
+    "title": "Creative Commons Attribution 4.0",
+    "path": "https://creativecommons.org/licenses/by/4.0/",
+}
 DESCRIPTOR = "datapackage.json"
 _ARTICLE_CODES = f"{', '.join(ARTICLES)} (the Criminal Code article) or all_refusal (the three together)"
 
 
 @dataclass(frozen=True)
 class Field:
-    name: str          # the published column
-    source: str        # the fit table's column it is copied from
-    type: str          # Table Schema type: string, number, integer, boolean, date, yearmonth, year
+    name: str  # the published column
+    source: str  # the fit table's column it is copied from
+    type: str  # Table Schema type: string, number, integer, boolean, date, yearmonth, year
     description: str
-    unit: str = ""     # the unit of a number, stated in the schema as well as in the name
+    unit: str = ""  # the unit of a number, stated in the schema as well as in the name
 
 
 @dataclass(frozen=True)
 class Table:
-    name: str          # resource name and CSV file stem
-    source: str        # the fit table it is made from
+    name: str  # resource name and CSV file stem
+    source: str  # the fit table it is made from
     title: str
     description: str
     fields: tuple[Field, ...]
@@ -46,162 +49,273 @@ class Table:
 def _cases(prefix: str, what: str) -> tuple[Field, ...]:
     return (
         Field(f"{prefix}cases_expected", "expected", "number", f"{what}: expected number of cases", "cases"),
-        Field(f"{prefix}cases_lower_80", "lower_80", "number", f"{what}: lower end of the 80% prediction interval", "cases"),
-        Field(f"{prefix}cases_upper_80", "upper_80", "number", f"{what}: upper end of the 80% prediction interval", "cases"),
-        Field(f"{prefix}cases_lower_95", "lower_95", "number", f"{what}: lower end of the 95% prediction interval", "cases"),
-        Field(f"{prefix}cases_upper_95", "upper_95", "number", f"{what}: upper end of the 95% prediction interval", "cases"),
+        Field(
+            f"{prefix}cases_lower_80",
+            "lower_80",
+            "number",
+            f"{what}: lower end of the 80% prediction interval",
+            "cases",
+        ),
+        Field(
+            f"{prefix}cases_upper_80",
+            "upper_80",
+            "number",
+            f"{what}: upper end of the 80% prediction interval",
+            "cases",
+        ),
+        Field(
+            f"{prefix}cases_lower_95",
+            "lower_95",
+            "number",
+            f"{what}: lower end of the 95% prediction interval",
+            "cases",
+        ),
+        Field(
+            f"{prefix}cases_upper_95",
+            "upper_95",
+            "number",
+            f"{what}: upper end of the 95% prediction interval",
+            "cases",
+        ),
     )
 
 
 ARTICLE = Field("article", "article", "string", f"Which cases: {_ARTICLE_CODES}")
 
 MONTHLY = Table(
-    "monthly_filings", "monthly_filings", "Cases received by military courts, per month",
+    "monthly_filings",
+    "monthly_filings",
+    "Cases received by military courts, per month",
     "Modelled number of cases received by Russia's military courts each month, per article and for the three "
     "together, with 80% and 95% prediction intervals. Months after the last published figure are a forecast.",
-    (ARTICLE, Field("month", "month", "yearmonth", "Calendar month, YYYY-MM"),
-     *_cases("", "Cases received in the month"),
-     Field("has_published_month", "has_published_month", "boolean",
-           "Whether a figure was published for this article and exactly this month"),
-     Field("is_forecast", "is_forecast", "boolean", "Whether the month lies after the data (a forecast)")),
-    ("article", "month"))
+    (
+        ARTICLE,
+        Field("month", "month", "yearmonth", "Calendar month, YYYY-MM"),
+        *_cases("", "Cases received in the month"),
+        Field(
+            "has_published_month",
+            "has_published_month",
+            "boolean",
+            "Whether a figure was published for this article and exactly this month",
+        ),
+        Field("is_forecast", "is_forecast", "boolean", "Whether the month lies after the data (a forecast)"),
+    ),
+    ("article", "month"),
+)
 
 YEARLY = Table(
-    "yearly_totals", "yearly_totals", "Cases received by military courts, per year",
+    "yearly_totals",
+    "yearly_totals",
+    "Cases received by military courts, per year",
     "Cases received per calendar year: the expected total is the sum of the year's rows of monthly_filings; "
     "the prediction intervals are those of the year's total (not sums of monthly intervals).",
-    (ARTICLE, Field("year", "year", "year", "Calendar year"),
-     Field("months_modelled", "months", "integer", "Months of the year in the model's range", "months"),
-     Field("months_forecast", "forecast_months", "integer", "Of those, months after the data (forecast)", "months"),
-     *_cases("", "Cases received in the year")),
-    ("article", "year"))
+    (
+        ARTICLE,
+        Field("year", "year", "year", "Calendar year"),
+        Field("months_modelled", "months", "integer", "Months of the year in the model's range", "months"),
+        Field("months_forecast", "forecast_months", "integer", "Of those, months after the data (forecast)", "months"),
+        *_cases("", "Cases received in the year"),
+    ),
+    ("article", "year"),
+)
 
 EFFECTS = Table(
-    "effects", "effects", "Effects of the mobilisation break",
+    "effects",
+    "effects",
+    "Effects of the mobilisation break",
     "How cases changed at the September 2022 mobilisation and after, with 95% intervals and how each was made. "
     "Rows mix units; the unit column says which.",
-    (ARTICLE, Field("effect", "effect", "string", "What is estimated"),
-     Field("estimate", "estimate", "number", "Point estimate (median of the draws unless the method says otherwise)"),
-     Field("lower_95", "lower_95", "number", "Lower end of the 95% interval, in the row's unit"),
-     Field("upper_95", "upper_95", "number", "Upper end of the 95% interval, in the row's unit"),
-     Field("unit", "unit", "string", "Unit of estimate and interval"),
-     Field("method", "method", "string", "How the estimate and its interval were made")))
+    (
+        ARTICLE,
+        Field("effect", "effect", "string", "What is estimated"),
+        Field(
+            "estimate", "estimate", "number", "Point estimate (median of the draws unless the method says otherwise)"
+        ),
+        Field("lower_95", "lower_95", "number", "Lower end of the 95% interval, in the row's unit"),
+        Field("upper_95", "upper_95", "number", "Upper end of the 95% interval, in the row's unit"),
+        Field("unit", "unit", "string", "Unit of estimate and interval"),
+        Field("method", "method", "string", "How the estimate and its interval were made"),
+    ),
+)
 
 FIGURES = Table(
-    "fit_to_ledger", "fit_to_ledger", "Every published figure against the model",
+    "fit_to_ledger",
+    "fit_to_ledger",
+    "Every published figure against the model",
     "Each court-filing figure of the ledger: whether the model used it (and why not), what the model expects "
     "for its period, and how far the published value is from that.",
-    (Field("figure_id", "figure_id", "string", "The figure's id in the ledger of published figures"), ARTICLE,
-     Field("measure", "measure", "string", "count (a period) or cumulative (a running total)"),
-     Field("period_start", "period_start", "date", "First day the figure counts"),
-     Field("period_end", "period_end", "date", "Last day the figure counts"),
-     Field("published_cases", "value", "number", "The number as published", "cases"),
-     Field("value_qualifier", "value_qualifier", "string", "exact, approx (about), at_least or at_most"),
-     Field("source_date", "source_date", "date", "When it was published"),
-     Field("is_used", "is_used", "boolean", "Whether the model was fitted to it"),
-     Field("usage", "usage", "string", "How it entered the model, or that it was set aside"),
-     Field("reason", "reason", "string", "Why it was set aside or how its date was assumed"),
-     Field("later_figure_id", "later_figure_id", "string", "For an earlier vintage: the later figure of the period"),
-     Field("cases_expected_as_published", "expected_as_published", "number",
-           "What the model expects the release to have counted (with its reporting lag)", "cases"),
-     Field("cases_fitted_complete", "fitted_complete", "number",
-           "What the model expects once every case is posted, in the figure's counting base", "cases"),
-     Field("cases_lower_95", "lower_95", "number", "Lower end of the 95% prediction interval of that", "cases"),
-     Field("cases_upper_95", "upper_95", "number", "Upper end of the 95% prediction interval of that", "cases"),
-     Field("is_inside_95", "is_inside_95", "boolean", "Whether the published value lies inside that interval"),
-     Field("standardised_residual", "standardised_residual", "number",
-           "Published minus expected, over its standard deviation", "standard deviations"),
-     Field("conflicts", "conflicts", "string", "Contradictions with other figures this one is part of")),
-    ("figure_id",))
+    (
+        Field("figure_id", "figure_id", "string", "The figure's id in the ledger of published figures"),
+        ARTICLE,
+        Field("measure", "measure", "string", "count (a period) or cumulative (a running total)"),
+        Field("period_start", "period_start", "date", "First day the figure counts"),
+        Field("period_end", "period_end", "date", "Last day the figure counts"),
+        Field("published_cases", "value", "number", "The number as published", "cases"),
+        Field("value_qualifier", "value_qualifier", "string", "exact, approx (about), at_least or at_most"),
+        Field("source_date", "source_date", "date", "When it was published"),
+        Field("is_used", "is_used", "boolean", "Whether the model was fitted to it"),
+        Field("usage", "usage", "string", "How it entered the model, or that it was set aside"),
+        Field("reason", "reason", "string", "Why it was set aside or how its date was assumed"),
+        Field("later_figure_id", "later_figure_id", "string", "For an earlier vintage: the later figure of the period"),
+        Field(
+            "cases_expected_as_published",
+            "expected_as_published",
+            "number",
+            "What the model expects the release to have counted (with its reporting lag)",
+            "cases",
+        ),
+        Field(
+            "cases_fitted_complete",
+            "fitted_complete",
+            "number",
+            "What the model expects once every case is posted, in the figure's counting base",
+            "cases",
+        ),
+        Field("cases_lower_95", "lower_95", "number", "Lower end of the 95% prediction interval of that", "cases"),
+        Field("cases_upper_95", "upper_95", "number", "Upper end of the 95% prediction interval of that", "cases"),
+        Field("is_inside_95", "is_inside_95", "boolean", "Whether the published value lies inside that interval"),
+        Field(
+            "standardised_residual",
+            "standardised_residual",
+            "number",
+            "Published minus expected, over its standard deviation",
+            "standard deviations",
+        ),
+        Field("conflicts", "conflicts", "string", "Contradictions with other figures this one is part of"),
+    ),
+    ("figure_id",),
+)
 
 FIT_TABLES = (MONTHLY, YEARLY, EFFECTS, FIGURES)
 
 MODEL_SELECTION = Table(
-    "model_selection", "model_selection", "Choice of the smoothing penalty",
+    "model_selection",
+    "model_selection",
+    "Choice of the smoothing penalty",
     "The penalty on the slope changes after the break, tried over a grid; the chosen one has the largest "
     "Laplace-approximate marginal likelihood.",
-    (Field("penalty", "penalty", "number", "Strength of the penalty on slope changes"),
-     Field("loglik", "loglik", "number", "Log-likelihood of the published figures at the optimum"),
-     Field("effective_df", "effective_df", "number", "Effective number of parameters"),
-     Field("aic", "aic", "number", "Akaike information criterion with the effective parameters (shown, not used)"),
-     Field("log_marginal_likelihood", "log_marginal_likelihood", "number", "Laplace-approximate log marginal likelihood"),
-     Field("converged", "converged", "boolean", "Whether the optimiser's gradient vanished"),
-     Field("iterations", "iterations", "integer", "Optimiser iterations"),
-     Field("gradient_norm", "gradient_norm", "number", "Largest absolute gradient at the optimum"),
-     Field("min_hessian_eigenvalue", "min_hessian_eigenvalue", "number", "Smallest eigenvalue of the curvature"),
-     Field("is_chosen", "is_chosen", "boolean", "Whether this penalty was used")))
+    (
+        Field("penalty", "penalty", "number", "Strength of the penalty on slope changes"),
+        Field("loglik", "loglik", "number", "Log-likelihood of the published figures at the optimum"),
+        Field("effective_df", "effective_df", "number", "Effective number of parameters"),
+        Field("aic", "aic", "number", "Akaike information criterion with the effective parameters (shown, not used)"),
+        Field(
+            "log_marginal_likelihood",
+            "log_marginal_likelihood",
+            "number",
+            "Laplace-approximate log marginal likelihood",
+        ),
+        Field("converged", "converged", "boolean", "Whether the optimiser's gradient vanished"),
+        Field("iterations", "iterations", "integer", "Optimiser iterations"),
+        Field("gradient_norm", "gradient_norm", "number", "Largest absolute gradient at the optimum"),
+        Field("min_hessian_eigenvalue", "min_hessian_eigenvalue", "number", "Smallest eigenvalue of the curvature"),
+        Field("is_chosen", "is_chosen", "boolean", "Whether this penalty was used"),
+    ),
+)
 
 BREAK_PROFILE = Table(
-    "break_profile", "break_profile", "When did cases break? Profile over candidate months",
+    "break_profile",
+    "break_profile",
+    "When did cases break? Profile over candidate months",
     "The model refitted with its break at each candidate month; months within 1.92 of the best penalised "
     "log-likelihood form the 95% likelihood-ratio set.",
-    (Field("break_month", "break_month", "yearmonth", "Candidate first month after the break"),
-     Field("penalised_loglik", "penalised_loglik", "number", "Penalised log-likelihood of the refit"),
-     Field("converged", "converged", "boolean", "Whether the refit converged"),
-     Field("drop_from_best", "drop_from_best", "number", "How far below the best candidate"),
-     Field("is_in_95_interval", "is_in_95_interval", "boolean", "Whether the month is in the 95% set")),
-    ("break_month",))
+    (
+        Field("break_month", "break_month", "yearmonth", "Candidate first month after the break"),
+        Field("penalised_loglik", "penalised_loglik", "number", "Penalised log-likelihood of the refit"),
+        Field("converged", "converged", "boolean", "Whether the refit converged"),
+        Field("drop_from_best", "drop_from_best", "number", "How far below the best candidate"),
+        Field("is_in_95_interval", "is_in_95_interval", "boolean", "Whether the month is in the 95% set"),
+    ),
+    ("break_month",),
+)
 
 ALTERNATIVES = Table(
-    "alternatives", "alternatives", "The break re-estimated by other methods",
+    "alternatives",
+    "alternatives",
+    "The break re-estimated by other methods",
     "The headline effects of the composite-link model beside a segmented negative binomial GLM on "
     "reconstructed months (Rubin's rules) and a structural time series.",
-    (Field("estimator", "estimator", "string", "Which estimator"), ARTICLE,
-     Field("effect", "effect", "string", "What is estimated"),
-     Field("estimate", "estimate", "number", "Point estimate"),
-     Field("lower_95", "lower_95", "number", "Lower end of the 95% interval"),
-     Field("upper_95", "upper_95", "number", "Upper end of the 95% interval"),
-     Field("method", "method", "string", "How it was made")))
+    (
+        Field("estimator", "estimator", "string", "Which estimator"),
+        ARTICLE,
+        Field("effect", "effect", "string", "What is estimated"),
+        Field("estimate", "estimate", "number", "Point estimate"),
+        Field("lower_95", "lower_95", "number", "Lower end of the 95% interval"),
+        Field("upper_95", "upper_95", "number", "Upper end of the 95% interval"),
+        Field("method", "method", "string", "How it was made"),
+    ),
+)
 
 MAIN_TABLES = (*FIT_TABLES, MODEL_SELECTION, BREAK_PROFILE, ALTERNATIVES)
 
 CROSS_CHECK = Table(
-    "cross_check", "cross_check", "The all-articles cross-check",
+    "cross_check",
+    "cross_check",
+    "The all-articles cross-check",
     "Each figure published for the three articles together against the 95% predictive interval of the model "
     "refitted without any such figure, as the release would have counted (reporting lag, counting base).",
-    (Field("figure_id", "figure_id", "string", "The figure's id in the ledger"),
-     Field("period_start", "period_start", "date", "First day the figure counts"),
-     Field("period_end", "period_end", "date", "Last day the figure counts"),
-     Field("published_cases", "value", "number", "The number as published", "cases"),
-     Field("value_qualifier", "value_qualifier", "string", "exact, approx, at_least or at_most"),
-     Field("cases_predicted_median", "predicted_median", "number", "Median of the prediction", "cases"),
-     Field("cases_lower_95", "lower_95", "number", "Lower end of the 95% predictive interval", "cases"),
-     Field("cases_upper_95", "upper_95", "number", "Upper end of the 95% predictive interval", "cases"),
-     Field("is_covered", "is_covered", "boolean", "Whether the published value is consistent with the interval")),
-    ("figure_id",))
+    (
+        Field("figure_id", "figure_id", "string", "The figure's id in the ledger"),
+        Field("period_start", "period_start", "date", "First day the figure counts"),
+        Field("period_end", "period_end", "date", "Last day the figure counts"),
+        Field("published_cases", "value", "number", "The number as published", "cases"),
+        Field("value_qualifier", "value_qualifier", "string", "exact, approx, at_least or at_most"),
+        Field("cases_predicted_median", "predicted_median", "number", "Median of the prediction", "cases"),
+        Field("cases_lower_95", "lower_95", "number", "Lower end of the 95% predictive interval", "cases"),
+        Field("cases_upper_95", "upper_95", "number", "Upper end of the 95% predictive interval", "cases"),
+        Field("is_covered", "is_covered", "boolean", "Whether the published value is consistent with the interval"),
+    ),
+    ("figure_id",),
+)
 
 LEDGER = Table(
-    "published_figures", "ledger", "The ledger of published figures",
+    "published_figures",
+    "ledger",
+    "The ledger of published figures",
     "Every published number on prosecutions for refusing to fight that the reports rest on, one row each, with "
     "its period, qualifier, source and a verbatim quote. Nothing in it is estimated.",
-    (Field("figure_id", "figure_id", "string", "The figure's id"),
-     Field("series", "series", "string", "What is counted: court_filings (cases received by military courts), "
-           "court_verdicts, convictions_official, criminal_cases_opened, help_requests or other"),
-     Field("article", "article", "string", f"{_ARTICLE_CODES}, or na"),
-     Field("measure", "measure", "string", "count, cumulative, a rate, a share, persons or help given"),
-     Field("period_start", "period_start", "date", "First day counted (empty if not published)"),
-     Field("period_end", "period_end", "date", "Last day counted (empty if not published)"),
-     Field("value", "value", "number", "The number as published; its unit follows from series and measure"),
-     Field("value_qualifier", "value_qualifier", "string", "exact, approx, at_least or at_most"),
-     Field("source_publisher", "source_publisher", "string", "Who published it"),
-     Field("source_title", "source_title", "string", "Title of the publication"),
-     Field("source_url", "source_url", "string", "Where it was published"),
-     Field("source_date", "source_date", "date", "When it was published"),
-     Field("quote", "quote", "string", "The sentence it was taken from, verbatim"),
-     Field("notes", "notes", "string", "Remarks of the ledger's keepers")),
-    ("figure_id",))
+    (
+        Field("figure_id", "figure_id", "string", "The figure's id"),
+        Field(
+            "series",
+            "series",
+            "string",
+            "What is counted: court_filings (cases received by military courts), "
+            "court_verdicts, convictions_official, criminal_cases_opened, help_requests or other",
+        ),
+        Field("article", "article", "string", f"{_ARTICLE_CODES}, or na"),
+        Field("measure", "measure", "string", "count, cumulative, a rate, a share, persons or help given"),
+        Field("period_start", "period_start", "date", "First day counted (empty if not published)"),
+        Field("period_end", "period_end", "date", "Last day counted (empty if not published)"),
+        Field("value", "value", "number", "The number as published; its unit follows from series and measure"),
+        Field("value_qualifier", "value_qualifier", "string", "exact, approx, at_least or at_most"),
+        Field("source_publisher", "source_publisher", "string", "Who published it"),
+        Field("source_title", "source_title", "string", "Title of the publication"),
+        Field("source_url", "source_url", "string", "Where it was published"),
+        Field("source_date", "source_date", "date", "When it was published"),
+        Field("quote", "quote", "string", "The sentence it was taken from, verbatim"),
+        Field("notes", "notes", "string", "Remarks of the ledger's keepers"),
+    ),
+    ("figure_id",),
+)
 
 CONTRADICTIONS = Table(
-    "contradictions", "conflicts", "Figures that cannot all hold",
+    "contradictions",
+    "conflicts",
+    "Figures that cannot all hold",
     "Sets of court-filing figures that contradict each other on one counting base, with the size of the "
     "contradiction; they are kept and shown, never averaged away.",
-    (Field("kind", "kind", "string", "parts_exceed_whole, same_period_disagreement or downward_revision"), ARTICLE,
-     Field("whole_figure_id", "whole_figure_id", "string", "The figure contradicted"),
-     Field("part_figure_ids", "part_figure_ids", "string", "The figures that contradict it, comma-separated"),
-     Field("whole_cases", "whole_value", "number", "The contradicted figure's value", "cases"),
-     Field("parts_cases", "parts_total", "number", "What the others add up to", "cases"),
-     Field("excess_cases", "excess", "number", "By how much they exceed it", "cases"),
-     Field("description", "description", "string", "The contradiction in words")))
+    (
+        Field("kind", "kind", "string", "parts_exceed_whole, same_period_disagreement or downward_revision"),
+        ARTICLE,
+        Field("whole_figure_id", "whole_figure_id", "string", "The figure contradicted"),
+        Field("part_figure_ids", "part_figure_ids", "string", "The figures that contradict it, comma-separated"),
+        Field("whole_cases", "whole_value", "number", "The contradicted figure's value", "cases"),
+        Field("parts_cases", "parts_total", "number", "What the others add up to", "cases"),
+        Field("excess_cases", "excess", "number", "By how much they exceed it", "cases"),
+        Field("description", "description", "string", "The contradiction in words"),
+    ),
+)
 
 
 @dataclass(frozen=True)
@@ -215,13 +329,18 @@ class DataPackage:
     sources: tuple[dict, ...] = ()
 
     def write(self, directory: Path, created: str = "") -> list[Path]:
-        return write_data_package(directory, self.name, self.title, self.description, list(self.tables),
-                                  list(self.sources), created)
+        return write_data_package(
+            directory, self.name, self.title, self.description, list(self.tables), list(self.sources), created
+        )
+
 
 # The unit of each kind of effect row, by how its name starts.
 _EFFECT_UNITS = (
-    ("level rate ratio", "ratio"), ("monthly growth", "percent per month"), ("excess cases", "cases"),
-    ("correlation", "correlation coefficient"), ("share of cases", "share (0 to 1)"),
+    ("level rate ratio", "ratio"),
+    ("monthly growth", "percent per month"),
+    ("excess cases", "cases"),
+    ("correlation", "correlation coefficient"),
+    ("share of cases", "share (0 to 1)"),
     ("break month", "months after the first modelled month"),
     ("change in monthly growth", "percentage points"),
 )
@@ -258,9 +377,17 @@ def _resource(table: Table, path: str) -> dict:
     schema = {"fields": [_field(f) for f in table.fields], "missingValues": [""]}
     if table.primary_key:
         schema["primaryKey"] = list(table.primary_key)
-    return {"name": table.name.replace("_", "-"), "path": path, "profile": "tabular-data-resource",
-            "title": table.title, "description": table.description, "format": "csv", "mediatype": "text/csv",
-            "encoding": "utf-8", "schema": schema}
+    return {
+        "name": table.name.replace("_", "-"),
+        "path": path,
+        "profile": "tabular-data-resource",
+        "title": table.title,
+        "description": table.description,
+        "format": "csv",
+        "mediatype": "text/csv",
+        "encoding": "utf-8",
+        "schema": schema,
+    }
 
 
 def sources_of(ledger: pd.DataFrame) -> list[dict]:
@@ -278,14 +405,25 @@ def sources_of(ledger: pd.DataFrame) -> list[dict]:
     return sources
 
 
-def write_data_package(directory: Path, name: str, title: str, description: str,
-                       tables: list[tuple[Table, pd.DataFrame]], sources: list[dict], created: str = "") -> list[Path]:
+def write_data_package(
+    directory: Path,
+    name: str,
+    title: str,
+    description: str,
+    tables: list[tuple[Table, pd.DataFrame]],
+    sources: list[dict],
+    created: str = "",
+) -> list[Path]:
     """CSV files and their datapackage.json in `directory`, all renamed into place together with
     the descriptor last. Returns the files written."""
     written = write_csv_tables({f"{table.name}.csv": frame for table, frame in tables}, directory)
     package = {
-        "profile": "tabular-data-package", "name": re.sub(r"[^a-z0-9._-]+", "-", name.lower()), "title": title,
-        "description": description, "licenses": [LICENCE], "sources": sources,
+        "profile": "tabular-data-package",
+        "name": re.sub(r"[^a-z0-9._-]+", "-", name.lower()),
+        "title": title,
+        "description": description,
+        "licenses": [LICENCE],
+        "sources": sources,
         "contributors": [{"title": "milcourts research notebooks", "role": "author"}],
         "keywords": ["Russia", "military courts", "AWOL", "desertion", "mobilisation"],
         "resources": [_resource(table, f"{table.name}.csv") for table, _ in tables],

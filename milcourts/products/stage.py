@@ -18,10 +18,10 @@ from __future__ import annotations
 import shutil
 import sys
 import time
+from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import pandas as pd
@@ -72,8 +72,10 @@ FIT_CODE = ("inputs", "model", "checks", "products", "vocabulary.py", "atomic.py
 
 def code_version() -> str:
     """The fit code and the numerical libraries; products of another version are refitted."""
-    libraries = f"numpy {np.__version__}|scipy {scipy.__version__}|pandas {pd.__version__}|" \
-                f"statsmodels {statsmodels.__version__}"
+    libraries = (
+        f"numpy {np.__version__}|scipy {scipy.__version__}|pandas {pd.__version__}|"
+        f"statsmodels {statsmodels.__version__}"
+    )
     return sha256_bytes(f"{code_fingerprint(FIT_CODE)}|{libraries}".encode())[:16]
 
 
@@ -94,8 +96,13 @@ def fits_dir(processed_dir: Path | None = None) -> Path:
 def _tables(request: FitRequest, fitted: FittedModel, draws: Draws, with_checks: bool) -> dict[str, pd.DataFrame]:
     effects = effects_table(fitted, draws)
     monthly = monthly_filings_table(fitted, draws)
-    tables = {"monthly_filings": monthly, "yearly_totals": yearly_totals_table(draws, monthly), "effects": effects,
-              "fit_to_ledger": fit_to_ledger_table(fitted, draws), "model_selection": fitted.selection}
+    tables = {
+        "monthly_filings": monthly,
+        "yearly_totals": yearly_totals_table(draws, monthly),
+        "effects": effects,
+        "fit_to_ledger": fit_to_ledger_table(fitted, draws),
+        "model_selection": fitted.selection,
+    }
     if with_checks:
         view = build_constraint_view(request.ledger)
         profile = profile_break_month(view, request.spec, fitted.penalty, warm_start=fitted)
@@ -124,16 +131,25 @@ def _expected_meta(request: FitRequest) -> dict:
 def store(products: FitProducts, processed_dir: Path | None = None) -> Path:
     request = products.request
     directory = fits_dir(processed_dir) / request.folder
-    write_entry(directory, products.fitted, products.draws, products.tables,
-                meta={**_expected_meta(request), "name": request.name, "description": request.description,
-                      "condition": request.condition, "ledger_rows": len(request.ledger)})
+    write_entry(
+        directory,
+        products.fitted,
+        products.draws,
+        products.tables,
+        meta={
+            **_expected_meta(request),
+            "name": request.name,
+            "description": request.description,
+            "condition": request.condition,
+            "ledger_rows": len(request.ledger),
+        },
+    )
     return directory
 
 
 def load(request: FitRequest, processed_dir: Path | None = None) -> FitProducts | None:
     """The stored products of `request`, verified; None if absent, damaged or stale."""
-    stored = read_entry(fits_dir(processed_dir) / request.folder, request.ledger, request.spec,
-                        _expected_meta(request))
+    stored = read_entry(fits_dir(processed_dir) / request.folder, request.ledger, request.spec, _expected_meta(request))
     return None if stored is None else FitProducts(request, *stored)
 
 
@@ -145,7 +161,9 @@ def is_stored(request: FitRequest, processed_dir: Path | None = None, with_check
         meta = read_meta(directory)
     except Unusable:
         return False
-    if any(meta.get(k) != v for k, v in _expected_meta(request).items()) or meta.get("spec") != spec_record(request.spec):
+    if any(meta.get(k) != v for k, v in _expected_meta(request).items()) or meta.get("spec") != spec_record(
+        request.spec
+    ):
         return False
     if with_checks and not set(CHECK_TABLES) <= set(meta.get("tables", [])):
         return False
@@ -164,8 +182,13 @@ def _fit_and_store(request: FitRequest, processed_dir: Path, with_checks: bool) 
     return time.perf_counter() - started
 
 
-def fit_stage(requests: list[FitRequest], processed_dir: Path | None = None, jobs: int = 1,
-              main: FitRequest | None = None, say: Callable[[str], None] = print) -> list[FitRequest]:
+def fit_stage(
+    requests: list[FitRequest],
+    processed_dir: Path | None = None,
+    jobs: int = 1,
+    main: FitRequest | None = None,
+    say: Callable[[str], None] = print,
+) -> list[FitRequest]:
     """Fit and store every distinct request not already stored; return those fitted.
 
     `main`, if given, is the project's main fit: it is fitted with the model's checks and its
@@ -199,8 +222,9 @@ def fit_stage(requests: list[FitRequest], processed_dir: Path | None = None, job
 def _fit_in_parallel(todo: list[FitRequest], processed_dir: Path, checks: set[str], jobs: int, say) -> None:
     pool = ProcessPoolExecutor(max_workers=min(jobs, len(todo)))
     try:
-        futures = {pool.submit(_fit_and_store, request, processed_dir, request.key in checks): request
-                   for request in todo}
+        futures = {
+            pool.submit(_fit_and_store, request, processed_dir, request.key in checks): request for request in todo
+        }
         for future in as_completed(futures):
             request = futures[future]
             say(f"fit {request.folder}: {request.description} ({future.result():.1f} s)")
@@ -223,12 +247,15 @@ def publish_main_tables(main: FitRequest, processed_dir: Path | None = None) -> 
     tables = dict(products.tables)
     tables["effects"] = pd.concat([tables["effects"], tables.pop("break_effects")], ignore_index=True)
     return public.write_data_package(
-        processed_dir, "milcourts-main-fit", "Cases of refusing to fight in Russia's military courts: the main fit",
+        processed_dir,
+        "milcourts-main-fit",
+        "Cases of refusing to fight in Russia's military courts: the main fit",
         "The composite-link model fitted to every published court-filing figure of the project's ledger: monthly "
         "and yearly cases with prediction intervals, the effects of the mobilisation break, the fit to each "
         "published figure, and the model's checks.",
         [(table, public.public_frame(table, tables)) for table in public.MAIN_TABLES],
-        public.sources_of(main.ledger[main.ledger["series"] == COURT_FILINGS]))
+        public.sources_of(main.ledger[main.ledger["series"] == COURT_FILINGS]),
+    )
 
 
 def _prune(processed_dir: Path, keep: set[str]) -> None:  # keep: folder names
@@ -258,8 +285,9 @@ def _stdout(line: str) -> None:
     print(line, file=sys.stdout, flush=True)
 
 
-def load_or_fit(requests: list[FitRequest], processed_dir: Path | None = None,
-                say: Callable[[str], None] = _stdout) -> list[FitProducts]:
+def load_or_fit(
+    requests: list[FitRequest], processed_dir: Path | None = None, say: Callable[[str], None] = _stdout
+) -> list[FitProducts]:
     """The products of each request: stored ones if they match, otherwise fitted here (one line
     says so). The one function a notebook calls for its fits."""
     version = code_version()
@@ -267,8 +295,10 @@ def load_or_fit(requests: list[FitRequest], processed_dir: Path | None = None,
     for request in requests:
         products = _SESSION.get((request.key, version)) or load(request, processed_dir)
         if products is None:
-            say(f"Fitting the model here: no stored fit matches {request.description} "
-                "(the build and `make model` store the fits the reports in reports.yaml need).")
+            say(
+                f"Fitting the model here: no stored fit matches {request.description} "
+                "(the build and `make model` store the fits the reports in reports.yaml need)."
+            )
             products = compute(request)
         _SESSION[(request.key, version)] = products
         found.append(products)

@@ -47,9 +47,24 @@ META_FILE = "meta.json"
 _REQUIRED_ARRAYS = ("params", "cov", "knots", "months", "mu", "counts", "counterfactual", "coef", "alpha", "tau")
 # Columns of the tables that hold text (codes, months, dates, sentences): read back as text, never
 # guessed as numbers (an article code "337" is not the number 337); empty cells read as "".
-TEXT_COLUMNS = ("article", "month", "effect", "method", "figure_id", "measure", "period_start", "period_end",
-                "value_qualifier", "source_date", "usage", "reason", "later_figure_id", "conflicts",
-                "break_month", "estimator")
+TEXT_COLUMNS = (
+    "article",
+    "month",
+    "effect",
+    "method",
+    "figure_id",
+    "measure",
+    "period_start",
+    "period_end",
+    "value_qualifier",
+    "source_date",
+    "usage",
+    "reason",
+    "later_figure_id",
+    "conflicts",
+    "break_month",
+    "estimator",
+)
 
 
 class Unusable(ValueError):
@@ -82,16 +97,26 @@ def sha256_bytes(data: bytes) -> str:
 
 def _arrays(fitted: FittedModel, draws: Draws) -> dict[str, np.ndarray]:
     arrays = {
-        "params": fitted.params, "cov": fitted.cov, "knots": np.asarray(fitted.knots, dtype=np.int64),
-        "months": np.asarray(draws.months.astype(str), dtype="U7"), "mu": draws.mu, "counts": draws.counts,
-        "counterfactual": draws.counterfactual, "coef": draws.coef, "alpha": draws.alpha, "tau": draws.tau,
-        "hess_lik": fitted.hess_lik, "base_rho": draws.base_rho, "base_sigma": draws.base_sigma,
+        "params": fitted.params,
+        "cov": fitted.cov,
+        "knots": np.asarray(fitted.knots, dtype=np.int64),
+        "months": np.asarray(draws.months.astype(str), dtype="U7"),
+        "mu": draws.mu,
+        "counts": draws.counts,
+        "counterfactual": draws.counterfactual,
+        "coef": draws.coef,
+        "alpha": draws.alpha,
+        "tau": draws.tau,
+        "hess_lik": fitted.hess_lik,
+        "base_rho": draws.base_rho,
+        "base_sigma": draws.base_sigma,
     }
     return {name: np.asarray(value) for name, value in arrays.items() if value is not None}
 
 
-def write_entry(directory: Path, fitted: FittedModel, draws: Draws, tables: dict[str, pd.DataFrame],
-                meta: dict) -> None:
+def write_entry(
+    directory: Path, fitted: FittedModel, draws: Draws, tables: dict[str, pd.DataFrame], meta: dict
+) -> None:
     """Write the entry into a private temporary sibling and rename it into place: a reader sees
     the whole entry or none. An existing entry at `directory` (stale or damaged) is replaced."""
     buffer = io.BytesIO()
@@ -99,12 +124,18 @@ def write_entry(directory: Path, fitted: FittedModel, draws: Draws, tables: dict
     files = {ARRAYS_FILE: buffer.getvalue()}
     files.update({f"{name}.csv": encode_table(table) for name, table in tables.items()})
     record = {
-        **meta, "format": FORMAT, "spec": spec_record(fitted.spec), "seed": fitted.spec.seed,
-        "penalty": float(fitted.penalty), "penalised_loglik": float(fitted.penalised_loglik),
-        "n_observed": int(draws.n_observed), "is_conditioned": bool(draws.is_conditioned),
+        **meta,
+        "format": FORMAT,
+        "spec": spec_record(fitted.spec),
+        "seed": fitted.spec.seed,
+        "penalty": float(fitted.penalty),
+        "penalised_loglik": float(fitted.penalised_loglik),
+        "n_observed": int(draws.n_observed),
+        "is_conditioned": bool(draws.is_conditioned),
         "selection": {column: fitted.selection[column].tolist() for column in fitted.selection.columns},
-        "tables": sorted(tables), "files": {name: sha256_bytes(data) for name, data in files.items()},
-        "created_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        "tables": sorted(tables),
+        "files": {name: sha256_bytes(data) for name, data in files.items()},
+        "created_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
     }
     directory.parent.mkdir(parents=True, exist_ok=True)
     temporary = Path(tempfile.mkdtemp(prefix=f".{directory.name}.", dir=directory.parent))
@@ -163,18 +194,28 @@ def _verified_arrays(directory: Path, meta: dict) -> dict[str, np.ndarray]:
 
 
 def _check_shapes(arrays: dict[str, np.ndarray], n_params: int, n_draws: int, n_months: int, n_coef: int) -> None:
-    shapes = {"params": (n_params,), "cov": (n_params, n_params), "months": (n_months,),
-              "mu": (n_draws, 3, n_months), "counts": (n_draws, 3, n_months),
-              "counterfactual": (n_draws, 3, n_months), "coef": (n_draws, 3, n_coef),
-              "alpha": (n_draws,), "tau": (n_draws,), "hess_lik": (n_params, n_params),
-              "base_rho": (n_draws, 3), "base_sigma": (n_draws, 3)}
+    shapes = {
+        "params": (n_params,),
+        "cov": (n_params, n_params),
+        "months": (n_months,),
+        "mu": (n_draws, 3, n_months),
+        "counts": (n_draws, 3, n_months),
+        "counterfactual": (n_draws, 3, n_months),
+        "coef": (n_draws, 3, n_coef),
+        "alpha": (n_draws,),
+        "tau": (n_draws,),
+        "hess_lik": (n_params, n_params),
+        "base_rho": (n_draws, 3),
+        "base_sigma": (n_draws, 3),
+    }
     for name, shape in shapes.items():
         if name in arrays and arrays[name].shape != shape:
             raise Unusable(f"{ARRAYS_FILE}: {name} has shape {arrays[name].shape}, expected {shape}")
 
 
-def read_entry(directory: Path, ledger: pd.DataFrame, spec: ModelSpec, expected: dict | None = None
-               ) -> tuple[FittedModel, Draws, dict[str, pd.DataFrame]] | None:
+def read_entry(
+    directory: Path, ledger: pd.DataFrame, spec: ModelSpec, expected: dict | None = None
+) -> tuple[FittedModel, Draws, dict[str, pd.DataFrame]] | None:
     """The fit stored at `directory` for these ledger rows and spec, with its tables; None if it is
     not usable.
 
@@ -209,15 +250,37 @@ def _read(directory: Path, ledger: pd.DataFrame, spec: ModelSpec, expected: dict
     obs = prepare_observations(view, None, spec.exposure)
     months = pd.PeriodIndex(arrays["months"].tolist(), freq="M")
     layout = ParameterLayout(len(knots))
-    if n_observed != len(obs.months) or len(months) != n_observed + spec.forecast_months \
-            or (len(obs.months) and months[0] != obs.months[0]):
+    if (
+        n_observed != len(obs.months)
+        or len(months) != n_observed + spec.forecast_months
+        or (len(obs.months) and months[0] != obs.months[0])
+    ):
         raise Unusable("months do not match the ledger rows")
     _check_shapes(arrays, layout.size, spec.n_draws, len(months), 3 + len(knots))
-    fitted = FittedModel(spec=spec, obs=obs, params=arrays["params"], cov=arrays["cov"], penalty=penalty,
-                         penalised_loglik=loglik, selection=selection, names=layout.names(knots), knots=knots,
-                         conflicts=view.conflicts, hess_lik=arrays.get("hess_lik"))
-    draws = Draws(months=months, mu=arrays["mu"], counts=arrays["counts"], counterfactual=arrays["counterfactual"],
-                  coef=arrays["coef"], n_observed=n_observed, alpha=arrays["alpha"], tau=arrays["tau"],
-                  is_conditioned=is_conditioned, base_rho=arrays.get("base_rho"),
-                  base_sigma=arrays.get("base_sigma"))
+    fitted = FittedModel(
+        spec=spec,
+        obs=obs,
+        params=arrays["params"],
+        cov=arrays["cov"],
+        penalty=penalty,
+        penalised_loglik=loglik,
+        selection=selection,
+        names=layout.names(knots),
+        knots=knots,
+        conflicts=view.conflicts,
+        hess_lik=arrays.get("hess_lik"),
+    )
+    draws = Draws(
+        months=months,
+        mu=arrays["mu"],
+        counts=arrays["counts"],
+        counterfactual=arrays["counterfactual"],
+        coef=arrays["coef"],
+        n_observed=n_observed,
+        alpha=arrays["alpha"],
+        tau=arrays["tau"],
+        is_conditioned=is_conditioned,
+        base_rho=arrays.get("base_rho"),
+        base_sigma=arrays.get("base_sigma"),
+    )
     return fitted, draws, tables

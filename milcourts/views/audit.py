@@ -8,7 +8,7 @@ from pathlib import Path
 import pandas as pd
 
 from milcourts import paths
-from milcourts.inputs.constraints import build_constraint_view, ConstraintView
+from milcourts.inputs.constraints import ConstraintView, build_constraint_view
 from milcourts.inputs.ledger import load_ledger
 from milcourts.products import public
 from milcourts.vocabulary import COURT_FILINGS, article_label
@@ -38,8 +38,9 @@ class LedgerAudit:
     view: ConstraintView
 
 
-def load_audit(ledger_csv: str | Path = paths.LEDGER_CSV, series: str = COURT_FILINGS,
-               first_month: str = "2021-01") -> LedgerAudit:
+def load_audit(
+    ledger_csv: str | Path = paths.LEDGER_CSV, series: str = COURT_FILINGS, first_month: str = "2021-01"
+) -> LedgerAudit:
     """Validated ledger plus the constraint view of `series` on cases."""
     path = paths.resolve(ledger_csv)
     ledger = load_ledger(path)
@@ -52,8 +53,12 @@ def count_table(ledger: pd.DataFrame, column: str, label: str) -> pd.DataFrame:
 
 
 def series_by_article(ledger: pd.DataFrame) -> pd.DataFrame:
-    table = pd.crosstab(ledger["series"], ledger["article"].map(lambda a: article_label(a, capitalised=True)), margins=True,
-                        margins_name="total")
+    table = pd.crosstab(
+        ledger["series"],
+        ledger["article"].map(lambda a: article_label(a, capitalised=True)),
+        margins=True,
+        margins_name="total",
+    )
     table.index.name, table.columns.name = "series", None
     return table
 
@@ -88,8 +93,13 @@ def data_package(audit: LedgerAudit) -> public.DataPackage:
     return public.DataPackage(
         name="milcourts-ledger",
         title="Published figures on prosecutions for refusing to fight",
-        description=("Every published number the reports rest on, with its source and a verbatim quote, and the "
-                     "sets of court-filing figures that contradict each other."),
-        tables=((public.LEDGER, public.public_frame(public.LEDGER, {"ledger": audit.ledger})),
-                (public.CONTRADICTIONS, public.public_frame(public.CONTRADICTIONS, {"conflicts": audit.view.conflicts}))),
-        sources=tuple(public.sources_of(audit.ledger)))
+        description=(
+            "Every published number the reports rest on, with its source and a verbatim quote, and the "
+            "sets of court-filing figures that contradict each other."
+        ),
+        tables=(
+            (public.LEDGER, public.public_frame(public.LEDGER, {"ledger": audit.ledger})),
+            (public.CONTRADICTIONS, public.public_frame(public.CONTRADICTIONS, {"conflicts": audit.view.conflicts})),
+        ),
+        sources=tuple(public.sources_of(audit.ledger)),
+    )

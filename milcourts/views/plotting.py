@@ -8,10 +8,10 @@ import numpy as np
 import pandas as pd
 import seaborn as sns
 
-from milcourts.views.audit import MEASURE_FAMILIES
-from milcourts.vocabulary import article_label
 from milcourts.inputs.constraints import ConstraintView
+from milcourts.views.audit import MEASURE_FAMILIES
 from milcourts.views.reporting import PALETTE
+from milcourts.vocabulary import article_label
 
 # At 10 in wide a chart prints at about 0.7 scale on A4; 11.5 in tall fits one page with heading and caption.
 MAX_FIGURE_HEIGHT_IN = 11.5
@@ -24,7 +24,11 @@ def plot_ledger_timeline(ledger: pd.DataFrame, first_year: int = 2020) -> plt.Fi
     legible instead of overplotting.
     """
     drawable = ledger.dropna(subset=["period_start", "period_end"]).copy()
-    drawable["band"] = drawable["series"].str.replace("_", " ") + " · " + drawable["article"].map(lambda a: article_label(a, capitalised=True))
+    drawable["band"] = (
+        drawable["series"].str.replace("_", " ")
+        + " · "
+        + drawable["article"].map(lambda a: article_label(a, capitalised=True))
+    )
     drawable["family"] = drawable["measure"].map(MEASURE_FAMILIES)
     families = list(dict.fromkeys(MEASURE_FAMILIES.values()))
     # six well-separated colours of the colour-blind palette (its orange and brown are too alike)
@@ -59,8 +63,17 @@ def plot_ledger_timeline(ledger: pd.DataFrame, first_year: int = 2020) -> plt.Fi
     ax.xaxis.set_major_formatter(mdates.DateFormatter("%Y"))
     ax.grid(axis="y", visible=False)
     handles = [plt.Line2D([], [], color=colours[f], linewidth=3) for f in families]
-    ax.legend(handles, families, loc="lower center", bbox_to_anchor=(0.5, 1.0), ncol=len(families),
-              fontsize=8, frameon=False, handlelength=1.5, columnspacing=1.2)
+    ax.legend(
+        handles,
+        families,
+        loc="lower center",
+        bbox_to_anchor=(0.5, 1.0),
+        ncol=len(families),
+        fontsize=8,
+        frameon=False,
+        handlelength=1.5,
+        columnspacing=1.2,
+    )
     ax.set_title("Every published figure, by the period it covers", pad=24)
     fig.tight_layout()
     return fig
@@ -71,12 +84,19 @@ def plot_observation_pattern(view: ConstraintView) -> plt.Figure:
     figures = view.figures.sort_values(["article", "period_start", "period_end", "figure_id"])
     weights = view.month_weights.loc[figures["figure_id"]]
     labels = [
-        f"{r.figure_id} {r.article}{'' if r.is_preferred else ' (earlier vintage)'}"
-        for r in figures.itertuples()
+        f"{r.figure_id} {r.article}{'' if r.is_preferred else ' (earlier vintage)'}" for r in figures.itertuples()
     ]
     fig, ax = plt.subplots(figsize=(10, min(MAX_FIGURE_HEIGHT_IN, 1.5 + 0.17 * len(labels))))
-    sns.heatmap(weights.to_numpy(), ax=ax, cmap="Blues", vmin=0, vmax=1, linewidths=0.2,
-                linecolor="#eeeeee", cbar_kws={"label": "share of the month covered", "shrink": 0.5})
+    sns.heatmap(
+        weights.to_numpy(),
+        ax=ax,
+        cmap="Blues",
+        vmin=0,
+        vmax=1,
+        linewidths=0.2,
+        linecolor="#eeeeee",
+        cbar_kws={"label": "share of the month covered", "shrink": 0.5},
+    )
     ax.set_yticks(np.arange(len(labels)) + 0.5, labels, fontsize=7, rotation=0)
     month_labels = [str(m) if m.month in (1, 7) else "" for m in weights.columns]
     ax.set_xticks(np.arange(len(month_labels)) + 0.5, month_labels, fontsize=7, rotation=90)
@@ -89,13 +109,20 @@ def plot_observation_pattern(view: ConstraintView) -> plt.Figure:
 
 # ----------------------------------------------------------------------------- trend report
 
+
 def _month_mid(months: pd.Series) -> pd.Series:
     return pd.PeriodIndex(months, freq="M").to_timestamp() + pd.Timedelta(days=14)
 
 
-def plot_monthly_trend(monthly: pd.DataFrame, figures: pd.DataFrame, break_month: str,
-                       running: pd.DataFrame, running_all: pd.DataFrame, running_figures: pd.DataFrame,
-                       title: str) -> plt.Figure:
+def plot_monthly_trend(
+    monthly: pd.DataFrame,
+    figures: pd.DataFrame,
+    break_month: str,
+    running: pd.DataFrame,
+    running_all: pd.DataFrame,
+    running_figures: pd.DataFrame,
+    title: str,
+) -> plt.Figure:
     """Top: modelled monthly counts with 80/95% prediction bands, the no-mobilisation counterfactual
     and the forecast; published figures as what they are (a single month a point, a longer window a
     horizontal segment at its monthly average). Bottom: running totals since the mobilisation,
@@ -112,48 +139,114 @@ def plot_monthly_trend(monthly: pd.DataFrame, figures: pd.DataFrame, break_month
             mask = mask.copy()
             mask[np.nonzero(~observed)[0][0] - 1] = True
         first = label == "model"  # one legend entry per element; the forecast is described by its style
-        top.fill_between(x[mask], monthly["lower_95"][mask], monthly["upper_95"][mask], color=model_colour,
-                         alpha=0.15 * alpha_scale, linewidth=0, label="95% prediction interval" if first else None)
-        top.fill_between(x[mask], monthly["lower_80"][mask], monthly["upper_80"][mask], color=model_colour,
-                         alpha=0.3 * alpha_scale, linewidth=0, label="80% prediction interval" if first else None)
-        top.plot(x[mask], monthly["expected"][mask], color=model_colour, linestyle="-" if first else "--",
-                 linewidth=2, label="expected monthly cases" if first else "forecast (dashed, lighter band)")
+        top.fill_between(
+            x[mask],
+            monthly["lower_95"][mask],
+            monthly["upper_95"][mask],
+            color=model_colour,
+            alpha=0.15 * alpha_scale,
+            linewidth=0,
+            label="95% prediction interval" if first else None,
+        )
+        top.fill_between(
+            x[mask],
+            monthly["lower_80"][mask],
+            monthly["upper_80"][mask],
+            color=model_colour,
+            alpha=0.3 * alpha_scale,
+            linewidth=0,
+            label="80% prediction interval" if first else None,
+        )
+        top.plot(
+            x[mask],
+            monthly["expected"][mask],
+            color=model_colour,
+            linestyle="-" if first else "--",
+            linewidth=2,
+            label="expected monthly cases" if first else "forecast (dashed, lighter band)",
+        )
     after = pd.PeriodIndex(monthly["month"], freq="M") >= pd.Period(break_month, "M")
-    top.plot(x[after], monthly["counterfactual_expected"][after], color=counterfactual_colour, linestyle=":",
-             linewidth=2, label="pre-mobilisation trend continued (counterfactual)")
+    top.plot(
+        x[after],
+        monthly["counterfactual_expected"][after],
+        color=counterfactual_colour,
+        linestyle=":",
+        linewidth=2,
+        label="pre-mobilisation trend continued (counterfactual)",
+    )
     for r in figures.itertuples():
         start, end = pd.Timestamp(r.period_start), pd.Timestamp(r.period_end)
         days = (end - start).days + 1
         average = r.value / days * 30.44
         marker = {"at_least": "^", "at_most": "v"}.get(r.value_qualifier, "o")
         if start.to_period("M") == end.to_period("M") and days >= 28:
-            top.plot(start + pd.Timedelta(days=14), r.value, marker=marker, color=data_colour, markersize=7,
-                     linestyle="none", zorder=5)
+            top.plot(
+                start + pd.Timedelta(days=14),
+                r.value,
+                marker=marker,
+                color=data_colour,
+                markersize=7,
+                linestyle="none",
+                zorder=5,
+            )
         else:
-            top.plot([start, end], [average, average], color=data_colour, linewidth=2.5, zorder=4,
-                     solid_capstyle="butt")
+            top.plot(
+                [start, end], [average, average], color=data_colour, linewidth=2.5, zorder=4, solid_capstyle="butt"
+            )
             if marker != "o":
                 top.plot(start + (end - start) / 2, average, marker=marker, color=data_colour, markersize=6, zorder=5)
-    top.plot([], [], color=data_colour, marker="o", linewidth=2.5,
-             label="published figure (point: one month; bar: monthly average of a longer window)")
+    top.plot(
+        [],
+        [],
+        color=data_colour,
+        marker="o",
+        linewidth=2.5,
+        label="published figure (point: one month; bar: monthly average of a longer window)",
+    )
     break_start = pd.Period(break_month, "M").to_timestamp()
     for ax in (top, bottom):
         ax.axvline(break_start, color="#444", linewidth=1, linestyle="--")
-    top.annotate("break", (break_start, 0), xycoords=("data", "axes fraction"), xytext=(3, 4),
-                 textcoords="offset points", fontsize=9, color="#444")
+    top.annotate(
+        "break",
+        (break_start, 0),
+        xycoords=("data", "axes fraction"),
+        xytext=(3, 4),
+        textcoords="offset points",
+        fontsize=9,
+        color="#444",
+    )
     top.set_ylabel("cases received per month")
     top.set_ylim(bottom=0)
     top.set_title(title)
     top.legend(loc="upper left", fontsize=8, frameon=True)
 
-    bottom.fill_between(running["month_end"], running["lower_95"], running["upper_95"], color=model_colour,
-                        alpha=0.2, linewidth=0, label="model, in the running totals' counting base (95% interval)")
+    bottom.fill_between(
+        running["month_end"],
+        running["lower_95"],
+        running["upper_95"],
+        color=model_colour,
+        alpha=0.2,
+        linewidth=0,
+        label="model, in the running totals' counting base (95% interval)",
+    )
     bottom.plot(running["month_end"], running["expected"], color=model_colour, linewidth=2)
-    bottom.plot(running_all["month_end"], running_all["expected"], color=counterfactual_colour, linewidth=1.5,
-                linestyle="--", label="model, every case received")
+    bottom.plot(
+        running_all["month_end"],
+        running_all["expected"],
+        color=counterfactual_colour,
+        linewidth=1.5,
+        linestyle="--",
+        label="model, every case received",
+    )
     if len(running_figures):
-        bottom.plot(pd.to_datetime(running_figures["period_end"]), running_figures["value"], "o", color=data_colour,
-                    markersize=6, label="published running total since the mobilisation")
+        bottom.plot(
+            pd.to_datetime(running_figures["period_end"]),
+            running_figures["value"],
+            "o",
+            color=data_colour,
+            markersize=6,
+            label="published running total since the mobilisation",
+        )
     bottom.set_ylabel("cases since 21 Sep 2022")
     bottom.set_ylim(bottom=0)
     bottom.legend(loc="upper left", fontsize=8, frameon=True)
@@ -194,8 +287,14 @@ def plot_validation(scores: pd.DataFrame) -> plt.Figure:
     fig, ax = plt.subplots(figsize=(10, min(MAX_FIGURE_HEIGHT_IN, 1.5 + 0.3 * len(scored))))
     median = scored["predicted_median"].clip(lower=1e-9)
     y = np.arange(len(scored))
-    ax.hlines(y, scored["lower_95"] / median, scored["upper_95"] / median, color=palette[0], linewidth=3,
-              label="95% predictive interval")
+    ax.hlines(
+        y,
+        scored["lower_95"] / median,
+        scored["upper_95"] / median,
+        color=palette[0],
+        linewidth=3,
+        label="95% predictive interval",
+    )
     colours = [palette[2] if c else palette[3] for c in scored["is_covered"]]
     markers = scored["value_qualifier"].map({"at_least": ">", "at_most": "<"}).fillna("o")
     for yi, value, colour, marker in zip(y, scored["value"] / median, colours, markers):
@@ -220,15 +319,23 @@ def _draw_published(ax, figures: pd.DataFrame, colour) -> None:
         days = (end - start).days + 1
         marker = {"at_least": "^", "at_most": "v"}.get(r.value_qualifier, "o")
         if start.to_period("M") == end.to_period("M") and days >= 28:
-            ax.plot(start + pd.Timedelta(days=14), r.value, marker=marker, color=colour, markersize=6,
-                    linestyle="none", zorder=5)
+            ax.plot(
+                start + pd.Timedelta(days=14),
+                r.value,
+                marker=marker,
+                color=colour,
+                markersize=6,
+                linestyle="none",
+                zorder=5,
+            )
         else:
             average = r.value / days * 30.44
             ax.plot([start, end], [average, average], color=colour, linewidth=2.5, zorder=4, solid_capstyle="butt")
 
 
-def plot_articles_side_by_side(monthly: pd.DataFrame, figures: pd.DataFrame, break_month: str,
-                               titles: dict[str, str]) -> plt.Figure:
+def plot_articles_side_by_side(
+    monthly: pd.DataFrame, figures: pd.DataFrame, break_month: str, titles: dict[str, str]
+) -> plt.Figure:
     """One panel per article, each on its own scale (their sizes differ tenfold), sharing time."""
     palette = sns.color_palette(PALETTE, 10)
     articles = list(titles)
@@ -247,7 +354,9 @@ def plot_articles_side_by_side(monthly: pd.DataFrame, figures: pd.DataFrame, bre
         ax.yaxis.set_major_formatter(plt.FuncFormatter(lambda v, _: f"{v:,.0f}"))
     first = np.atleast_1d(axes)[0]
     first.plot([], [], color=palette[0], linewidth=2, label="model: expected cases, 95% prediction interval")
-    first.plot([], [], color=palette[3], marker="o", linewidth=2.5, label="published (point: a month; bar: window average)")
+    first.plot(
+        [], [], color=palette[3], marker="o", linewidth=2.5, label="published (point: a month; bar: window average)"
+    )
     first.legend(loc="upper left", fontsize=8, frameon=True)
     last = np.atleast_1d(axes)[-1]
     last.xaxis.set_major_locator(mdates.MonthLocator(bymonth=(1, 7)))
@@ -263,26 +372,55 @@ def plot_requests_against_filings(requests_monthly: pd.DataFrame, windows, filin
     palette = sns.color_palette(PALETTE, 10)
     fig, (top, bottom) = plt.subplots(2, 1, figsize=(10, 7.5), sharex=True)
     x = _month_mid(filings["month"])
-    top.fill_between(x, filings["lower_95"], filings["upper_95"], color=palette[0], alpha=0.2, linewidth=0,
-                     label="95% prediction interval")
+    top.fill_between(
+        x,
+        filings["lower_95"],
+        filings["upper_95"],
+        color=palette[0],
+        alpha=0.2,
+        linewidth=0,
+        label="95% prediction interval",
+    )
     top.plot(x, filings["expected"], color=palette[0], linewidth=2, label="expected cases (model)")
     top.set_ylabel("court cases per month")
     top.set_title("AWOL and desertion cases received by military courts", loc="left", fontsize=11)
     top.legend(loc="upper left", fontsize=8)
     x = _month_mid(requests_monthly["month"])
-    bottom.fill_between(x, requests_monthly["lower_95"], requests_monthly["upper_95"], color=palette[2], alpha=0.2,
-                        linewidth=0, label="log-linear trend, 95% confidence band")
+    bottom.fill_between(
+        x,
+        requests_monthly["lower_95"],
+        requests_monthly["upper_95"],
+        color=palette[2],
+        alpha=0.2,
+        linewidth=0,
+        label="log-linear trend, 95% confidence band",
+    )
     bottom.plot(x, requests_monthly["expected"], color=palette[2], linewidth=2)
     for weights, value in zip(windows.weights, windows.value):
         covered = windows.months[weights > 0]
         average = value / weights.sum()
         if len(covered) == 1:
-            bottom.plot(covered[0].start_time + pd.Timedelta(days=14), value, "o", color=palette[3], markersize=7, zorder=5)
+            bottom.plot(
+                covered[0].start_time + pd.Timedelta(days=14), value, "o", color=palette[3], markersize=7, zorder=5
+            )
         else:
             for month in covered:  # a disjoint window may skip months: one bar piece per month
-                bottom.plot([month.start_time, month.end_time], [average, average], color=palette[3], linewidth=2.5,
-                            zorder=4, solid_capstyle="butt")
-    bottom.plot([], [], color=palette[3], marker="o", linewidth=2.5, label="published requests (point: a month; bar: window average)")
+                bottom.plot(
+                    [month.start_time, month.end_time],
+                    [average, average],
+                    color=palette[3],
+                    linewidth=2.5,
+                    zorder=4,
+                    solid_capstyle="butt",
+                )
+    bottom.plot(
+        [],
+        [],
+        color=palette[3],
+        marker="o",
+        linewidth=2.5,
+        label="published requests (point: a month; bar: window average)",
+    )
     bottom.set_ylabel("requests per month")
     bottom.set_title("Requests for help to desert received by Idite Lesom", loc="left", fontsize=11)
     bottom.legend(loc="upper left", fontsize=8)

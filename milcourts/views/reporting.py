@@ -30,13 +30,15 @@ _figure_counter = itertools.count(1)
 def setup_report_style() -> None:
     """Deterministic, readable charts: fixed SVG ids, DejaVu Sans (covers Cyrillic), no date stamp."""
     sns.set_theme(context="notebook", style="whitegrid", palette=PALETTE, font="DejaVu Sans")
-    matplotlib.rcParams.update({
-        "svg.hashsalt": "milcourts",  # stable element ids -> same inputs give the same HTML
-        "svg.fonttype": "path",       # glyphs as paths: the PDF needs no font for chart text
-        "figure.dpi": 100,
-        "axes.titlesize": 12,
-        "axes.titleweight": "bold",
-    })
+    matplotlib.rcParams.update(
+        {
+            "svg.hashsalt": "milcourts",  # stable element ids -> same inputs give the same HTML
+            "svg.fonttype": "path",  # glyphs as paths: the PDF needs no font for chart text
+            "figure.dpi": 100,
+            "axes.titlesize": 12,
+            "axes.titleweight": "bold",
+        }
+    )
     # pandas/matplotlib deprecation chatter is not for readers; real errors still raise.
     warnings.filterwarnings("ignore", category=FutureWarning)
     warnings.filterwarnings("ignore", category=DeprecationWarning)
@@ -47,7 +49,7 @@ def figure_to_svg(fig: plt.Figure, prefix: str) -> str:
     buffer = io.StringIO()
     fig.savefig(buffer, format="svg", bbox_inches="tight", metadata={"Date": None})
     svg = buffer.getvalue()
-    svg = svg[svg.index("<svg"):]
+    svg = svg[svg.index("<svg") :]
     svg = re.sub(r'id="([^"]+)"', rf'id="{prefix}-\1"', svg)
     svg = re.sub(r"url\(#([^)]+)\)", rf"url(#{prefix}-\1)", svg)
     svg = re.sub(r'href="#([^"]+)"', rf'href="#{prefix}-\1"', svg)
@@ -59,10 +61,7 @@ def show_figure(fig: plt.Figure, caption: str, alt_text: str) -> None:
     prefix = f"fig{next(_figure_counter)}"
     svg = figure_to_svg(fig, prefix).replace("<svg ", f'<svg role="img" aria-label="{html.escape(alt_text)}" ', 1)
     plt.close(fig)
-    display(HTML(
-        f'<figure class="report-figure">{svg}'
-        f"<figcaption>{html.escape(caption)}</figcaption></figure>"
-    ))
+    display(HTML(f'<figure class="report-figure">{svg}<figcaption>{html.escape(caption)}</figcaption></figure>'))
 
 
 def _escaped_cell(value, is_link: bool) -> str:
@@ -74,8 +73,9 @@ def _escaped_cell(value, is_link: bool) -> str:
     return text
 
 
-def show_table(frame: pd.DataFrame, caption: str | None = None, index: bool = False,
-               link_columns: tuple[str, ...] = ()) -> None:
+def show_table(
+    frame: pd.DataFrame, caption: str | None = None, index: bool = False, link_columns: tuple[str, ...] = ()
+) -> None:
     """Display a table with every cell escaped; missing values show as an em dash. Cells of
     `link_columns` holding an http(s) URL become links (href and text escaped as well)."""
     if link_columns:
@@ -96,8 +96,13 @@ _ISO_DATE = re.compile(r"\b\d{4}-\d{2}(?:-\d{2})?\b")
 def _dates_unbroken(table_html: str) -> str:
     """Keep each ISO date on one line: browsers may break after its hyphens, and a narrow column
     showed "2023-06-" over "01". Only text between tags is touched, never an attribute (a link)."""
-    return re.sub(r">([^<]+)<", lambda text: ">" + _ISO_DATE.sub(
-        lambda date: f'<span class="report-date">{date.group()}</span>', text.group(1)) + "<", table_html)
+    return re.sub(
+        r">([^<]+)<",
+        lambda text: (
+            ">" + _ISO_DATE.sub(lambda date: f'<span class="report-date">{date.group()}</span>', text.group(1)) + "<"
+        ),
+        table_html,
+    )
 
 
 def show_sources(tables: tuple[pd.DataFrame, pd.DataFrame]) -> None:
@@ -108,8 +113,10 @@ def show_sources(tables: tuple[pd.DataFrame, pd.DataFrame]) -> None:
     references = []
     for row in publications.itertuples(index=False):
         link = _escaped_cell(row.link, is_link=True) if row.link else "no link"
-        references.append(f'<p class="report-reference">{html.escape(row.source)} {html.escape(row.publisher)}, '
-                          f"{html.escape(row.published)}. <em>{html.escape(row.title)}</em>. {link}</p>")
+        references.append(
+            f'<p class="report-reference">{html.escape(row.source)} {html.escape(row.publisher)}, '
+            f"{html.escape(row.published)}. <em>{html.escape(row.title)}</em>. {link}</p>"
+        )
     display(HTML("<p><em>Publications, by source number</em></p>" + "".join(references)))
 
 
@@ -144,10 +151,14 @@ def show_validation(sentence: str | None, scores: pd.DataFrame, plot) -> None:
         show_paragraphs(["Validation results are not available: run `make validate` before building reports."])
         return
     show_paragraphs([sentence])
-    show_figure(plot(scores), caption=(
-        "Each held-out figure (dot) against the 95% predictive interval the model gave for it before seeing it, "
-        "relative to the predicted median; green dots are covered, orange are not."),
-        alt_text=f"Interval chart of {len(scores)} held-out figures with their predictive intervals.")
+    show_figure(
+        plot(scores),
+        caption=(
+            "Each held-out figure (dot) against the 95% predictive interval the model gave for it before seeing it, "
+            "relative to the predicted median; green dots are covered, orange are not."
+        ),
+        alt_text=f"Interval chart of {len(scores)} held-out figures with their predictive intervals.",
+    )
 
 
 def publish_data(package: DataPackage, data_dir: str) -> None:
@@ -161,14 +172,24 @@ def publish_data(package: DataPackage, data_dir: str) -> None:
         name = f"{table.name}.csv"
         where = _escaped_cell(f"{folder.name}/{name}", is_link=False) if folder else html.escape(name)
         link = f'<a href="{where}">{html.escape(name)}</a>' if folder else f"<code>{where}</code>"
-        rows.append(f'<tr><td style="white-space:nowrap">{link}</td><td>{html.escape(table.title)}</td>'
-                    f"<td>{len(frame):,}</td><td>{html.escape(table.description)}</td></tr>")
-    described = (f'<a href="{html.escape(folder.name)}/datapackage.json">datapackage.json</a>' if folder
-                 else "datapackage.json")
-    lead = ("These tables hold the numbers this report states; they are published beside it, in the folder "
-            f"{html.escape(folder.name)}, as CSV files whose columns and units {described} describes "
-            "(Frictionless Data Package). Licence: CC BY 4.0." if folder else
-            "The build publishes these tables beside the report as CSV files with a datapackage.json "
-            "describing their columns and units; this run wrote none.")
-    display(HTML(f"<p>{lead}</p><table class=\"report-table\"><thead><tr><th>file</th><th>what it holds</th>"
-                 f"<th>rows</th><th>description</th></tr></thead><tbody>{''.join(rows)}</tbody></table>"))
+        rows.append(
+            f'<tr><td style="white-space:nowrap">{link}</td><td>{html.escape(table.title)}</td>'
+            f"<td>{len(frame):,}</td><td>{html.escape(table.description)}</td></tr>"
+        )
+    described = (
+        f'<a href="{html.escape(folder.name)}/datapackage.json">datapackage.json</a>' if folder else "datapackage.json"
+    )
+    lead = (
+        "These tables hold the numbers this report states; they are published beside it, in the folder "
+        f"{html.escape(folder.name)}, as CSV files whose columns and units {described} describes "
+        "(Frictionless Data Package). Licence: CC BY 4.0."
+        if folder
+        else "The build publishes these tables beside the report as CSV files with a datapackage.json "
+        "describing their columns and units; this run wrote none."
+    )
+    display(
+        HTML(
+            f'<p>{lead}</p><table class="report-table"><thead><tr><th>file</th><th>what it holds</th>'
+            f"<th>rows</th><th>description</th></tr></thead><tbody>{''.join(rows)}</tbody></table>"
+        )
+    )

@@ -18,13 +18,19 @@ import pandas as pd
 from milcourts import paths
 from milcourts.checks.validation import interval_covers
 from milcourts.inputs.ledger import load_ledger
-from milcourts.model.requests import (RequestsTrend, TooFewRequestFigures, filings_growth_percent,
-                                      fit_requests_trend, lag_comparison, request_figures)
+from milcourts.model.requests import (
+    RequestsTrend,
+    TooFewRequestFigures,
+    filings_growth_percent,
+    fit_requests_trend,
+    lag_comparison,
+    request_figures,
+)
 from milcourts.model.simulate import Draws, article_rows, published_figure_draws
 from milcourts.model.spec import ModelSpec
+from milcourts.products import public
 from milcourts.products.needs import summary_requests
 from milcourts.products.stage import FitProducts, load_or_fit
-from milcourts.products import public
 from milcourts.views import narrative, plotting, reporting
 from milcourts.views.trend import effect_value, growth_segments, is_running_total, sources_for
 from milcourts.vocabulary import ALL_ARTICLES, ARTICLE_LABELS, ARTICLES, DEFAULT_BREAK_MONTH
@@ -36,13 +42,13 @@ CROSS_CHECK_SEED = 20240618
 
 @dataclass
 class SummaryAnalysis:
-    products: FitProducts              # the joint fit (shared with the trend reports)
+    products: FitProducts  # the joint fit (shared with the trend reports)
     ledger: pd.DataFrame
-    cross_check: pd.DataFrame          # all-article figures against the fit without them
-    requests: RequestsTrend | None     # None when the ledger has too few request counts
-    lags: pd.DataFrame | None          # lag_comparison
+    cross_check: pd.DataFrame  # all-article figures against the fit without them
+    requests: RequestsTrend | None  # None when the ledger has too few request counts
+    lags: pd.DataFrame | None  # lag_comparison
     filings_growth: tuple[float, float, float] | None  # AWOL + desertion over the requests' months, percent
-    requests_missing: str = ""         # why there is no requests section, when there is none
+    requests_missing: str = ""  # why there is no requests section, when there is none
 
     @property
     def spec(self) -> ModelSpec:
@@ -64,12 +70,23 @@ def _cross_check(without: FitProducts, targets: pd.DataFrame) -> pd.DataFrame:
     rng = np.random.default_rng(CROSS_CHECK_SEED)
     rows = []
     for r in targets.itertuples():
-        predicted = published_figure_draws(draws, ALL_ARTICLES, r.period_start, r.period_end,
-                                           r.assumed_source_date, r.value_qualifier, rng)
+        predicted = published_figure_draws(
+            draws, ALL_ARTICLES, r.period_start, r.period_end, r.assumed_source_date, r.value_qualifier, rng
+        )
         median, lo, hi = np.quantile(predicted, [0.5, 0.025, 0.975])
-        rows.append({"figure_id": r.figure_id, "period_start": r.period_start, "period_end": r.period_end,
-                     "value": r.value, "value_qualifier": r.value_qualifier, "predicted_median": median,
-                     "lower_95": lo, "upper_95": hi, "is_covered": interval_covers(r.value, r.value_qualifier, lo, hi)})
+        rows.append(
+            {
+                "figure_id": r.figure_id,
+                "period_start": r.period_start,
+                "period_end": r.period_end,
+                "value": r.value,
+                "value_qualifier": r.value_qualifier,
+                "predicted_median": median,
+                "lower_95": lo,
+                "upper_95": hi,
+                "is_covered": interval_covers(r.value, r.value_qualifier, lo, hi),
+            }
+        )
     return pd.DataFrame(rows)
 
 
@@ -89,13 +106,20 @@ def _draw_subset(per_draw: np.ndarray, months: pd.PeriodIndex) -> pd.DataFrame:
     return pd.DataFrame(per_draw[index], columns=months)
 
 
-def run_summary(ledger_csv: str | Path, break_month: str = DEFAULT_BREAK_MONTH, forecast_months: int = 6,
-                likelihood: str = "negative_binomial", max_lag_months: int = 6) -> SummaryAnalysis:
+def run_summary(
+    ledger_csv: str | Path,
+    break_month: str = DEFAULT_BREAK_MONTH,
+    forecast_months: int = 6,
+    likelihood: str = "negative_binomial",
+    max_lag_months: int = 6,
+) -> SummaryAnalysis:
     """The summary's fits (stored by the fit stage, or fitted here), the cross-check and the
     comparison with help requests."""
     if isinstance(max_lag_months, bool) or not isinstance(max_lag_months, int) or not 0 <= max_lag_months <= 12:
-        raise ValueError(f"max_lag_months must be a whole number from 0 to 12, got {max_lag_months!r} "
-                         f"({type(max_lag_months).__name__})")
+        raise ValueError(
+            f"max_lag_months must be a whole number from 0 to 12, got {max_lag_months!r} "
+            f"({type(max_lag_months).__name__})"
+        )
     ledger = load_ledger(paths.resolve(ledger_csv))
     main, without = load_or_fit(summary_requests(ledger, break_month, forecast_months, likelihood))
     figures = main.fitted.obs.figures
@@ -104,18 +128,29 @@ def run_summary(ledger_csv: str | Path, break_month: str = DEFAULT_BREAK_MONTH, 
     try:
         requests = fit_requests_trend(ledger)
     except TooFewRequestFigures as error:
-        return SummaryAnalysis(products=main, ledger=ledger, cross_check=cross_check, requests=None, lags=None,
-                               filings_growth=None, requests_missing=str(error))
+        return SummaryAnalysis(
+            products=main,
+            ledger=ledger,
+            cross_check=cross_check,
+            requests=None,
+            lags=None,
+            filings_growth=None,
+            requests_missing=str(error),
+        )
     per_draw, mean_by_month = filings_expected(main.draws, COMPARISON_ARTICLES)
     months = requests.windows.months
     return SummaryAnalysis(
-        products=main, ledger=ledger, cross_check=cross_check, requests=requests,
+        products=main,
+        ledger=ledger,
+        cross_check=cross_check,
+        requests=requests,
         lags=lag_comparison(requests.windows, mean_by_month, max_lag_months, _draw_subset(per_draw, main.draws.months)),
         filings_growth=filings_growth_percent(per_draw, main.draws.months, months[0], months[-1]),
     )
 
 
 # ----------------------------------------------------------------------------- numbers for the text
+
 
 def complete_years(draws: Draws) -> list[int]:
     """Calendar years whose twelve months are all modelled from data (no forecast month)."""
@@ -129,8 +164,14 @@ def year_totals(analysis: SummaryAnalysis, year: int) -> dict[str, dict]:
     prediction interval, from the yearly_totals table the report publishes."""
     yearly = analysis.outputs["yearly_totals"]
     rows = yearly[yearly["year"] == year].set_index("article")
-    return {article: {"estimate": rows.loc[article, "expected"], "lower_95": rows.loc[article, "lower_95"],
-                      "upper_95": rows.loc[article, "upper_95"]} for article in (*ARTICLES, ALL_ARTICLES)}
+    return {
+        article: {
+            "estimate": rows.loc[article, "expected"],
+            "lower_95": rows.loc[article, "lower_95"],
+            "upper_95": rows.loc[article, "upper_95"],
+        }
+        for article in (*ARTICLES, ALL_ARTICLES)
+    }
 
 
 def year_shares(analysis: SummaryAnalysis, year: int) -> pd.DataFrame:
@@ -153,19 +194,25 @@ def headline_table(analysis: SummaryAnalysis) -> pd.DataFrame:
         row = {"article": ARTICLE_LABELS[article]}
         for year in years:
             total = year_totals(analysis, year)[article]
-            row[f"cases received in {year}"] = (f"{narrative.format_count(total['estimate'])} "
-                                                f"({narrative.format_count(total['lower_95'])}–"
-                                                f"{narrative.format_count(total['upper_95'])})")
+            row[f"cases received in {year}"] = (
+                f"{narrative.format_count(total['estimate'])} "
+                f"({narrative.format_count(total['lower_95'])}–"
+                f"{narrative.format_count(total['upper_95'])})"
+            )
         step = effect_value(own, "level rate ratio at the break")
-        row["level ratio at the break"] = (f"{narrative.format_ratio(step['estimate'])} "
-                                           f"({narrative.format_ratio(step['lower_95'])}–"
-                                           f"{narrative.format_ratio(step['upper_95'])})")
+        row["level ratio at the break"] = (
+            f"{narrative.format_ratio(step['estimate'])} "
+            f"({narrative.format_ratio(step['lower_95'])}–"
+            f"{narrative.format_ratio(step['upper_95'])})"
+        )
         segments = growth_segments(own)
         after = segments[segments["first_month"] >= analysis.spec.break_month]
         fastest = after.loc[after["estimate"].idxmax()]
         row["fastest monthly growth after the break"] = (
             f"{narrative.format_percent(fastest['estimate'])} ({narrative.format_percent(fastest['lower_95'])} to "
-            f"{narrative.format_percent(fastest['upper_95'])}), {narrative.format_span(fastest['first_month'], fastest['last_month'])}")
+            f"{narrative.format_percent(fastest['upper_95'])}), "
+            f"{narrative.format_span(fastest['first_month'], fastest['last_month'])}"
+        )
         rows.append(row)
     return pd.DataFrame(rows)
 
@@ -188,16 +235,25 @@ def key_findings(analysis: SummaryAnalysis) -> list[str]:
         previous = year_totals(analysis, year - 1)[ALL_ARTICLES] if year - 1 in years else None
         sentences.append(narrative.describe_year_total(year, totals[ALL_ARTICLES], previous))
         shares = year_shares(analysis, year)
-        sentences.append(narrative.describe_shares(
-            [(ARTICLE_LABELS[r.article], r.share, r.lower_95, r.upper_95) for r in shares.itertuples()]))
+        sentences.append(
+            narrative.describe_shares(
+                [(ARTICLE_LABELS[r.article], r.share, r.lower_95, r.upper_95) for r in shares.itertuples()]
+            )
+        )
     check = analysis.cross_check
     if len(check):
-        sentences.append(narrative.describe_cross_check(int(check["is_covered"].sum()), len(check),
-                                                        check.loc[~check["is_covered"], "figure_id"].tolist()))
+        sentences.append(
+            narrative.describe_cross_check(
+                int(check["is_covered"].sum()), len(check), check.loc[~check["is_covered"], "figure_id"].tolist()
+            )
+        )
     if analysis.requests is not None:
         first, last = requests_span(analysis)
-        sentences.append(narrative.describe_requests_growth(first, last, *analysis.requests.growth_percent(),
-                                                            *analysis.filings_growth))
+        sentences.append(
+            narrative.describe_requests_growth(
+                first, last, *analysis.requests.growth_percent(), *analysis.filings_growth
+            )
+        )
         sentences.append(lag_sentence(analysis))
     return sentences[:6]
 
@@ -211,56 +267,81 @@ def lag_sentence(analysis: SummaryAnalysis) -> str:
     best = lags.loc[lags["is_best"]].iloc[0]
     modal = lags.loc[lags["share_of_draws_best"].idxmax()]
     in_set = lags.loc[lags["is_in_95_set"], "lag_months"].astype(int).tolist()
-    return narrative.describe_lag(int(best["lag_months"]), in_set, float(best["deviance"]),
-                                  trend_only_deviance(analysis), len(analysis.requests.windows.value),
-                                  float(best["share_of_draws_best"]), int(modal["lag_months"]),
-                                  float(modal["share_of_draws_best"]))
+    return narrative.describe_lag(
+        int(best["lag_months"]),
+        in_set,
+        float(best["deviance"]),
+        trend_only_deviance(analysis),
+        len(analysis.requests.windows.value),
+        float(best["share_of_draws_best"]),
+        int(modal["lag_months"]),
+        float(modal["share_of_draws_best"]),
+    )
 
 
 # ----------------------------------------------------------------------------- tables
 
+
 def cross_check_table(analysis: SummaryAnalysis) -> pd.DataFrame:
     check = analysis.cross_check
     qualifier = {"at_least": "at least ", "at_most": "at most ", "approx": "about "}
-    return pd.DataFrame({
-        "figure": check["figure_id"],
-        "period": [f"{s:%Y-%m-%d} to {e:%Y-%m-%d}" for s, e in zip(check["period_start"], check["period_end"])],
-        "published": [qualifier.get(q, "") + narrative.format_count(v)
-                      for v, q in zip(check["value"], check["value_qualifier"])],
-        "predicted (median)": [narrative.format_count(v) for v in check["predicted_median"]],
-        "95% prediction interval": [f"{narrative.format_count(lo)}–{narrative.format_count(hi)}"
-                                    for lo, hi in zip(check["lower_95"], check["upper_95"])],
-        "consistent": np.where(check["is_covered"], "yes", "no"),
-    })
+    return pd.DataFrame(
+        {
+            "figure": check["figure_id"],
+            "period": [f"{s:%Y-%m-%d} to {e:%Y-%m-%d}" for s, e in zip(check["period_start"], check["period_end"])],
+            "published": [
+                qualifier.get(q, "") + narrative.format_count(v)
+                for v, q in zip(check["value"], check["value_qualifier"])
+            ],
+            "predicted (median)": [narrative.format_count(v) for v in check["predicted_median"]],
+            "95% prediction interval": [
+                f"{narrative.format_count(lo)}–{narrative.format_count(hi)}"
+                for lo, hi in zip(check["lower_95"], check["upper_95"])
+            ],
+            "consistent": np.where(check["is_covered"], "yes", "no"),
+        }
+    )
 
 
 def cross_check_scores(analysis: SummaryAnalysis) -> pd.DataFrame:
     """The cross-check in the shape of the validation chart."""
     check = analysis.cross_check.copy()
-    check["label"] = [f"{f}, {s:%b %Y} to {e:%b %Y}" for f, s, e in
-                      zip(check["figure_id"], check["period_start"], check["period_end"])]
+    check["label"] = [
+        f"{f}, {s:%b %Y} to {e:%b %Y}"
+        for f, s, e in zip(check["figure_id"], check["period_start"], check["period_end"])
+    ]
     return check
 
 
 def request_windows_table(analysis: SummaryAnalysis) -> pd.DataFrame:
     windows = analysis.requests.windows
     fitted = analysis.requests.fit.expected
-    return pd.DataFrame({"months": windows.label, "requests": [narrative.format_count(v) for v in windows.value],
-                         "from ledger figures": windows.derivation,
-                         "trend (fitted)": [narrative.format_count(v) for v in fitted]})
+    return pd.DataFrame(
+        {
+            "months": windows.label,
+            "requests": [narrative.format_count(v) for v in windows.value],
+            "from ledger figures": windows.derivation,
+            "trend (fitted)": [narrative.format_count(v) for v in fitted],
+        }
+    )
 
 
 def lag_table(analysis: SummaryAnalysis) -> pd.DataFrame:
     lags = analysis.lags
-    return pd.DataFrame({
-        "court filings taken": [f"{narrative.plural(k, 'month')} later" if k else "the same month"
-                                for k in lags["lag_months"]],
-        "deviance above the best lag": [f"{v:.1f}" for v in lags["deviance_above_best"]],
-        "elasticity (95% CI)": [f"{e:.2f} ({lo:.2f} to {hi:.2f})".replace("-", "−") for e, lo, hi in
-                                zip(lags["elasticity"], lags["elasticity_lower_95"], lags["elasticity_upper_95"])],
-        "in the 95% set of lags": np.where(lags["is_in_95_set"], "yes", "no"),
-        "best in this share of court-model draws": [f"{100 * v:.0f}%" for v in lags["share_of_draws_best"]],
-    })
+    return pd.DataFrame(
+        {
+            "court filings taken": [
+                f"{narrative.plural(k, 'month')} later" if k else "the same month" for k in lags["lag_months"]
+            ],
+            "deviance above the best lag": [f"{v:.1f}" for v in lags["deviance_above_best"]],
+            "elasticity (95% CI)": [
+                f"{e:.2f} ({lo:.2f} to {hi:.2f})".replace("-", "−")
+                for e, lo, hi in zip(lags["elasticity"], lags["elasticity_lower_95"], lags["elasticity_upper_95"])
+            ],
+            "in the 95% set of lags": np.where(lags["is_in_95_set"], "yes", "no"),
+            "best in this share of court-model draws": [f"{100 * v:.0f}%" for v in lags["share_of_draws_best"]],
+        }
+    )
 
 
 def lag_caption(analysis: SummaryAnalysis) -> str:
@@ -270,13 +351,16 @@ def lag_caption(analysis: SummaryAnalysis) -> str:
 def requests_sources(analysis: SummaryAnalysis) -> pd.DataFrame:
     """Every help-request figure, used or not, with the reason when not."""
     figures = request_figures(analysis.ledger)
-    return pd.DataFrame({
-        "figure": figures["figure_id"], "measure": figures["measure"].str.replace("_", " "),
-        "period": [f"{s:%Y-%m-%d}" if pd.notna(s) else "?" for s in figures["period_start"]],
-        "to": [f"{e:%Y-%m-%d}" if pd.notna(e) else "?" for e in figures["period_end"]],
-        "value": [f"{v:,.1f}".rstrip("0").rstrip(".") for v in figures["value"]],
-        "used": np.where(figures["is_used"], "yes", "no: " + figures["reason_unused"]),
-    })
+    return pd.DataFrame(
+        {
+            "figure": figures["figure_id"],
+            "measure": figures["measure"].str.replace("_", " "),
+            "period": [f"{s:%Y-%m-%d}" if pd.notna(s) else "?" for s in figures["period_start"]],
+            "to": [f"{e:%Y-%m-%d}" if pd.notna(e) else "?" for e in figures["period_end"]],
+            "value": [f"{v:,.1f}".rstrip("0").rstrip(".") for v in figures["value"]],
+            "used": np.where(figures["is_used"], "yes", "no: " + figures["reason_unused"]),
+        }
+    )
 
 
 def sources_table(analysis: SummaryAnalysis) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -291,18 +375,23 @@ def sources_table(analysis: SummaryAnalysis) -> tuple[pd.DataFrame, pd.DataFrame
 
 # ----------------------------------------------------------------------------- charts
 
+
 def side_by_side_chart(analysis: SummaryAnalysis):
     monthly = analysis.outputs["monthly_filings"]
     used = analysis.outputs["fit_to_ledger"]
     used = used[used["is_used"] & ~is_running_total(used["period_start"])]
-    return plotting.plot_articles_side_by_side(monthly[monthly["article"].isin(ARTICLES)], used,
-                                               analysis.spec.break_month,
-                                               {a: ARTICLE_LABELS[a][0].upper() + ARTICLE_LABELS[a][1:] for a in ARTICLES})
+    return plotting.plot_articles_side_by_side(
+        monthly[monthly["article"].isin(ARTICLES)],
+        used,
+        analysis.spec.break_month,
+        {a: ARTICLE_LABELS[a][0].upper() + ARTICLE_LABELS[a][1:] for a in ARTICLES},
+    )
 
 
 def side_by_side_caption(analysis: SummaryAnalysis) -> str:
-    return narrative.describe_side_by_side_caption(analysis.draws.months[analysis.draws.n_observed - 1],
-                                                   analysis.spec.break_month)
+    return narrative.describe_side_by_side_caption(
+        analysis.draws.months[analysis.draws.n_observed - 1], analysis.spec.break_month
+    )
 
 
 def side_by_side_alt_text(analysis: SummaryAnalysis) -> str:
@@ -310,8 +399,9 @@ def side_by_side_alt_text(analysis: SummaryAnalysis) -> str:
     if not years:
         return narrative.describe_side_by_side_alt_text(None, [])
     totals = year_totals(analysis, years[-1])
-    return narrative.describe_side_by_side_alt_text(years[-1], [(ARTICLE_LABELS[a], totals[a]["estimate"])
-                                                                for a in ARTICLES])
+    return narrative.describe_side_by_side_alt_text(
+        years[-1], [(ARTICLE_LABELS[a], totals[a]["estimate"]) for a in ARTICLES]
+    )
 
 
 def requests_chart(analysis: SummaryAnalysis):
@@ -319,8 +409,14 @@ def requests_chart(analysis: SummaryAnalysis):
     rows = sorted({row for a in COMPARISON_ARTICLES for row in article_rows(a)})
     counts = analysis.draws.counts[:, rows, :].sum(axis=1)
     q = np.quantile(counts, [0.025, 0.975], axis=0)
-    filings = pd.DataFrame({"month": analysis.draws.months.astype(str), "expected": per_draw.mean(axis=0),
-                            "lower_95": q[0], "upper_95": q[1]})
+    filings = pd.DataFrame(
+        {
+            "month": analysis.draws.months.astype(str),
+            "expected": per_draw.mean(axis=0),
+            "lower_95": q[0],
+            "upper_95": q[1],
+        }
+    )
     first, last = requests_span(analysis)
     lag_end = pd.Period(last, "M") + int(analysis.lags["lag_months"].max())
     filings = filings[(filings["month"] >= str(pd.Period(first, "M") - 3)) & (filings["month"] <= str(lag_end))]
@@ -349,20 +445,27 @@ def methods_sentences(analysis: SummaryAnalysis) -> list[str]:
     if analysis.requests is None:
         return narrative.describe_summary_methods(len(analysis.cross_check), None)
     fit, figures = analysis.requests.fit, analysis.requests.figures
-    return narrative.describe_summary_methods(len(analysis.cross_check), (
-        int(figures["is_used"].sum()), len(figures), len(analysis.requests.windows.value), fit.scale, fit.df_resid))
+    return narrative.describe_summary_methods(
+        len(analysis.cross_check),
+        (int(figures["is_used"].sum()), len(figures), len(analysis.requests.windows.value), fit.scale, fit.df_resid),
+    )
 
 
 # ----------------------------------------------------------------------------- sections
 # What each section shows, for the notebook to display (the notebook makes every show call).
 
+
 def cross_check_section(analysis: SummaryAnalysis) -> reporting.Section:
     if analysis.cross_check.empty:
         return reporting.Section(paragraphs=[narrative.describe_no_cross_check()])
     return reporting.Section(
-        figure=(plotting.plot_validation(cross_check_scores(analysis)), cross_check_caption(analysis),
-                cross_check_alt_text(analysis)),
-        table=(cross_check_table(analysis), "All-article figures against the model fitted without them"))
+        figure=(
+            plotting.plot_validation(cross_check_scores(analysis)),
+            cross_check_caption(analysis),
+            cross_check_alt_text(analysis),
+        ),
+        table=(cross_check_table(analysis), "All-article figures against the model fitted without them"),
+    )
 
 
 def requests_section(analysis: SummaryAnalysis) -> reporting.Section:
@@ -370,8 +473,11 @@ def requests_section(analysis: SummaryAnalysis) -> reporting.Section:
         return reporting.Section(paragraphs=[narrative.describe_no_requests(analysis.requests_missing)])
     return reporting.Section(
         figure=(requests_chart(analysis), requests_caption(analysis), requests_alt_text(analysis)),
-        table=(request_windows_table(analysis),
-               "Published request counts made disjoint: a window minus the months published on their own"))
+        table=(
+            request_windows_table(analysis),
+            "Published request counts made disjoint: a window minus the months published on their own",
+        ),
+    )
 
 
 def lags_section(analysis: SummaryAnalysis) -> reporting.Section:
@@ -382,6 +488,7 @@ def lags_section(analysis: SummaryAnalysis) -> reporting.Section:
 
 # ----------------------------------------------------------------------------- published data
 
+
 def data_package(analysis: SummaryAnalysis) -> public.DataPackage:
     """The joint fit's public tables, the all-articles cross-check, and the sources."""
     tables = dict(analysis.outputs)
@@ -391,8 +498,11 @@ def data_package(analysis: SummaryAnalysis) -> public.DataPackage:
     return public.DataPackage(
         name="milcourts-summary",
         title="Refusing to fight: the three articles side by side",
-        description=("The tables behind the summary report: monthly and yearly cases received by military courts "
-                     "for AWOL, desertion and refusing orders and their sum, the effects of the mobilisation "
-                     "break, the fit to each published figure, and the out-of-sample all-articles cross-check."),
+        description=(
+            "The tables behind the summary report: monthly and yearly cases received by military courts "
+            "for AWOL, desertion and refusing orders and their sum, the effects of the mobilisation "
+            "break, the fit to each published figure, and the out-of-sample all-articles cross-check."
+        ),
         tables=tuple((table, public.public_frame(table, tables)) for table in (*public.FIT_TABLES, public.CROSS_CHECK)),
-        sources=tuple(public.sources_of(analysis.ledger[analysis.ledger["figure_id"].isin(used_ids)])))
+        sources=tuple(public.sources_of(analysis.ledger[analysis.ledger["figure_id"].isin(used_ids)])),
+    )

@@ -21,9 +21,9 @@ from milcourts.inputs.provenance import sha256_of
 from milcourts.model.fit import FittedModel
 from milcourts.model.simulate import Draws, article_rows, predict_total
 from milcourts.model.spec import MOBILISATION_BASE_START, ModelSpec
+from milcourts.products import public
 from milcourts.products.needs import SENSITIVITY_DRAWS, report_article, report_train_end, trend_requests
 from milcourts.products.stage import FitProducts, load_or_fit
-from milcourts.products import public
 from milcourts.views import narrative, plotting
 from milcourts.vocabulary import ARTICLE_LABELS, DEFAULT_BREAK_MONTH, INVASION
 
@@ -33,11 +33,11 @@ class TrendAnalysis:
     """One article's view of the joint fit, with the tables the report prints."""
 
     article: str
-    products: FitProducts          # the main fit: model, draws and tables (data/processed/fits)
+    products: FitProducts  # the main fit: model, draws and tables (data/processed/fits)
     ledger: pd.DataFrame
-    monthly: pd.DataFrame          # this article's rows of monthly_filings.csv, plus the counterfactual
-    effects: pd.DataFrame          # this article's rows of effects.csv
-    fit_to_ledger: pd.DataFrame    # this article's figures (all-article figures too for all_refusal)
+    monthly: pd.DataFrame  # this article's rows of monthly_filings.csv, plus the counterfactual
+    effects: pd.DataFrame  # this article's rows of effects.csv
+    fit_to_ledger: pd.DataFrame  # this article's figures (all-article figures too for all_refusal)
     validation: dict[str, pd.DataFrame]  # make validate's tables, when they exist
     train_end: str | None
     sensitivity: list[FitProducts] = field(default_factory=list)  # the refits of the sensitivity table
@@ -84,13 +84,24 @@ def _counterfactual_rows(draws: Draws, article: str) -> pd.DataFrame:
     rows = article_rows(article)
     counterfactual = draws.counterfactual[:, rows, :].sum(axis=1)
     q = np.quantile(counterfactual, [0.025, 0.975], axis=0)
-    return pd.DataFrame({"month": draws.months.astype(str), "counterfactual_expected": counterfactual.mean(axis=0),
-                         "counterfactual_lower_95": q[0], "counterfactual_upper_95": q[1]})
+    return pd.DataFrame(
+        {
+            "month": draws.months.astype(str),
+            "counterfactual_expected": counterfactual.mean(axis=0),
+            "counterfactual_lower_95": q[0],
+            "counterfactual_upper_95": q[1],
+        }
+    )
 
 
-def run_trend_analysis(ledger_csv: str | Path, article: str | int, break_month: str = DEFAULT_BREAK_MONTH,
-                       train_end: str = "", forecast_months: int = 6,
-                       likelihood: str = "negative_binomial") -> TrendAnalysis:
+def run_trend_analysis(
+    ledger_csv: str | Path,
+    article: str | int,
+    break_month: str = DEFAULT_BREAK_MONTH,
+    train_end: str = "",
+    forecast_months: int = 6,
+    likelihood: str = "negative_binomial",
+) -> TrendAnalysis:
     """The joint fit with the report's parameters (stored by the fit stage, or fitted here) and
     one article's cut of its tables. `train_end` "" uses every figure; a date fits only what was
     published by then."""
@@ -101,12 +112,17 @@ def run_trend_analysis(ledger_csv: str | Path, article: str | int, break_month: 
     monthly = monthly[monthly["article"] == article].merge(_counterfactual_rows(main.draws, article), on="month")
     effects = main.tables["effects"]
     figures = main.tables["fit_to_ledger"]
-    return TrendAnalysis(article=article, products=main, ledger=ledger, monthly=monthly.reset_index(drop=True),
-                         effects=effects[effects["article"] == article].reset_index(drop=True),
-                         fit_to_ledger=figures[figures["article"] == article].reset_index(drop=True),
-                         validation=read_validation(paths.resolve(ledger_csv)),
-                         train_end=report_train_end(train_end) or None,
-                         sensitivity=sensitivity)
+    return TrendAnalysis(
+        article=article,
+        products=main,
+        ledger=ledger,
+        monthly=monthly.reset_index(drop=True),
+        effects=effects[effects["article"] == article].reset_index(drop=True),
+        fit_to_ledger=figures[figures["article"] == article].reset_index(drop=True),
+        validation=read_validation(paths.resolve(ledger_csv)),
+        train_end=report_train_end(train_end) or None,
+        sensitivity=sensitivity,
+    )
 
 
 def effect_value(effects: pd.DataFrame, starts: str) -> pd.Series:
@@ -138,13 +154,16 @@ def effects_for_report(effects: pd.DataFrame) -> pd.DataFrame:
     digits = np.where(table["effect"].str.contains("excess"), 0, 2)
     for column in ("estimate", "lower_95", "upper_95"):
         table[column] = [f"{v:,.{d}f}" for v, d in zip(table[column], digits)]
-    return table.rename(columns={"lower_95": "95% lower", "upper_95": "95% upper",
-                                 "method": "how the interval was made"}).drop(columns="article")
+    return table.rename(
+        columns={"lower_95": "95% lower", "upper_95": "95% upper", "method": "how the interval was made"}
+    ).drop(columns="article")
 
 
 def sources_table(analysis: TrendAnalysis) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Every ledger figure the fit used for this article, and the publications they come from."""
-    return sources_for(analysis.ledger, list(analysis.fit_to_ledger.loc[analysis.fit_to_ledger["is_used"], "figure_id"]))
+    return sources_for(
+        analysis.ledger, list(analysis.fit_to_ledger.loc[analysis.fit_to_ledger["is_used"], "figure_id"])
+    )
 
 
 _QUALIFIER_WORDS = {"approx": "about ", "at_least": "at least "}
@@ -168,32 +187,41 @@ def sources_for(ledger: pd.DataFrame, figure_ids: list[str]) -> tuple[pd.DataFra
     half of its PDF. Publications are numbered in order of publication date.
     """
     rows = ledger.set_index("figure_id").loc[figure_ids]
-    publications = pd.DataFrame({
-        "publisher": rows["source_publisher"].to_numpy(),
-        "date": pd.to_datetime(rows["source_date"]).to_numpy(),
-        "title": rows["source_title"].to_numpy(),
-        "link": rows["source_url"].fillna("").to_numpy(),
-    })
-    unique = (publications.drop_duplicates()
-              .sort_values(["date", "publisher", "title", "link"], na_position="last", kind="stable")
-              .reset_index(drop=True))
+    publications = pd.DataFrame(
+        {
+            "publisher": rows["source_publisher"].to_numpy(),
+            "date": pd.to_datetime(rows["source_date"]).to_numpy(),
+            "title": rows["source_title"].to_numpy(),
+            "link": rows["source_url"].fillna("").to_numpy(),
+        }
+    )
+    unique = (
+        publications.drop_duplicates()
+        .sort_values(["date", "publisher", "title", "link"], na_position="last", kind="stable")
+        .reset_index(drop=True)
+    )
     unique["source"] = [f"[{number}]" for number in range(1, len(unique) + 1)]
     numbered = publications.merge(unique, on=["publisher", "date", "title", "link"], how="left")
-    figures = pd.DataFrame({
-        "figure": rows.index,
-        "counts": [_figure_label(series, article) for series, article in zip(rows["series"], rows["article"])],
-        "period": [f"{s:%Y-%m-%d} – {e:%Y-%m-%d}" for s, e in zip(rows["period_start"], rows["period_end"])],
-        "published value": [f"{_QUALIFIER_WORDS.get(q, '')}{v:,.0f}"
-                               for v, q in zip(rows["value"], rows["value_qualifier"])],
-        "source": numbered["source"].to_numpy(),
-    })
-    listed = pd.DataFrame({
-        "source": unique["source"],
-        "publisher": unique["publisher"],
-        "published": [f"{d:%Y-%m-%d}" if pd.notna(d) else "date unknown" for d in unique["date"]],
-        "title": unique["title"],
-        "link": unique["link"],
-    })
+    figures = pd.DataFrame(
+        {
+            "figure": rows.index,
+            "counts": [_figure_label(series, article) for series, article in zip(rows["series"], rows["article"])],
+            "period": [f"{s:%Y-%m-%d} – {e:%Y-%m-%d}" for s, e in zip(rows["period_start"], rows["period_end"])],
+            "published value": [
+                f"{_QUALIFIER_WORDS.get(q, '')}{v:,.0f}" for v, q in zip(rows["value"], rows["value_qualifier"])
+            ],
+            "source": numbered["source"].to_numpy(),
+        }
+    )
+    listed = pd.DataFrame(
+        {
+            "source": unique["source"],
+            "publisher": unique["publisher"],
+            "published": [f"{d:%Y-%m-%d}" if pd.notna(d) else "date unknown" for d in unique["date"]],
+            "title": unique["title"],
+            "link": unique["link"],
+        }
+    )
     return figures.reset_index(drop=True), listed
 
 
@@ -219,16 +247,21 @@ def cumulative_since(analysis: TrendAnalysis, start: pd.Timestamp, as_counted: b
     monthly = values[:, rows, :].sum(axis=1)
     first = draws.months.get_loc(start.to_period("M"))
     share = np.zeros(len(draws.months))
-    share[first] = (draws.months[first].end_time.normalize() - start).days / draws.months[first].days_in_month + \
-        1 / draws.months[first].days_in_month
-    share[first + 1:] = 1.0
+    share[first] = (draws.months[first].end_time.normalize() - start).days / draws.months[
+        first
+    ].days_in_month + 1 / draws.months[first].days_in_month
+    share[first + 1 :] = 1.0
     running = np.cumsum(monthly * share, axis=1)[:, first:]
     q = np.quantile(running, [0.025, 0.975], axis=0)
-    return pd.DataFrame({
-        "month_end": [m.end_time.normalize() for m in draws.months[first:]],
-        "expected": running.mean(axis=0), "lower_95": q[0], "upper_95": q[1],
-        "is_forecast": np.arange(first, len(draws.months)) >= draws.n_observed,
-    })
+    return pd.DataFrame(
+        {
+            "month_end": [m.end_time.normalize() for m in draws.months[first:]],
+            "expected": running.mean(axis=0),
+            "lower_95": q[0],
+            "upper_95": q[1],
+            "is_forecast": np.arange(first, len(draws.months)) >= draws.n_observed,
+        }
+    )
 
 
 def key_findings(analysis: TrendAnalysis) -> list[str]:
@@ -240,28 +273,51 @@ def key_findings(analysis: TrendAnalysis) -> list[str]:
     after = segments[segments["first_month"] >= break_month]
     fastest = after.loc[after["estimate"].idxmax()]
     latest = after.iloc[-1]
-    sentences = [narrative.describe_growth(analysis.label, before["estimate"], before["lower_95"], before["upper_95"],
-                                           fastest["estimate"], fastest["lower_95"], fastest["upper_95"],
-                                           fastest["first_month"], fastest["last_month"])]
+    sentences = [
+        narrative.describe_growth(
+            analysis.label,
+            before["estimate"],
+            before["lower_95"],
+            before["upper_95"],
+            fastest["estimate"],
+            fastest["lower_95"],
+            fastest["upper_95"],
+            fastest["first_month"],
+            fastest["last_month"],
+        )
+    ]
     if latest["first_month"] != fastest["first_month"]:
-        sentences.append(narrative.describe_latest_growth(latest["estimate"], latest["lower_95"], latest["upper_95"],
-                                                          latest["first_month"], latest["last_month"]))
+        sentences.append(
+            narrative.describe_latest_growth(
+                latest["estimate"], latest["lower_95"], latest["upper_95"], latest["first_month"], latest["last_month"]
+            )
+        )
     if analysis.article != "all_refusal":
         step = effect_value(effects, "level rate ratio at the break")
-        sentences.append(narrative.describe_level_step(break_month, step["estimate"], step["lower_95"],
-                                                       step["upper_95"]))
+        sentences.append(
+            narrative.describe_level_step(break_month, step["estimate"], step["lower_95"], step["upper_95"])
+        )
     excess = effect_value(effects, "excess cases")
     first, last = re.search(r"(\d{4}-\d{2}) to (\d{4}-\d{2})", excess["effect"]).groups()
-    sentences.append(narrative.describe_excess(first, last, excess["estimate"], excess["lower_95"],
-                                               excess["upper_95"]))
+    sentences.append(narrative.describe_excess(first, last, excess["estimate"], excess["lower_95"], excess["upper_95"]))
     forecast = analysis.monthly[analysis.monthly["is_forecast"]]
     if len(forecast):
-        window = predict_total(analysis.draws, analysis.article,
-                               pd.Period(forecast["month"].iloc[0], "M").start_time,
-                               pd.Period(forecast["month"].iloc[-1], "M").end_time.normalize())
-        sentences.append(narrative.describe_forecast(len(forecast), forecast["month"].iloc[0],
-                                                     forecast["month"].iloc[-1], window["estimate"],
-                                                     window["lower_95"], window["upper_95"]))
+        window = predict_total(
+            analysis.draws,
+            analysis.article,
+            pd.Period(forecast["month"].iloc[0], "M").start_time,
+            pd.Period(forecast["month"].iloc[-1], "M").end_time.normalize(),
+        )
+        sentences.append(
+            narrative.describe_forecast(
+                len(forecast),
+                forecast["month"].iloc[0],
+                forecast["month"].iloc[-1],
+                window["estimate"],
+                window["lower_95"],
+                window["upper_95"],
+            )
+        )
     if analysis.article != "all_refusal":
         correlation = effect_value(effects, "correlation of pre-break slope")["estimate"]
         identification = narrative.describe_identification(correlation, pre_break_figures(analysis))
@@ -289,8 +345,13 @@ def validation_scores(analysis: TrendAnalysis) -> pd.DataFrame:
     frames = []
     if "rolling_origin" in analysis.validation:
         rolling = analysis.validation["rolling_origin"].copy()
-        rolling["label"] = rolling["figure_id"] + " " + rolling["article"] + ", fitted on figures published by " + \
-            rolling["origin"].astype(str)
+        rolling["label"] = (
+            rolling["figure_id"]
+            + " "
+            + rolling["article"]
+            + ", fitted on figures published by "
+            + rolling["origin"].astype(str)
+        )
         frames.append(rolling)
     if "leave_one_out" in analysis.validation:
         loo = analysis.validation["leave_one_out"].copy()
@@ -306,11 +367,17 @@ def validation_sentence(analysis: TrendAnalysis) -> str | None:
     rolling = analysis.validation["rolling_origin"]
     summary = analysis.validation["rolling_origin_summary"].iloc[0]
     loo = analysis.validation["leave_one_out"]
-    return narrative.describe_validation(int(rolling["is_covered"].sum()), len(rolling), float(summary["relative_mae"]),
-                                         int(loo["is_covered"].sum()), len(loo))
+    return narrative.describe_validation(
+        int(rolling["is_covered"].sum()),
+        len(rolling),
+        float(summary["relative_mae"]),
+        int(loo["is_covered"].sum()),
+        len(loo),
+    )
 
 
 # ----------------------------------------------------------------------------- charts and captions
+
 
 def _published_for_chart(analysis: TrendAnalysis) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Used figures split into monthly-panel windows and since-mobilisation running totals."""
@@ -323,24 +390,30 @@ def _published_for_chart(analysis: TrendAnalysis) -> tuple[pd.DataFrame, pd.Data
 def trend_chart(analysis: TrendAnalysis):
     windows, running_figures = _published_for_chart(analysis)
     return plotting.plot_monthly_trend(
-        analysis.monthly, windows, analysis.spec.break_month,
+        analysis.monthly,
+        windows,
+        analysis.spec.break_month,
         cumulative_since(analysis, MOBILISATION_BASE_START, as_counted=True),
         cumulative_since(analysis, MOBILISATION_BASE_START, as_counted=False),
-        running_figures, f"{analysis.label[0].upper() + analysis.label[1:]}: cases received by military courts")
+        running_figures,
+        f"{analysis.label[0].upper() + analysis.label[1:]}: cases received by military courts",
+    )
 
 
 def trend_caption(analysis: TrendAnalysis) -> str:
     windows, running = _published_for_chart(analysis)
     forecast = analysis.monthly[analysis.monthly["is_forecast"]]
-    return narrative.describe_trend_caption(len(windows), len(running), analysis.spec.break_month,
-                                            forecast["month"].iloc[0] if len(forecast) else None)
+    return narrative.describe_trend_caption(
+        len(windows), len(running), analysis.spec.break_month, forecast["month"].iloc[0] if len(forecast) else None
+    )
 
 
 def trend_alt_text(analysis: TrendAnalysis) -> str:
     observed = analysis.monthly[~analysis.monthly["is_forecast"]]
     peak = observed.loc[observed["expected"].idxmax()]
-    return narrative.describe_trend_alt_text(analysis.label, observed["month"].iloc[0], observed["month"].iloc[-1],
-                                             peak["expected"], peak["month"])
+    return narrative.describe_trend_alt_text(
+        analysis.label, observed["month"].iloc[0], observed["month"].iloc[-1], peak["expected"], peak["month"]
+    )
 
 
 def residual_caption(analysis: TrendAnalysis) -> str:
@@ -358,14 +431,21 @@ def methods_sentences(analysis: TrendAnalysis) -> list[str]:
     used = fitted.obs.figures["is_used"]
     params = dict(zip(fitted.names, fitted.params))
     return narrative.describe_trend_methods(
-        int(used.sum()), int((~used).sum()), analysis.spec.break_month,
+        int(used.sum()),
+        int((~used).sum()),
+        analysis.spec.break_month,
         [narrative.format_month(pd.Period(analysis.spec.break_month, "M") + k) for k in fitted.knots],
-        fitted.penalty, analysis.spec.likelihood, 100 * np.sqrt(np.exp(params["log_phi"])),
-        100 * np.sqrt(np.exp(params["log_alpha"])), float(np.exp(params["log_tau_days"])),
-        pd.Timestamp(analysis.train_end) if analysis.train_end else None)
+        fitted.penalty,
+        analysis.spec.likelihood,
+        100 * np.sqrt(np.exp(params["log_phi"])),
+        100 * np.sqrt(np.exp(params["log_alpha"])),
+        float(np.exp(params["log_tau_days"])),
+        pd.Timestamp(analysis.train_end) if analysis.train_end else None,
+    )
 
 
 # ----------------------------------------------------------------------------- sensitivity
+
 
 def _sensitivity_row(label: str, spec: ModelSpec, effects: pd.DataFrame) -> dict:
     segments = growth_segments(effects)
@@ -391,8 +471,11 @@ def sensitivity_table(analysis: TrendAnalysis) -> pd.DataFrame:
     rows = [_sensitivity_row("as reported", analysis.spec, analysis.effects)]
     for refit in analysis.sensitivity:
         effects = refit.tables["effects"]
-        rows.append(_sensitivity_row(refit.request.description, refit.request.spec,
-                                     effects[effects["article"] == analysis.article]))
+        rows.append(
+            _sensitivity_row(
+                refit.request.description, refit.request.spec, effects[effects["article"] == analysis.article]
+            )
+        )
     return pd.DataFrame(rows)
 
 
@@ -401,6 +484,7 @@ def sensitivity_caption() -> str:
 
 
 # ----------------------------------------------------------------------------- published data
+
 
 def data_package(analysis: TrendAnalysis) -> public.DataPackage:
     """The joint fit's public tables (every article, so totals can be checked against their parts)
@@ -411,8 +495,11 @@ def data_package(analysis: TrendAnalysis) -> public.DataPackage:
     return public.DataPackage(
         name=f"milcourts-trend-{analysis.article}",
         title=f"{analysis.label[:1].upper() + analysis.label[1:]}: cases received by Russia's military courts",
-        description=(f"The tables behind the report on {analysis.label}: monthly and yearly cases received by "
-                     "military courts as modelled from every published figure, for each article and the three "
-                     "together, the effects of the mobilisation break, and the fit to each published figure."),
+        description=(
+            f"The tables behind the report on {analysis.label}: monthly and yearly cases received by "
+            "military courts as modelled from every published figure, for each article and the three "
+            "together, the effects of the mobilisation break, and the fit to each published figure."
+        ),
         tables=tuple((table, public.public_frame(table, tables)) for table in public.FIT_TABLES),
-        sources=tuple(public.sources_of(analysis.ledger[analysis.ledger["figure_id"].isin(used_ids)])))
+        sources=tuple(public.sources_of(analysis.ledger[analysis.ledger["figure_id"].isin(used_ids)])),
+    )
