@@ -1,4 +1,4 @@
-"""`make bench`: wall-clock of the model fit and the validation, printed as ratios to their goals.
+"""`make bench`: wall-clock of the model, the fit stage and the builds, printed as ratios to their goals.
 
 Timings are measured here, never asserted in tests: the machines are noisy. A ratio above 1 means
 the goal is missed.
@@ -6,7 +6,6 @@ the goal is missed.
 
 from __future__ import annotations
 
-import contextlib
 import os
 import statistics
 import subprocess
@@ -22,16 +21,16 @@ import yaml
 from milcourts import paths
 from milcourts.build.execute import KERNEL_ENVIRONMENT
 from milcourts.build.incremental import BuildSettings
-from milcourts.build.pipeline import build
+from milcourts.build.pipeline import build, collect_fit_requests, run_ledgers
 from milcourts.build.runfile import load_runs
 from milcourts.checks.validation import run_validation
 from milcourts.inputs.constraints import build_constraint_view
 from milcourts.inputs.ledger import load_ledger
 from milcourts.model.fit import fit_filings_model
+from milcourts.model.runtime import model_numerics
 from milcourts.model.simulate import simulate
-from milcourts.products.filings import fit_from_ledger
-from milcourts.views.summary import run_summary
-from milcourts.views.trend import run_trend_analysis
+from milcourts.products.needs import main_request
+from milcourts.products.stage import compute, fit_stage
 
 GOALS_SECONDS = {
     "joint model fit (penalty selection included)": 10.0,
@@ -64,29 +63,19 @@ def _empty_notebook(directory: Path) -> Path:
     return path
 
 
-# What each notebook computes with the model, called as the notebook calls it (parameters from the run).
-MODEL_TIME = {
-    "02-filings-trend": lambda parameters: run_trend_analysis(paths.LEDGER_CSV, **parameters),
-    "03-summary": lambda parameters: run_summary(paths.LEDGER_CSV, **parameters),
-}
-
-
-@contextlib.contextmanager
-def _fresh_fit_cache(directory: Path | str):
-    """Point this process and the kernels it starts at an empty fit cache."""
-    previous = os.environ.get("MILCOURTS_FIT_CACHE")
-    os.environ["MILCOURTS_FIT_CACHE"] = str(directory)
-    try:
-        yield
-    finally:
-        if previous is None:
-            os.environ.pop("MILCOURTS_FIT_CACHE")
-        else:
-            os.environ["MILCOURTS_FIT_CACHE"] = previous
+def _stage_requests(settings: BuildSettings):
+    """Every fit the runs of reports.yaml need, and the main fit, as the build collects them."""
+    runs = load_runs()
+    paths_by_run, ledgers = run_ledgers(runs, settings)
+    return collect_fit_requests(runs, settings, paths_by_run, ledgers)
 
 
 def bench_reports() -> dict[str, float]:
-    """Cold, warm and parallel builds of every report in reports.yaml, into scratch directories."""
+    """The fit stage, cold builds (serial and --jobs 2) and a warm rebuild, in scratch directories.
+
+    Every timing starts from an empty products folder of its own, as a first build on a fresh clone
+    does; the warm rebuild is the CLI in a fresh process, imports included.
+    """
     runs = load_runs()
     measured = {}
     with tempfile.TemporaryDirectory() as scratch:
@@ -100,37 +89,34 @@ def bench_reports() -> dict[str, float]:
         measured["floor: papermill + nbconvert + PDF on an empty notebook"] = _timed(
             lambda: build(settings=replace(floor, force=True)), 1
         )
-        # every timing below starts with an empty fit cache of its own, as a first build on a fresh
-        # clone does: fits shared between reports are then computed once, by whichever run needs them first
-        with _fresh_fit_cache(scratch / "fits-model"):
+        requests, main = _stage_requests(BuildSettings())
+        for jobs in (1, 2):
             started = time.perf_counter()
-            for run in runs:
-                model_time = MODEL_TIME.get(Path(run.notebook).stem)
-                if model_time:
-                    model_time(run.parameters)
-            model_seconds = time.perf_counter() - started
-        measured["model time inside the reports (fits shared between them counted once)"] = model_seconds
-        serial = BuildSettings(reports_dir=scratch / "serial", build_dir=scratch / "b", force=True)
-        with _fresh_fit_cache(scratch / "fits-serial"):
-            measured["cold build of every report, serial"] = _timed(lambda: build(settings=serial), 1)
+            fit_stage(requests, scratch / f"stage-{jobs}", jobs=jobs, main=main, say=lambda line: None)
+            measured[f"fit stage, every fit the reports need (cold, --jobs {jobs})"] = time.perf_counter() - started
+        serial = BuildSettings(
+            reports_dir=scratch / "serial", build_dir=scratch / "b", force=True, processed_dir=scratch / "p-serial"
+        )
+        measured["cold build of every report, serial"] = _timed(lambda: build(settings=serial), 1)
         started = time.perf_counter()
         done = subprocess.run(
             [sys.executable, "-m", "milcourts", "build", "--reports-dir", str(scratch / "serial")],
             capture_output=True,
             text=True,
+            env={**os.environ, "MILCOURTS_PROCESSED_DIR": str(scratch / "p-serial")},
         )
         measured["warm rebuild, nothing changed (CLI, imports included)"] = time.perf_counter() - started
         if done.returncode != 0 or "nothing to build" not in done.stderr:
             print(f"warm rebuild did not hit the cache:\n{done.stderr}", file=sys.stderr)
         # forced rebuild of the same reports/: the build then knows each run's last duration and
         # starts the longest first, as it does for any reports/ that has been built before
-        parallel = replace(serial, jobs=2)
-        with _fresh_fit_cache(scratch / "fits-parallel"):
-            measured["cold build of every report, --jobs 2"] = _timed(lambda: build(settings=parallel), 1)
+        parallel = replace(serial, jobs=2, processed_dir=scratch / "p-parallel")
+        measured["cold build of every report, --jobs 2"] = _timed(lambda: build(settings=parallel), 1)
         floor_sum = measured["floor: papermill + nbconvert + PDF on an empty notebook"] * len(runs)
+        stage = measured["fit stage, every fit the reports need (cold, --jobs 1)"]
         print(
-            f"cold build / (sum of floors + model time) = "
-            f"{measured['cold build of every report, serial'] / (floor_sum + model_seconds):.2f} (goal <= 1.5)"
+            f"cold build / (sum of floors + fit stage) = "
+            f"{measured['cold build of every report, serial'] / (floor_sum + stage):.2f} (goal <= 1.5)"
         )
         print(
             f"--jobs 2 speed-up over serial = "
@@ -142,13 +128,14 @@ def bench_reports() -> dict[str, float]:
 
 def _bench_model(ledger) -> dict[str, float]:
     view = build_constraint_view(ledger)
-    fitted = fit_filings_model(view)
-    return {
-        "joint model fit (penalty selection included)": _timed(lambda: fit_filings_model(view), 3),
-        "simulation of 2000 draws with conditioning": _timed(lambda: simulate(fitted), 3),
-        "fit + simulate from the ledger file (what `predict` does)": _timed(lambda: fit_from_ledger(), 1),
-        "make validate": _timed(lambda: run_validation(ledger), 1),
-    }
+    with model_numerics():
+        fitted = fit_filings_model(view)
+        return {
+            "joint model fit (penalty selection included)": _timed(lambda: fit_filings_model(view), 3),
+            "simulation of 2000 draws with conditioning": _timed(lambda: simulate(fitted), 3),
+            "predict: fit, draws and tables with no stored fit": _timed(lambda: compute(main_request(ledger)), 1),
+            "make validate": _timed(lambda: run_validation(ledger), 1),
+        }
 
 
 def main() -> int:
@@ -156,8 +143,7 @@ def main() -> int:
         # measure the model under the threads and malloc settings the report kernels have: model
         # time is compared with builds whose fits run in those kernels
         os.execve(sys.executable, [sys.executable, str(Path(__file__).resolve())], {**os.environ, **KERNEL_ENVIRONMENT})
-    with _fresh_fit_cache("off"):  # the model's own cost, never a cache read
-        measured = _bench_model(load_ledger(paths.LEDGER_CSV))
+    measured = _bench_model(load_ledger(paths.LEDGER_CSV))
     measured.update(bench_reports())
     print(f"{'step':60s} {'seconds':>9s} {'goal':>7s} {'ratio':>6s}")
     for step, seconds in measured.items():

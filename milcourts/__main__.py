@@ -186,8 +186,17 @@ def _validate(args: argparse.Namespace) -> int:
     return 0
 
 
+class _Help(argparse.ArgumentDefaultsHelpFormatter):
+    """Defaults shown where there is one (not for required options, flags or unset values)."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        if action.required or action.default in (None, False) or action.default is argparse.SUPPRESS:
+            return action.help or ""
+        return super()._get_help_string(action)
+
+
 def _parser() -> argparse.ArgumentParser:
-    defaults = argparse.ArgumentDefaultsHelpFormatter
+    defaults = _Help
     parser = argparse.ArgumentParser(
         prog="python -m milcourts", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )

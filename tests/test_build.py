@@ -198,41 +198,6 @@ def test_pdf_has_title_and_cyrillic_text_and_no_code(project, make_notebook):
     assert any("DejaVuSans" in f for f in fonts), fonts  # embedded, Cyrillic-capable
 
 
-@pytest.mark.slow
-def test_sigterm_during_build_leaves_reports_untouched(tmp_path, make_notebook):
-    """A real interrupted build, in its own process, against a copy of the project layout."""
-    root = tmp_path
-    shutil.copytree(paths.RAW_DATA_DIR, root / "data" / "raw")
-    make_notebook("slow", ["import pathlib, time\npathlib.Path('started').touch()\ntime.sleep(120)"])
-    (root / "reports.yaml").write_text(
-        yaml.safe_dump({"reports": [{"name": "slow", "notebook": "notebooks/slow.ipynb", "title": "Slow"}]})
-    )
-    reports = root / "reports"
-    reports.mkdir()
-    (reports / "slow.html").write_text("last good report")
-    before = snapshot(reports)
-    env = {**os.environ, "MILCOURTS_ROOT": str(root)}
-    process = subprocess.Popen(
-        [sys.executable, "-m", "milcourts", "build", "--no-pdf"],
-        cwd=root,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    deadline = time.monotonic() + 60
-    while not (root / "started").exists():
-        assert process.poll() is None, process.communicate()
-        assert time.monotonic() < deadline, "notebook never started"
-        time.sleep(0.1)
-    process.send_signal(signal.SIGTERM)
-    _, err = process.communicate(timeout=60)
-    assert process.returncode == 143  # 128 + SIGTERM, as a shell reports it
-    assert "build interrupted by signal 15; reports/ left untouched" in err
-    assert snapshot(reports) == before
-    assert not (root / "build" / "staging").exists()
-
-
 def test_kernels_run_with_one_blas_thread_and_the_fixed_malloc_threshold(project, make_notebook):
     """What KERNEL_ENVIRONMENT is for: kernels that do not oversubscribe the cores (--jobs) and
     do not fault in fresh pages for every numpy temporary. Read back from inside a kernel."""
@@ -561,8 +526,17 @@ def _ignore_sigint():
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("when", ["while the kernel starts", "while a cell runs"])
-def test_sigint_to_the_build_process_alone_stops_it_without_publishing(tmp_path, make_notebook, when):
+@pytest.mark.parametrize(
+    ("signum", "when"),
+    [
+        (signal.SIGINT, "while the kernel starts"),
+        (signal.SIGINT, "while a cell runs"),
+        (signal.SIGTERM, "while a cell runs"),
+    ],
+    ids=["SIGINT, kernel starting", "SIGINT, cell running", "SIGTERM, cell running"],
+)
+def test_a_signal_to_the_build_process_alone_stops_it_without_publishing(tmp_path, make_notebook, signum, when):
+    """A real build in its own process, started as a shell's background job (SIGINT ignored)."""
     env = _cli_project(
         tmp_path, make_notebook, ["import pathlib, time\npathlib.Path('started').touch()\ntime.sleep(30)"]
     )
@@ -580,10 +554,10 @@ def test_sigint_to_the_build_process_alone_stops_it_without_publishing(tmp_path,
         preexec_fn=_ignore_sigint,
     )
     _wait_for(tmp_path / ("build/logs/slow.log" if when == "while the kernel starts" else "started"), process)
-    process.send_signal(signal.SIGINT)
+    process.send_signal(signum)
     _, err = process.communicate(timeout=60)
-    assert process.returncode == 130, err
-    assert "build interrupted by signal 2; reports/ left untouched" in err
+    assert process.returncode == 128 + signum, err  # as a shell reports a process ended by the signal
+    assert f"build interrupted by signal {int(signum)}; reports/ left untouched" in err
     assert snapshot(reports) == before
     assert not (tmp_path / "build" / "staging").exists()
 

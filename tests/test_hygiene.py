@@ -118,3 +118,22 @@ def test_ruff_passes_on_the_package_tests_benchmarks_and_notebooks(command):
         text=True,
     )
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-1000:]
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_papermill_help_lists_every_parameter_with_its_type_and_comment(path):
+    import subprocess
+    import sys
+
+    done = subprocess.run(
+        [sys.executable, "-m", "papermill", "--help-notebook", str(path)], capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 0, done.stderr
+    notebook = nbformat.read(path, as_version=4)
+    for line in notebook.cells[parameters_cell_index(notebook)].source.splitlines():
+        name, kind = re.match(r"([a-z_]+): (\w+)", line).groups()
+        comment = line.split("  # ", 1)[1]
+        assert re.search(rf"{name}: {kind} \(default .*\)\s+{re.escape(comment[:30])}", done.stdout), (
+            name,
+            done.stdout,
+        )

@@ -265,8 +265,11 @@ def test_an_object_array_in_an_entry_with_a_matching_checksum_is_refused(counted
     assert not proof.exists()
 
 
-def test_build_settings_point_kernels_at_the_stage_products(tmp_path):
-    assert BuildSettings().processed_dir == paths.PROCESSED_DATA_DIR
+def test_the_build_and_the_notebooks_look_for_products_in_the_same_place(tmp_path, monkeypatch):
+    monkeypatch.delenv("MILCOURTS_PROCESSED_DIR")
+    assert BuildSettings().processed_dir == paths.processed_dir() == paths.PROCESSED_DATA_DIR
+    monkeypatch.setenv("MILCOURTS_PROCESSED_DIR", str(tmp_path))
+    assert BuildSettings().processed_dir == paths.processed_dir() == tmp_path
 
 
 def test_the_main_data_package_is_valid_frictionless_with_units_in_names(counted, ledger, tmp_path):

@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import json
+import os
 import re
+import subprocess
+import sys
 import unicodedata
 
 import pypdf
 import pytest
 
+from milcourts import paths
 from milcourts.build.incremental import BuildSettings
 from milcourts.build.pipeline import build
 from milcourts.build.runfile import load_runs
@@ -42,3 +46,27 @@ def test_every_report_builds_without_code_or_stray_output(tmp_path, capsys):
         assert "Fitting the model here" not in html  # every fit came from the stage
     manifest = json.loads((settings.reports_dir / "manifest.json").read_text())
     assert set(manifest["reports"]) == {r.name for r in runs}
+    # plain papermill, as an analyst runs it: `-p article 338` arrives as the int 338 and is accepted,
+    # and the fits the build stored are loaded, not refitted
+    executed = tmp_path / "out.ipynb"
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "papermill",
+            str(paths.NOTEBOOKS_DIR / "02-filings-trend.ipynb"),
+            str(executed),
+            "-p",
+            "article",
+            "338",
+            "--cwd",
+            str(paths.PROJECT_ROOT),
+        ],
+        env={**os.environ, "MILCOURTS_PROCESSED_DIR": str(settings.processed_dir)},
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    outputs = json.dumps(json.loads(executed.read_text())["cells"])
+    assert "desertion (Art. 338)" in outputs and "Fitting the model here" not in outputs

@@ -11,7 +11,7 @@ import ast
 import hashlib
 import json
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from milcourts import paths
@@ -30,7 +30,8 @@ class BuildSettings:
     build_dir: Path = paths.BUILD_DIR
     ledger_csv: Path = paths.LEDGER_CSV
     ledger_provenance: Path = paths.LEDGER_PROVENANCE
-    processed_dir: Path = paths.PROCESSED_DATA_DIR  # where the fit stage writes and notebooks read
+    # where the fit stage writes and notebooks read: data/processed, or MILCOURTS_PROCESSED_DIR
+    processed_dir: Path = field(default_factory=paths.processed_dir)
     main_fit: bool = True  # fit the project ledger's main fit with the model's checks (data/processed/*.csv)
     lock_file: Path = paths.LOCK_FILE
     make_pdf: bool = True

@@ -192,7 +192,7 @@ def _checked_ledger(path: Path, settings: BuildSettings) -> pd.DataFrame:
     return load_ledger(path)
 
 
-def _run_ledgers(runs: list[Run], settings: BuildSettings) -> tuple[dict[str, Path], dict[Path, pd.DataFrame]]:
+def run_ledgers(runs: list[Run], settings: BuildSettings) -> tuple[dict[str, Path], dict[Path, pd.DataFrame]]:
     """The ledger each run reads, and each of them checked and loaded once."""
     paths_by_run = {run.name: run_ledger(run, settings) for run in runs}
     return paths_by_run, {path: _checked_ledger(path, settings) for path in sorted(set(paths_by_run.values()))}
@@ -229,7 +229,7 @@ def run_fit_stage(settings: BuildSettings = BuildSettings(), only: list[str] | N
     say = say or _log
     with exclusive_build(settings.build_dir):
         runs = select_runs(load_runs(settings.run_file, settings.root), only)
-        paths_by_run, ledgers = _run_ledgers(runs, settings)
+        paths_by_run, ledgers = run_ledgers(runs, settings)
         requests, main = collect_fit_requests(runs, settings, paths_by_run, ledgers, with_main=True)
         from milcourts.products.stage import fit_stage  # the model's imports, only when it fits
 
@@ -259,7 +259,7 @@ def _build_locked(only: list[str] | None, settings: BuildSettings) -> list[dict]
     problems = [p for run in runs for p in check_parameters(run, f"{settings.run_file} ({run.name})")]
     if problems:
         raise RunFileError("\n".join(problems))
-    paths_by_run, ledgers = _run_ledgers(runs, settings)  # nothing runs on an unrecorded or invalid ledger
+    paths_by_run, ledgers = run_ledgers(runs, settings)  # nothing runs on an unrecorded or invalid ledger
     requests, main = collect_fit_requests(runs, settings, paths_by_run, ledgers)
     if settings.make_pdf:
         find_browser()  # fail before spending minutes on notebooks
