@@ -95,3 +95,24 @@ def test_pipe_ends_are_not_left_open_in_this_process(tmp_path, monkeypatch):
     before = set(os.listdir("/proc/self/fd"))
     PdfPrinter().close()
     assert set(os.listdir("/proc/self/fd")) <= before
+
+
+@pytest.mark.slow
+def test_pdfs_carry_bookmarks_from_the_headings_and_are_tagged(tmp_path):
+    html = tmp_path / "outlined.html"
+    html.write_text(
+        '<!DOCTYPE html><html><head><meta charset="utf-8"><style>@page {size: A4}</style></head><body>'
+        "<h1>Key findings</h1><p>one</p><h2>Monthly cases</h2><p>two</p><h2>Sources</h2><p>three</p></body></html>",
+        encoding="utf-8",
+    )
+    with PdfPrinter() as printer:
+        printer.print(html, tmp_path / "outlined.pdf")
+    reader = pypdf.PdfReader(tmp_path / "outlined.pdf")
+
+    def titles(outline):
+        for item in outline:
+            yield from titles(item) if isinstance(item, list) else [item.title]
+
+    assert list(titles(reader.outline)) == ["Key findings", "Monthly cases", "Sources"]
+    root = reader.trailer["/Root"]
+    assert "/StructTreeRoot" in root and root["/MarkInfo"]["/Marked"]

@@ -31,6 +31,11 @@ _BROWSER_PATHS = (
     "/Applications/Chromium.app/Contents/MacOS/Chromium",
 )
 PDF_TIMEOUT_SECONDS = 180
+# Chromium's own --print-to-pdf options (A4 from the page CSS, backgrounds, no header or footer),
+# plus a document outline (PDF bookmarks from the headings) and a tagged PDF (structure for screen
+# readers), said explicitly rather than left to Chromium's defaults.
+PRINT_OPTIONS = {"printBackground": True, "preferCSSPageSize": True, "displayHeaderFooter": False,
+                 "generateDocumentOutline": True, "generateTaggedPDF": True}
 
 
 class RenderError(RuntimeError):
@@ -91,8 +96,13 @@ class PdfPrinter:
     Starting Chromium costs about 2 s of CPU on 2 processes; a page printed by a browser already
     running costs under 1 s. A build prints every report with one browser, started while the first
     kernel starts. The CDP pipe (fds 3 and 4, NUL-terminated JSON) needs no port and no extra
-    package. The print options are those of Chromium's own `--print-to-pdf` (A4 from the page CSS,
-    backgrounds, no header or footer), so the pages match what the command line printed.
+    package. The print options are PRINT_OPTIONS.
+
+    Measured against playwright driving the same system Chromium (five reports, five runs each,
+    2 cores, 2026-11-30): the same pages pixel for pixel and the same outline and tags, but
+    playwright took a median 7.9-9.4 s against 5.5 s, 11.5-14.7 s of CPU against 6.7 s, 80-160 MB
+    more memory, and 165 MB more in the venv (a bundled Node runtime); and its page.pdf() sends
+    generateTaggedPDF false unless told otherwise. So the client stays.
     Use as a context manager; a browser that dies or hangs raises RenderError with its stderr.
     """
 
@@ -216,8 +226,7 @@ class PdfPrinter:
             if loaded.get("errorText"):
                 raise RenderError(f"{self.browser} could not load {html_path.name}: {loaded['errorText']}")
             self._await_event("Page.loadEventFired", session, deadline)
-            printed = self._call("Page.printToPDF", {"printBackground": True, "preferCSSPageSize": True,
-                                                     "displayHeaderFooter": False}, session, deadline)
+            printed = self._call("Page.printToPDF", PRINT_OPTIONS, session, deadline)
         finally:
             if self._process.poll() is None:
                 with contextlib.suppress(RenderError):  # never hide why the print failed
