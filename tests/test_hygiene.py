@@ -137,3 +137,21 @@ def test_papermill_help_lists_every_parameter_with_its_type_and_comment(path):
             name,
             done.stdout,
         )
+
+
+def test_no_file_of_the_package_is_ignored_by_git():
+    """A new module that .gitignore swallows (a `build/` pattern once did) works here and is missing
+    from every clone."""
+    import subprocess
+
+    files = [
+        str(p.relative_to(paths.PROJECT_ROOT))
+        for p in (paths.PROJECT_ROOT / "milcourts").rglob("*")
+        if p.is_file() and "__pycache__" not in p.parts
+    ]
+    done = subprocess.run(
+        ["git", "check-ignore", "--no-index", *files], cwd=paths.PROJECT_ROOT, capture_output=True, text=True
+    )
+    if done.returncode == 128:
+        pytest.skip(f"not a git checkout: {done.stderr.strip()}")
+    assert done.stdout.strip() == "", f"ignored by .gitignore: {done.stdout.split()}"
