@@ -50,7 +50,7 @@ class BuildError(RuntimeError):
 def built_at() -> str:
     """Build stamp; SOURCE_DATE_EPOCH makes it reproducible."""
     epoch = os.environ.get("SOURCE_DATE_EPOCH")
-    moment = dt.datetime.fromtimestamp(int(epoch), dt.timezone.utc) if epoch else dt.datetime.now(dt.timezone.utc)
+    moment = dt.datetime.fromtimestamp(int(epoch), dt.UTC) if epoch else dt.datetime.now(dt.UTC)
     return moment.strftime("%Y-%m-%d %H:%M UTC")
 
 
@@ -86,9 +86,11 @@ class RunTimeout(BuildError):
 @contextlib.contextmanager
 def _time_limit(seconds: float, run_name: str):
     """SIGALRM after `seconds` (each run executes in the main thread of its own process)."""
+
     def expire(signum, frame):
-        raise RunTimeout(f"report {run_name!r} did not finish within its time limit of {seconds:g} s; "
-                         "reports/ left untouched")
+        raise RunTimeout(
+            f"report {run_name!r} did not finish within its time limit of {seconds:g} s; reports/ left untouched"
+        )
 
     previous = signal.signal(signal.SIGALRM, expire)
     signal.setitimer(signal.ITIMER_REAL, seconds)
@@ -109,8 +111,13 @@ def _time_limit(seconds: float, run_name: str):
 # fresh kernel's first joint fit took 2.4 million page faults and 11.0 s, the next one 8.7 s.
 # A fixed threshold of 32 MiB (glibc's own ceiling) with freed memory kept up to 256 MiB makes
 # the first fit as fast as later ones (8.9 s). Ignored where malloc is not glibc's.
-KERNEL_ENVIRONMENT = {"OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1",
-                      "MALLOC_MMAP_THRESHOLD_": str(32 * 2**20), "MALLOC_TRIM_THRESHOLD_": str(256 * 2**20)}
+KERNEL_ENVIRONMENT = {
+    "OPENBLAS_NUM_THREADS": "1",
+    "OMP_NUM_THREADS": "1",
+    "MKL_NUM_THREADS": "1",
+    "MALLOC_MMAP_THRESHOLD_": str(32 * 2**20),
+    "MALLOC_TRIM_THRESHOLD_": str(256 * 2**20),
+}
 
 
 @contextlib.contextmanager
@@ -141,8 +148,12 @@ def execute_run(run: Run, staging: Path, settings: BuildSettings, context: dict,
 
     log_dir = settings.build_dir / "logs"
     log_dir.mkdir(parents=True, exist_ok=True)
-    progress = CellProgress(run.name, len(nbformat.read(run.notebook, as_version=4).cells) + bool(parameters),
-                             log_dir / f"{run.name}.log", events)
+    progress = CellProgress(
+        run.name,
+        len(nbformat.read(run.notebook, as_version=4).cells) + bool(parameters),
+        log_dir / f"{run.name}.log",
+        events,
+    )
     papermill_log = logging.getLogger("papermill")
     papermill_log.addHandler(progress)
     papermill_log.setLevel(logging.INFO)
@@ -156,9 +167,15 @@ def execute_run(run: Run, staging: Path, settings: BuildSettings, context: dict,
     try:
         with _time_limit(settings.run_timeout_seconds, run.name), _environment(environment):
             pm.execute_notebook(
-                str(run.notebook), str(executed), parameters=parameters, kernel_name=KERNEL_NAME,
-                cwd=str(settings.root), progress_bar=False, log_output=True,
-                shutdown_kernel="immediate", execution_timeout=CELL_TIMEOUT_SECONDS,
+                str(run.notebook),
+                str(executed),
+                parameters=parameters,
+                kernel_name=KERNEL_NAME,
+                cwd=str(settings.root),
+                progress_bar=False,
+                log_output=True,
+                shutdown_kernel="immediate",
+                execution_timeout=CELL_TIMEOUT_SECONDS,
                 config=Config({"KernelManager": {"transport": "ipc", "ip": str(sockets / "kernel")}}),
             )
     except pm.PapermillExecutionError as exc:
@@ -166,8 +183,9 @@ def execute_run(run: Run, staging: Path, settings: BuildSettings, context: dict,
         failed_dir.mkdir(parents=True, exist_ok=True)
         if executed.is_file():
             shutil.copy2(executed, failed_dir / executed.name)
-        raise BuildError(describe_failure(run, exc) +
-                         f"\n  executed notebook kept at {failed_dir / executed.name}") from exc
+        raise BuildError(
+            describe_failure(run, exc) + f"\n  executed notebook kept at {failed_dir / executed.name}"
+        ) from exc
     finally:
         papermill_log.removeHandler(progress)
         progress.close()
@@ -176,15 +194,18 @@ def execute_run(run: Run, staging: Path, settings: BuildSettings, context: dict,
     notebook = nbformat.read(executed, as_version=4)
     leaks = _stderr_outputs(notebook)
     if leaks:
-        raise BuildError(f"report {run.name!r} wrote to stderr, which would show in the report:\n  "
-                         + "\n  ".join(leaks))
+        raise BuildError(
+            f"report {run.name!r} wrote to stderr, which would show in the report:\n  " + "\n  ".join(leaks)
+        )
     for cell in notebook.cells:  # papermill gives this cell a random id; same inputs -> same HTML
         if "injected-parameters" in cell.metadata.get("tags", []):
             cell["id"] = "injected-parameters"
     notebook.metadata["title"] = run.title
     notebook.metadata["milcourts"] = {
-        "subtitle": run.subtitle, "data_vintage": context["data_vintage"],
-        "built_at": context["built_at"], "package_version": __version__,
+        "subtitle": run.subtitle,
+        "data_vintage": context["data_vintage"],
+        "built_at": context["built_at"],
+        "package_version": __version__,
         "ledger_sha256": context["ledger_sha256"],
     }
     nbformat.write(notebook, executed)
@@ -194,10 +215,14 @@ def execute_run(run: Run, staging: Path, settings: BuildSettings, context: dict,
     if data.is_dir():
         outputs += [f"{data.name}/{path.name}" for path in sorted(data.iterdir()) if path.is_file()]
     return {
-        "name": run.name, "title": run.title, "subtitle": run.subtitle,
+        "name": run.name,
+        "title": run.title,
+        "subtitle": run.subtitle,
         "notebook": run.notebook.relative_to(settings.root).as_posix()
-        if run.notebook.is_relative_to(settings.root) else str(run.notebook),
-        "parameters": run.parameters, "execution_seconds": round(seconds, 2),
+        if run.notebook.is_relative_to(settings.root)
+        else str(run.notebook),
+        "parameters": run.parameters,
+        "execution_seconds": round(seconds, 2),
         "outputs": {name: sha256_of(staging / name) for name in outputs},
         **context,
     }

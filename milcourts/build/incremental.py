@@ -15,8 +15,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from milcourts import paths
+from milcourts.build.runfile import Run, load_runs, select_runs
 from milcourts.inputs.provenance import code_fingerprint, sha256_of
-from milcourts.build.runfile import load_runs, Run, select_runs
 
 CELL_TIMEOUT_SECONDS = 600
 RUN_TIMEOUT_SECONDS = 1800.0
@@ -40,8 +40,6 @@ class BuildSettings:
     run_timeout_seconds: float = RUN_TIMEOUT_SECONDS  # a run taking longer is an error naming it
 
 
-
-
 def package_fingerprint() -> str:
     """The package source and templates: a change to any module may change any report."""
     return code_fingerprint()
@@ -61,8 +59,13 @@ def notebook_parameter_defaults(notebook: Path) -> dict:
                 source = cell.get("source", "")
                 tree = ast.parse("".join(source) if isinstance(source, list) else source)
                 for statement in tree.body:
-                    targets = statement.targets if isinstance(statement, ast.Assign) else \
-                        [statement.target] if isinstance(statement, ast.AnnAssign) else []
+                    targets = (
+                        statement.targets
+                        if isinstance(statement, ast.Assign)
+                        else [statement.target]
+                        if isinstance(statement, ast.AnnAssign)
+                        else []
+                    )
                     for target in targets:
                         if isinstance(target, ast.Name) and statement.value is not None:
                             try:
@@ -104,10 +107,15 @@ def cache_key(run: Run, settings: BuildSettings, ledger_sha256: str, package: st
     # the ledger, the parameters and the package, which the key already holds
     processed = sorted(settings.processed_dir.glob("validation_*.csv")) if settings.processed_dir.is_dir() else []
     parts = {
-        "notebook": sha256_of(run.notebook), "parameters": run.parameters, "title": run.title,
-        "subtitle": run.subtitle, "ledger": ledger_sha256, "package": package,
+        "notebook": sha256_of(run.notebook),
+        "parameters": run.parameters,
+        "title": run.title,
+        "subtitle": run.subtitle,
+        "ledger": ledger_sha256,
+        "package": package,
         "lock": sha256_of(settings.lock_file) if settings.lock_file.is_file() else "",
-        "processed": {p.name: sha256_of(p) for p in processed}, "parameter_files": named_files,
+        "processed": {p.name: sha256_of(p) for p in processed},
+        "parameter_files": named_files,
         "pdf": settings.make_pdf,
     }
     return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()
@@ -117,8 +125,10 @@ def is_current(entry: dict | None, key: str, reports_dir: Path) -> bool:
     """A published run is reused only if its key matches and its files are still what was built."""
     if not entry or entry.get("cache_key") != key:
         return False
-    return all((reports_dir / name).is_file() and sha256_of(reports_dir / name) == digest
-               for name, digest in entry["outputs"].items())
+    return all(
+        (reports_dir / name).is_file() and sha256_of(reports_dir / name) == digest
+        for name, digest in entry["outputs"].items()
+    )
 
 
 # What a file the build publishes may be called: a plain name inside reports/, never a path.
@@ -153,8 +163,12 @@ def _valid_entry(name: object, entry: object) -> bool:
     if entry.get("name") != name or not all(isinstance(entry.get(f), str) for f in _TEXT_FIELDS):
         return False
     outputs = entry.get("outputs")
-    return isinstance(outputs, dict) and bool(outputs) and isinstance(entry.get("parameters"), dict) and \
-        all(is_output_name(n) and isinstance(d, str) and _DIGEST.fullmatch(d) for n, d in outputs.items())
+    return (
+        isinstance(outputs, dict)
+        and bool(outputs)
+        and isinstance(entry.get("parameters"), dict)
+        and all(is_output_name(n) and isinstance(d, str) and _DIGEST.fullmatch(d) for n, d in outputs.items())
+    )
 
 
 def _recovered_entry(executed: Path) -> dict | None:
@@ -167,19 +181,31 @@ def _recovered_entry(executed: Path) -> dict | None:
         metadata = notebook["metadata"]
         ours = metadata["milcourts"]
         entry = {
-            "name": name, "title": str(metadata.get("title", name)), "subtitle": str(ours.get("subtitle", "")),
-            "data_vintage": str(ours.get("data_vintage", "unknown")), "built_at": str(ours.get("built_at", "unknown")),
-            "ledger_sha256": str(ours.get("ledger_sha256", "")), "recovered": True,
+            "name": name,
+            "title": str(metadata.get("title", name)),
+            "subtitle": str(ours.get("subtitle", "")),
+            "data_vintage": str(ours.get("data_vintage", "unknown")),
+            "built_at": str(ours.get("built_at", "unknown")),
+            "ledger_sha256": str(ours.get("ledger_sha256", "")),
+            "recovered": True,
             "parameters": dict(metadata.get("papermill", {}).get("parameters", {})),
         }
     except (OSError, UnicodeDecodeError, ValueError, KeyError, TypeError, AttributeError):
         return None
-    entry["outputs"] = {f"{name}.{ext}": sha256_of(executed.with_suffix(f".{ext}"))
-                        for ext in OUTPUT_FORMATS if executed.with_suffix(f".{ext}").is_file()}
+    entry["outputs"] = {
+        f"{name}.{ext}": sha256_of(executed.with_suffix(f".{ext}"))
+        for ext in OUTPUT_FORMATS
+        if executed.with_suffix(f".{ext}").is_file()
+    }
     data = executed.parent / data_folder(name)
     if data.is_dir() and not data.is_symlink():
-        entry["outputs"].update({f"{data.name}/{path.name}": sha256_of(path) for path in sorted(data.iterdir())
-                                 if path.is_file() and not path.is_symlink() and is_output_name(f"{data.name}/{path.name}")})
+        entry["outputs"].update(
+            {
+                f"{data.name}/{path.name}": sha256_of(path)
+                for path in sorted(data.iterdir())
+                if path.is_file() and not path.is_symlink() and is_output_name(f"{data.name}/{path.name}")
+            }
+        )
     return entry if _valid_entry(name, entry) else None
 
 
@@ -194,8 +220,9 @@ def read_manifest(reports_dir: Path) -> dict:
     except (OSError, UnicodeDecodeError, ValueError):
         document = {}
     listed = document.get("reports") if isinstance(document, dict) else None
-    reports = {name: entry for name, entry in listed.items() if _valid_entry(name, entry)} \
-        if isinstance(listed, dict) else {}
+    reports = (
+        {name: entry for name, entry in listed.items() if _valid_entry(name, entry)} if isinstance(listed, dict) else {}
+    )
     if reports_dir.is_dir():
         for executed in sorted(reports_dir.glob("*.ipynb")):
             if executed.stem not in reports and _RUN_NAME.fullmatch(executed.stem):
@@ -210,11 +237,15 @@ def plan(settings: BuildSettings, only: list[str] | None = None):
     runs = select_runs(load_runs(settings.run_file, settings.root, check=False), only)
     ledgers = {run.name: run_ledger(run, settings) for run in runs}
     digests = {path: sha256_of(path) if path.is_file() else "" for path in set(ledgers.values())}
-    ledger_sha256 = digests.get(settings.ledger_csv) or (sha256_of(settings.ledger_csv)
-                                                          if settings.ledger_csv.is_file() else "")
+    ledger_sha256 = digests.get(settings.ledger_csv) or (
+        sha256_of(settings.ledger_csv) if settings.ledger_csv.is_file() else ""
+    )
     package = package_fingerprint()
     published = read_manifest(settings.reports_dir)["reports"]
     keys = {run.name: cache_key(run, settings, digests[ledgers[run.name]], package) for run in runs}
-    stale = [run for run in runs
-             if settings.force or not is_current(published.get(run.name), keys[run.name], settings.reports_dir)]
+    stale = [
+        run
+        for run in runs
+        if settings.force or not is_current(published.get(run.name), keys[run.name], settings.reports_dir)
+    ]
     return ledger_sha256, keys, stale, published

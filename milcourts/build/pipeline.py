@@ -15,10 +15,9 @@ import shutil
 import signal
 import subprocess
 import sys
-import tempfile
+from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
-from typing import Callable
 
 import pandas as pd
 
@@ -59,8 +58,10 @@ def exclusive_build(build_dir: Path):
         except BlockingIOError:
             handle.seek(0)
             holder = handle.read().strip() or "process unknown"
-            raise BuildBusy(f"another build is running in this checkout ({holder}); it owns reports/ "
-                            "until it ends. Wait for it (or stop it), then run the build again.") from None
+            raise BuildBusy(
+                f"another build is running in this checkout ({holder}); it owns reports/ "
+                "until it ends. Wait for it (or stop it), then run the build again."
+            ) from None
         handle.seek(0)
         handle.truncate()
         handle.write(f"process {os.getpid()}, started {built_at()}\n")
@@ -77,7 +78,6 @@ def _log(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
 
 
-
 def _git_commit(root: Path) -> str:
     try:
         done = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=root, capture_output=True, text=True)
@@ -85,8 +85,9 @@ def _git_commit(root: Path) -> str:
         return "unknown"
     if done.returncode != 0:
         return "unknown"
-    dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=root,
-                           capture_output=True, text=True).stdout.strip()
+    dirty = subprocess.run(
+        ["git", "status", "--porcelain", "--untracked-files=no"], cwd=root, capture_output=True, text=True
+    ).stdout.strip()
     return done.stdout.strip() + ("-dirty" if dirty else "")
 
 
@@ -207,14 +208,21 @@ def _ledger_facts(path: Path, ledger: pd.DataFrame, settings: BuildSettings) -> 
     }
 
 
-def collect_fit_requests(runs: list[Run], settings: BuildSettings, paths_by_run: dict[str, Path],
-                         ledgers: dict[Path, pd.DataFrame], with_main: bool = False
-                         ) -> tuple[list[FitRequest], FitRequest | None]:
+def collect_fit_requests(
+    runs: list[Run],
+    settings: BuildSettings,
+    paths_by_run: dict[str, Path],
+    ledgers: dict[Path, pd.DataFrame],
+    with_main: bool = False,
+) -> tuple[list[FitRequest], FitRequest | None]:
     """Every fit the runs need (products.needs), and the project's main fit: the default spec on
     the build's ledger, fitted with the model's checks whenever any run needs a fit (or always,
     `with_main`), so that data/processed/ holds its tables after any build that fits."""
-    requests = [request for run in runs
-                for request in requests_for_run(run.notebook, run_parameters(run), ledgers[paths_by_run[run.name]])]
+    requests = [
+        request
+        for run in runs
+        for request in requests_for_run(run.notebook, run_parameters(run), ledgers[paths_by_run[run.name]])
+    ]
     main = None
     if settings.main_fit and (requests or with_main):
         ledger = ledgers.get(settings.ledger_csv)
@@ -222,8 +230,9 @@ def collect_fit_requests(runs: list[Run], settings: BuildSettings, paths_by_run:
     return requests, main
 
 
-def run_fit_stage(settings: BuildSettings = BuildSettings(), only: list[str] | None = None,
-                  say: Callable[[str], None] = None) -> list[FitRequest]:
+def run_fit_stage(
+    settings: BuildSettings = BuildSettings(), only: list[str] | None = None, say: Callable[[str], None] = None
+) -> list[FitRequest]:
     """`make model`: the fit stage alone, for every run in the run file (or `only` these), and
     the main fit. One build or stage at a time per checkout."""
     say = say or _log
@@ -264,8 +273,10 @@ def _build_locked(only: list[str] | None, settings: BuildSettings) -> list[dict]
     if settings.make_pdf:
         find_browser()  # fail before spending minutes on notebooks
     shared = {"built_at": built_at(), "package_version": __version__, "git_commit": _git_commit(settings.root)}
-    contexts = {run.name: {**shared, **_ledger_facts(paths_by_run[run.name], ledgers[paths_by_run[run.name]], settings)}
-                for run in runs}
+    contexts = {
+        run.name: {**shared, **_ledger_facts(paths_by_run[run.name], ledgers[paths_by_run[run.name]], settings)}
+        for run in runs
+    }
     # one build at a time holds the lock, so staging has a fixed name (the executed notebooks then
     # name the same data folder every time); what an interrupted build left there is ours to clear
     staging = settings.build_dir / "staging"

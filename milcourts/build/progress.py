@@ -53,8 +53,9 @@ class Progress:
     def line(self) -> str:
         filled = round(self.WIDTH * self.done / self.total) if self.total else self.WIDTH
         running = ", ".join(f"{name} cell {cell}/{cells}" for name, (cell, cells) in self.cells.items())
-        return f"[{'#' * filled}{'.' * (self.WIDTH - filled)}] {self.done}/{self.total} runs" + \
-            (f" | {running}" if running else "")
+        return f"[{'#' * filled}{'.' * (self.WIDTH - filled)}] {self.done}/{self.total} runs" + (
+            f" | {running}" if running else ""
+        )
 
     def _write(self, text: str) -> None:
         self.stream.write(text)

@@ -34,9 +34,14 @@ def render_index(manifest: dict) -> str:
         tables = sorted(name for name in entry["outputs"] if "/" in name and name.endswith(".csv"))
         if tables:
             described = [name for name in entry["outputs"] if name.endswith("/datapackage.json")]
-            links += "<br><small>Data: " + ", ".join(
-                f'<a href="{html.escape(name)}">{html.escape(name.rsplit("/", 1)[1])}</a>' for name in tables + described
-            ) + "</small>"
+            links += (
+                "<br><small>Data: "
+                + ", ".join(
+                    f'<a href="{html.escape(name)}">{html.escape(name.rsplit("/", 1)[1])}</a>'
+                    for name in tables + described
+                )
+                + "</small>"
+            )
         params = ", ".join(f"{k} = {v!r}" for k, v in entry["parameters"].items()) or "defaults"
         rows.append(
             "<tr>"
@@ -48,7 +53,8 @@ def render_index(manifest: dict) -> str:
     return f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"><title>Reports: prosecutions for refusing to fight</title>
 <style>body{{font-family:"DejaVu Sans",Arial,sans-serif;max-width:70rem;margin:2rem auto;padding:0 1rem}}
-table{{border-collapse:collapse;width:100%}}td,th{{border-bottom:1px solid #ddd;padding:.5rem;text-align:left;vertical-align:top}}</style>
+table{{border-collapse:collapse;width:100%}}
+td,th{{border-bottom:1px solid #ddd;padding:.5rem;text-align:left;vertical-align:top}}</style>
 </head><body>
 <h1>Reports: prosecutions of soldiers who refuse to fight</h1>
 <p>Built from the ledger of published figures (data/raw). Data vintage is the latest publication
@@ -85,8 +91,14 @@ def publish(staging: Path, entries: list[dict], reports_dir: Path) -> None:
         previous = manifest["reports"].get(entry["name"], {}).get("outputs", {})
         for name, digest in previous.items():
             path = reports_dir / name
-            if name not in entry["outputs"] and is_own_output(entry["name"], name) and not path.parent.is_symlink() \
-                    and path.is_file() and not path.is_symlink() and sha256_of(path) == digest:
+            if (
+                name not in entry["outputs"]
+                and is_own_output(entry["name"], name)
+                and not path.parent.is_symlink()
+                and path.is_file()
+                and not path.is_symlink()
+                and sha256_of(path) == digest
+            ):
                 stale.append(path)
         manifest["reports"][entry["name"]] = entry
     with signals_held():

@@ -34,8 +34,13 @@ PDF_TIMEOUT_SECONDS = 180
 # Chromium's own --print-to-pdf options (A4 from the page CSS, backgrounds, no header or footer),
 # plus a document outline (PDF bookmarks from the headings) and a tagged PDF (structure for screen
 # readers), said explicitly rather than left to Chromium's defaults.
-PRINT_OPTIONS = {"printBackground": True, "preferCSSPageSize": True, "displayHeaderFooter": False,
-                 "generateDocumentOutline": True, "generateTaggedPDF": True}
+PRINT_OPTIONS = {
+    "printBackground": True,
+    "preferCSSPageSize": True,
+    "displayHeaderFooter": False,
+    "generateDocumentOutline": True,
+    "generateTaggedPDF": True,
+}
 
 
 class RenderError(RuntimeError):
@@ -117,27 +122,39 @@ class PdfPrinter:
         self._from_browser, from_browser_write = os.pipe()
         to_browser_read, from_browser_write = (_above_nine(fd) for fd in (to_browser_read, from_browser_write))
         flags = [
-            "--headless", "--disable-gpu", "--disable-quic", "--no-first-run",
+            "--headless",
+            "--disable-gpu",
+            "--disable-quic",
+            "--no-first-run",
             # the network is closed here: stop Chromium from calling home on every start
-            "--disable-background-networking", "--disable-component-update", "--disable-sync",
-            "--disable-extensions", f"--user-data-dir={self._profile.name}", "--remote-debugging-pipe",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            "--disable-extensions",
+            f"--user-data-dir={self._profile.name}",
+            "--remote-debugging-pipe",
         ]
         if hasattr(os, "geteuid") and os.geteuid() == 0:
             flags.insert(0, "--no-sandbox")  # Chromium refuses to run as root with a sandbox
         # bash puts the pipe ends on the fds Chromium reads and writes (a preexec_fn could do it too,
         # but is unsafe with the build's threads; dash cannot name fds above 9)
-        script = f'exec "$0" "$@" 3<&{to_browser_read} 4>&{from_browser_write} {to_browser_read}<&- {from_browser_write}>&-'
+        script = (
+            f'exec "$0" "$@" 3<&{to_browser_read} 4>&{from_browser_write} {to_browser_read}<&- {from_browser_write}>&-'
+        )
         try:
             self._process = subprocess.Popen(
                 [shutil.which("bash") or "/bin/bash", "-c", script, self.browser, *flags, "about:blank"],
-                pass_fds=(to_browser_read, from_browser_write), stdin=subprocess.DEVNULL,
-                stdout=subprocess.DEVNULL, stderr=self._stderr)
+                pass_fds=(to_browser_read, from_browser_write),
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.DEVNULL,
+                stderr=self._stderr,
+            )
         finally:
             os.close(to_browser_read)
             os.close(from_browser_write)
         self._buffer, self._next_id, self._events = b"", 0, []
 
-    def __enter__(self) -> "PdfPrinter":
+    def __enter__(self) -> PdfPrinter:
         return self
 
     def __exit__(self, *exc_info) -> None:
@@ -161,8 +178,9 @@ class PdfPrinter:
         message, self._buffer = self._buffer.split(b"\0", 1)
         return json.loads(message)
 
-    def _call(self, method: str, params: dict | None = None, session: str | None = None,
-              deadline: float | None = None) -> dict:
+    def _call(
+        self, method: str, params: dict | None = None, session: str | None = None, deadline: float | None = None
+    ) -> dict:
         """Send one command and return its result; events that arrive meanwhile are kept."""
         self._next_id += 1
         command = {"id": self._next_id, "method": method, "params": params or {}}
@@ -219,8 +237,9 @@ class PdfPrinter:
         deadline = time.monotonic() + self.timeout_seconds
         target = self._call("Target.createTarget", {"url": "about:blank"}, deadline=deadline)["targetId"]
         try:
-            session = self._call("Target.attachToTarget", {"targetId": target, "flatten": True},
-                                 deadline=deadline)["sessionId"]
+            session = self._call("Target.attachToTarget", {"targetId": target, "flatten": True}, deadline=deadline)[
+                "sessionId"
+            ]
             self._call("Page.enable", session=session, deadline=deadline)
             loaded = self._call("Page.navigate", {"url": html_path.as_uri()}, session, deadline)
             if loaded.get("errorText"):
