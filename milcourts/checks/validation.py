@@ -52,14 +52,36 @@ def _interval(draws: np.ndarray) -> tuple[float, float, float]:
     return float(lo), float(mid), float(hi)
 
 
-def interval_covers(value: float, qualifier: str, lo: float, hi: float) -> bool:
-    """Whether a published figure is consistent with a 95% interval: a bound ("at least v") only
-    fails when the whole interval lies on the wrong side of it."""
+# Verdicts on a published figure against a prediction (predictive draws of the figure as published).
+CONSISTENT, IN_TENSION, INCONSISTENT = "consistent", "in tension", "inconsistent"
+
+
+def bound_met_share(value: float, qualifier: str, predicted: np.ndarray) -> float | None:
+    """For a bound, the share of predictive draws that meet it ("at least v": draws >= v); None
+    for a point figure."""
     if qualifier == "at_least":
-        return value <= hi
+        return float(np.mean(predicted >= value))
     if qualifier == "at_most":
-        return value >= lo
-    return lo <= value <= hi
+        return float(np.mean(predicted <= value))
+    return None
+
+
+def verdict(value: float, qualifier: str, predicted: np.ndarray) -> str:
+    """Whether a published figure agrees with a prediction, said as a reader would.
+
+    A point figure is consistent inside the 95% interval and inconsistent outside it. A bound
+    ("at least 1,000") is consistent only when the prediction meets it more likely than not: a
+    model whose median is 724 does not agree with "at least 1,000" merely because its upper tail
+    reaches 1,000. It is in tension when the prediction meets it with probability between 2.5% and
+    50%, and inconsistent below 2.5% (the whole 95% interval on the wrong side).
+    """
+    share = bound_met_share(value, qualifier, predicted)
+    if share is None:
+        lo, hi = np.quantile(predicted, [0.025, 0.975])
+        return CONSISTENT if lo <= value <= hi else INCONSISTENT
+    if share >= 0.5:
+        return CONSISTENT
+    return IN_TENSION if share >= 0.025 else INCONSISTENT
 
 
 def _months_needed(view: ConstraintView, end: pd.Timestamp) -> int:
@@ -99,7 +121,8 @@ def leave_one_out(ledger: pd.DataFrame, settings: ValidationSettings) -> pd.Data
                 "predicted_median": round(mid, 1),
                 "lower_95": round(lo, 1),
                 "upper_95": round(hi, 1),
-                "is_covered": interval_covers(target.value, target.value_qualifier, lo, hi),
+                "verdict": verdict(target.value, target.value_qualifier, predictive),
+                "is_covered": verdict(target.value, target.value_qualifier, predictive) == CONSISTENT,
                 "method": f"refit without the figure (penalty {settings.penalty}); 95% predictive interval "
                 "of the figure as published",
             }
@@ -181,7 +204,8 @@ def rolling_origin(ledger: pd.DataFrame, settings: ValidationSettings) -> pd.Dat
                     "predicted_median": round(mid, 1),
                     "lower_95": round(lo, 1),
                     "upper_95": round(hi, 1),
-                    "is_covered": interval_covers(target.value, target.value_qualifier, lo, hi),
+                    "verdict": verdict(target.value, target.value_qualifier, predictive),
+                    "is_covered": verdict(target.value, target.value_qualifier, predictive) == CONSISTENT,
                     "model_abs_error": abs(mid - target.value) if target.value_qualifier != "at_least" else np.nan,
                     "naive_forecast": naive,
                     "naive_abs_error": abs(naive - target.value)

@@ -107,7 +107,7 @@ YEARLY = Table(
     "yearly_totals",
     "yearly_totals",
     "Cases received by military courts, per year",
-    "Cases received per calendar year: the expected total is the sum of the year's rows of monthly_filings; "
+    "Cases received per calendar year: the expected total is the sum of the year's rows of the monthly table; "
     "the prediction intervals are those of the year's total (not sums of monthly intervals).",
     (
         ARTICLE,
@@ -263,7 +263,19 @@ CROSS_CHECK = Table(
         Field("cases_predicted_median", "predicted_median", "number", "Median of the prediction", "cases"),
         Field("cases_lower_95", "lower_95", "number", "Lower end of the 95% predictive interval", "cases"),
         Field("cases_upper_95", "upper_95", "number", "Upper end of the 95% predictive interval", "cases"),
-        Field("is_covered", "is_covered", "boolean", "Whether the published value is consistent with the interval"),
+        Field(
+            "share_meeting_bound",
+            "bound_met_share",
+            "number",
+            "For a bound: the share of the prediction that meets it (empty for a point figure)",
+        ),
+        Field(
+            "verdict",
+            "verdict",
+            "string",
+            "consistent, in tension (a bound met with less than even odds) or inconsistent",
+        ),
+        Field("is_covered", "is_covered", "boolean", "Whether the published value is consistent with the prediction"),
     ),
     ("figure_id",),
 )
