@@ -47,6 +47,33 @@ SERIES: tuple[str, ...] = (
     "other",
 )
 
+# The ledger's codes in a reader's words.
+SERIES_WORDS = {
+    COURT_FILINGS: "cases received by military courts",
+    "court_verdicts": "verdicts",
+    "convictions_official": "official conviction statistics",
+    "criminal_cases_opened": "criminal cases opened",
+    HELP_REQUESTS: "requests for help (Idite Lesom)",
+    "other": "other",
+}
+QUALIFIER_WORDS = {"exact": "exact", "approx": "about", "at_least": "at least", "at_most": "at most"}
+MEASURE_WORDS = {
+    "count": "count for a period",
+    "cumulative": "running total",
+    "count_persons": "persons, for a period",
+    "cumulative_persons": "persons, running total",
+    "daily_rate": "per day",
+    "weekly_rate": "per week",
+    "monthly_rate": "per month",
+    "share": "share",
+    "pct_change": "percentage change",
+    "ratio_vs_prior_year": "ratio to the year before",
+    "count_helped": "people helped, for a period",
+    "cumulative_helped": "people helped, running total",
+    "cumulative_advised": "people advised, running total",
+    "cumulative_counseled": "people counselled, running total",
+}
+
 # Dates that frame every report.
 INVASION = pd.Timestamp("2022-02-24")  # start of "since the invasion" running totals
 MOBILISATION = pd.Timestamp("2022-09-21")  # partial mobilisation announced; "since mobilisation" totals
@@ -55,3 +82,7 @@ MOBILISATION = pd.Timestamp("2022-09-21")  # partial mobilisation announced; "si
 CRIMINAL_CODE_AMENDMENTS = pd.Timestamp("2022-09-24")
 # The model's break: the first full month after mobilisation was announced.
 DEFAULT_BREAK_MONTH = "2022-10"
+
+# Reports other reports link to by name (runs of reports.yaml; a test keeps them there).
+AUDIT_REPORT = "01-ledger-audit"
+METHODS_REPORT = "04-methods"

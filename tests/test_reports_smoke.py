@@ -17,6 +17,8 @@ from milcourts.build.incremental import BuildSettings
 from milcourts.build.pipeline import build
 from milcourts.build.runfile import load_runs
 from milcourts.products.public import MAIN_TABLES
+from milcourts.vocabulary import METHODS_REPORT
+from tests.test_readers import identifiers_in, jargon_in
 
 
 @pytest.mark.slow
@@ -44,6 +46,9 @@ def test_every_report_builds_without_code_or_stray_output(tmp_path, capsys):
         assert run.title in " ".join(unicodedata.normalize("NFKC", pdf.pages[0].extract_text()).split())
         assert "reporting.show" not in text and "ledger_audit =" not in text
         assert "Fitting the model here" not in html  # every fit came from the stage
+        assert identifiers_in(html) == [], (run.name, identifiers_in(html))
+        if run.name != METHODS_REPORT:  # the technical report may use (and defines) statisticians' words
+            assert jargon_in(html) == [], (run.name, jargon_in(html))
     manifest = json.loads((settings.reports_dir / "manifest.json").read_text())
     assert set(manifest["reports"]) == {r.name for r in runs}
     # plain papermill, as an analyst runs it: `-p article 338` arrives as the int 338 and is accepted,

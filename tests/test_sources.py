@@ -65,13 +65,14 @@ def ledger_rows() -> pd.DataFrame:
     )
 
 
-def test_figures_keep_their_order_and_share_the_number_of_their_publication():
-    figures, publications = sources_for(ledger_rows(), ["F2", "F1", "F3", "F4"])
-    assert list(figures["figure"]) == ["F2", "F1", "F3", "F4"]
+def test_figures_are_listed_by_id_once_and_share_the_number_of_their_publication():
+    # the appendix's caption says "by figure id": a reader looks an id up, so the order is the id's
+    figures, publications = sources_for(ledger_rows(), ["F2", "F1", "F3", "F4", "F2"])
+    assert list(figures["figure"]) == ["F1", "F2", "F3", "F4"]
     assert list(figures["source"]) == ["[2]", "[2]", "[1]", "[3]"]  # numbered by publication date, undated last
-    assert list(figures["counts"]) == ["Art. 337 cases", "Art. 338 cases", "Arts. 332, 337, 338 cases", "help requests"]
+    assert list(figures["counts"]) == ["Art. 338 cases", "Art. 337 cases", "Arts. 332, 337, 338 cases", "help requests"]
     assert list(figures["period"])[0] == "2023-01-01 – 2023-12-31"
-    assert list(figures["published value"]) == ["5,092", "about 156", "at least 1,000", "577"]
+    assert list(figures["published value"]) == ["about 156", "5,092", "at least 1,000", "577"]
     assert list(publications["source"]) == ["[1]", "[2]", "[3]"]
     assert list(publications["publisher"]) == ["Earlier outlet", "Mediazona", "Undated outlet"]
     assert list(publications["published"]) == ["2023-06-01", "2024-03-01", "date unknown"]

@@ -207,6 +207,8 @@ def execute_run(run: Run, staging: Path, settings: BuildSettings, context: dict,
         "built_at": context["built_at"],
         "package_version": __version__,
         "ledger_sha256": context["ledger_sha256"],
+        # the other reports of the run file, listed and linked on the title page
+        "other_reports": [other for other in context.get("reports", []) if other["name"] != run.name],
     }
     nbformat.write(notebook, executed)
     html_path = executed.with_suffix(".html")
@@ -224,5 +226,5 @@ def execute_run(run: Run, staging: Path, settings: BuildSettings, context: dict,
         "parameters": run.parameters,
         "execution_seconds": round(seconds, 2),
         "outputs": {name: sha256_of(staging / name) for name in outputs},
-        **context,
+        **{key: value for key, value in context.items() if key != "reports"},
     }

@@ -272,7 +272,13 @@ def _build_locked(only: list[str] | None, settings: BuildSettings) -> list[dict]
     requests, main = collect_fit_requests(runs, settings, paths_by_run, ledgers)
     if settings.make_pdf:
         find_browser()  # fail before spending minutes on notebooks
-    shared = {"built_at": built_at(), "package_version": __version__, "git_commit": _git_commit(settings.root)}
+    every_run = [{"name": r.name, "title": r.title} for r in load_runs(settings.run_file, settings.root, check=False)]
+    shared = {
+        "built_at": built_at(),
+        "package_version": __version__,
+        "git_commit": _git_commit(settings.root),
+        "reports": every_run,
+    }
     contexts = {
         run.name: {**shared, **_ledger_facts(paths_by_run[run.name], ledgers[paths_by_run[run.name]], settings)}
         for run in runs

@@ -46,6 +46,9 @@ class FitRequest:
     ledger: pd.DataFrame = field(repr=False, compare=False)
     spec: ModelSpec = ModelSpec()
     condition: bool = True  # monthly counts drawn given the published figures
+    # also the model's checks (break-date profile, other estimators): not part of the key, the same
+    # fit with more tables
+    with_checks: bool = field(default=False, compare=False)
 
     @cached_property
     def key(self) -> str:
@@ -216,8 +219,13 @@ def summary_requests(
     return [main, cross_check_request(main)]
 
 
+def methods_requests(ledger: pd.DataFrame, **_ignored) -> list[FitRequest]:
+    """The methods report's fit: the main fit with the model's checks."""
+    return [replace(main_request(ledger), with_checks=True)]
+
+
 # Which notebook needs which fits, by the notebook's file name; a notebook not listed needs none.
-REPORT_NEEDS = {"02-filings-trend": trend_requests, "03-summary": summary_requests}
+REPORT_NEEDS = {"02-filings-trend": trend_requests, "03-summary": summary_requests, "04-methods": methods_requests}
 
 
 def requests_for_run(notebook: Path, parameters: dict, ledger: pd.DataFrame) -> list[FitRequest]:

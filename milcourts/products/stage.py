@@ -198,7 +198,7 @@ def fit_stage(
     distinct: dict[str, FitRequest] = {}
     for request in ([main] if main else []) + list(requests):
         distinct.setdefault(request.key, request)
-    checks = {main.key} if main else set()
+    checks = {request.key for request in distinct_with_checks(requests)} | ({main.key} if main else set())
     todo = []
     for key, request in distinct.items():
         if is_stored(request, processed_dir, key in checks):
@@ -217,6 +217,10 @@ def fit_stage(
         publish_main_tables(main, processed_dir)
     _prune(processed_dir, {request.folder for request in distinct.values()})
     return todo
+
+
+def distinct_with_checks(requests: list[FitRequest]) -> list[FitRequest]:
+    return [request for request in requests if request.with_checks]
 
 
 def _fit_in_parallel(todo: list[FitRequest], processed_dir: Path, checks: set[str], jobs: int, say) -> None:
@@ -294,12 +298,14 @@ def load_or_fit(
     found = []
     for request in requests:
         products = _SESSION.get((request.key, version)) or load(request, processed_dir)
+        if products is not None and request.with_checks and not set(CHECK_TABLES) <= set(products.tables):
+            products = None  # stored without the checks this request wants
         if products is None:
             say(
                 f"Fitting the model here: no stored fit matches {request.description} "
                 "(the build and `make model` store the fits the reports in reports.yaml need)."
             )
-            products = compute(request)
+            products = compute(request, request.with_checks)
         _SESSION[(request.key, version)] = products
         found.append(products)
     return found

@@ -11,7 +11,7 @@ from milcourts import paths
 from milcourts.inputs.constraints import ConstraintView, build_constraint_view
 from milcourts.inputs.ledger import load_ledger
 from milcourts.products import public
-from milcourts.vocabulary import COURT_FILINGS, article_label
+from milcourts.vocabulary import COURT_FILINGS, MEASURE_WORDS, QUALIFIER_WORDS, SERIES_WORDS, article_label  # noqa: F401 (QUALIFIER_WORDS: for the notebook)
 
 MEASURE_FAMILIES = {
     "count": "count in period",
@@ -47,19 +47,20 @@ def load_audit(
     return LedgerAudit(path, ledger, build_constraint_view(ledger, series=series, first_month=first_month))
 
 
-def count_table(ledger: pd.DataFrame, column: str, label: str) -> pd.DataFrame:
-    counts = ledger[column].value_counts().rename_axis(label).reset_index(name="figures")
+def count_table(ledger: pd.DataFrame, column: str, label: str, words: dict[str, str] | None = None) -> pd.DataFrame:
+    values = ledger[column].map(words) if words else ledger[column]
+    counts = values.value_counts().rename_axis(label).reset_index(name="figures")
     return counts.sort_values(["figures", label], ascending=[False, True]).reset_index(drop=True)
 
 
 def series_by_article(ledger: pd.DataFrame) -> pd.DataFrame:
     table = pd.crosstab(
-        ledger["series"],
+        ledger["series"].map(SERIES_WORDS),
         ledger["article"].map(lambda a: article_label(a, capitalised=True)),
         margins=True,
         margins_name="total",
     )
-    table.index.name, table.columns.name = "series", None
+    table.index.name, table.columns.name = "what is counted", None
     return table
 
 
@@ -69,7 +70,16 @@ def revisions_table(view: ConstraintView) -> pd.DataFrame:
     table["article"] = table["article"].map(lambda a: article_label(a, capitalised=True))
     table["source_date"] = table["source_date"].dt.date.astype("string")
     table["preferred"] = table["is_preferred"].map({True: "yes", False: ""})
-    return table[["article", "period", "figure_id", "value", "value_qualifier", "source_date", "preferred"]]
+    table["value_qualifier"] = table["value_qualifier"].map(QUALIFIER_WORDS)
+    table = table[["article", "period", "figure_id", "value", "value_qualifier", "source_date", "preferred"]]
+    return table.rename(
+        columns={
+            "figure_id": "figure",
+            "value_qualifier": "as published",
+            "source_date": "published on",
+            "preferred": "latest release",
+        }
+    )
 
 
 def conflicts_table(view: ConstraintView) -> pd.DataFrame:
@@ -79,13 +89,26 @@ def conflicts_table(view: ConstraintView) -> pd.DataFrame:
         "downward_revision": "later vintage lower",
     }
     table = view.conflicts.assign(kind=view.conflicts["kind"].map(kinds))
-    return table[["kind", "whole_figure_id", "part_figure_ids", "excess", "description"]]
+    table = table[["kind", "whole_figure_id", "part_figure_ids", "excess", "description"]]
+    return table.rename(
+        columns={
+            "kind": "what",
+            "whole_figure_id": "figure contradicted",
+            "part_figure_ids": "figures that contradict it",
+            "excess": "by (cases)",
+            "description": "in words",
+        }
+    )
 
 
 def excluded_table(view: ConstraintView) -> pd.DataFrame:
     table = view.excluded.copy()
     table["article"] = table["article"].map(lambda a: article_label(a, capitalised=True))
-    return table[["figure_id", "article", "measure", "value", "exclusion_reason"]]
+    table["measure"] = table["measure"].map(MEASURE_WORDS)
+    table = table[["figure_id", "article", "measure", "value", "exclusion_reason"]]
+    return table.rename(
+        columns={"figure_id": "figure", "measure": "what it counts", "exclusion_reason": "why set aside"}
+    )
 
 
 def data_package(audit: LedgerAudit) -> public.DataPackage:

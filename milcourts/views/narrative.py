@@ -9,8 +9,9 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from milcourts.model.observations import FORECAST_SLOPE_MONTHS
 from milcourts.views.audit import LedgerAudit
-from milcourts.vocabulary import ARTICLE_LABELS
+from milcourts.vocabulary import ARTICLE_LABELS, CRIMINAL_CODE_AMENDMENTS, MOBILISATION, SERIES_WORDS
 
 
 def format_count(value: float) -> str:
@@ -40,7 +41,7 @@ def describe_ledger(audit: LedgerAudit) -> list[str]:
     filings = ledger[ledger["series"] == view.series]
     by_article = filings["article"].value_counts()
     parts = [f"{ARTICLE_LABELS[a]}: {format_count(by_article[a])}" for a in ARTICLE_LABELS if a in by_article]
-    sentences.append(f"{plural(len(filings), 'figure')} count {view.series.replace('_', ' ')} ({'; '.join(parts)}).")
+    sentences.append(f"{plural(len(filings), 'figure')} count {SERIES_WORDS[view.series]} ({'; '.join(parts)}).")
     sentences.append(
         f"Of these, {plural(len(view.figures), 'figure')} on {view.unit} can be used as sums of the monthly "
         f"series over {plural(len(view.months), 'calendar month')} "
@@ -57,7 +58,12 @@ def describe_ledger(audit: LedgerAudit) -> list[str]:
         )
     kinds = view.conflicts["kind"].value_counts()
     if len(view.conflicts):
-        listed = "; ".join(f"{format_count(n)} {k.replace('_', ' ')}" for k, n in kinds.items())
+        kind_words = {
+            "parts_exceed_whole": "where parts exceed their whole",
+            "same_period_disagreement": "of two values for one period on one date",
+            "downward_revision": "where a later release is lower",
+        }
+        listed = "; ".join(f"{format_count(n)} {kind_words.get(k, k)}" for k, n in kinds.items())
         sentences.append(
             f"{plural(len(view.conflicts), 'set of figures', 'sets of figures')} cannot all hold on one "
             f"counting base ({listed}); they are listed below and kept, not averaged away."
@@ -91,7 +97,7 @@ def describe_timeline_alt_text(ledger: pd.DataFrame) -> str:
 def describe_pattern_caption(view) -> str:
     superseded = int((~view.figures["is_preferred"]).sum())
     return (
-        f"Each row is one usable {view.series.replace('_', ' ')} figure on {view.unit}, each column a "
+        f"Each row is one usable figure of {SERIES_WORDS[view.series]}, each column a "
         f"calendar month; shading is the share of the month the figure's period covers. "
         f"{plural(superseded, 'row is an earlier vintage', 'rows are earlier vintages')} of a period "
         "published again later."
@@ -109,19 +115,12 @@ def describe_pattern_alt_text(view) -> str:
 # ----------------------------------------------------------------------------- trend report
 
 
-def format_percent(value: float) -> str:
-    """Growth rates: one decimal below 10%, whole numbers above; a minus sign, never a hyphen."""
+def format_percent(value: float, signed: bool = False) -> str:
+    """Growth rates: one decimal below 10%, whole numbers above; a minus sign, never a hyphen;
+    `signed` puts a plus before rises too."""
     text = f"{abs(value):.1f}%" if abs(value) < 10 else f"{abs(value):.0f}%"
-    return ("−" if value < 0 and text not in ("0.0%", "0%") else "") + text
-
-
-def format_signed(value: float, digits: int = 2) -> str:
-    """-0.81 -> −0.81 (a typographic minus, as in the growth rates)."""
-    return f"{value:.{digits}f}".replace("-", "−")
-
-
-def format_ratio(value: float) -> str:
-    return f"{value:.2f}" if value < 10 else f"{value:.0f}"
+    zero = text in ("0.0%", "0%")
+    return ("−" if value < 0 and not zero else "+" if signed and not zero else "") + text
 
 
 def format_month(month: str | pd.Period) -> str:
@@ -133,85 +132,15 @@ def format_span(first: str, last: str) -> str:
     return format_month(first) if first == last else f"{format_month(first)} to {format_month(last)}"
 
 
-def describe_growth(
-    label: str,
-    before: float,
-    before_lo: float,
-    before_hi: float,
-    after: float,
-    after_lo: float,
-    after_hi: float,
-    after_first: str,
-    after_last: str,
-) -> str:
-    """The fastest growth after the break against growth before it."""
-    verb = "grew" if after >= 0 else "fell"
-    return (
-        f"{label[0].upper() + label[1:]} cases reaching military courts {verb} by {format_percent(abs(after))} a "
-        f"month (95% CI {format_percent(after_lo)} to {format_percent(after_hi)}) in "
-        f"{format_span(after_first, after_last)}, the fastest period after the mobilisation, against "
-        f"{format_percent(before)} a month (95% CI {format_percent(before_lo)} to {format_percent(before_hi)}) "
-        "before it."
-    )
-
-
-def describe_latest_growth(value: float, lo: float, hi: float, first: str, last: str) -> str:
-    direction = "still growing" if lo > 0 else ("falling" if hi < 0 else "no longer clearly growing")
-    return (
-        f"In the latest period the data cover, {format_span(first, last)}, the monthly change was "
-        f"{format_percent(value)} (95% CI {format_percent(lo)} to {format_percent(hi)}): {direction}."
-    )
-
-
-def describe_level_step(break_month: str, ratio: float, lo: float, hi: float) -> str:
-    sentence = (
-        f"At the break in {format_month(break_month)} the monthly rate changed by a factor of "
-        f"{format_ratio(ratio)} (95% CI {format_ratio(lo)} to {format_ratio(hi)})"
-    )
-    if lo <= 1 <= hi:
-        return (
-            sentence
-            + "; the figures cannot tell a jump from no jump, so the rise is carried by the growth that followed."
-        )
-    return sentence + "."
-
-
-def describe_excess(first: str, last: str, excess: float, lo: float, hi: float) -> str:
-    return (
-        f"From {format_span(first, last)}, about {format_count(excess)} more cases "
-        f"(95% CI {format_count(lo)} to {format_count(hi)}) reached the courts than the pre-mobilisation "
-        "trend would have produced."
-    )
-
-
-def describe_forecast(months: int, first: str, last: str, expected: float, lo: float, hi: float) -> str:
-    return (
-        f"For the {plural(months, 'month')} after the data end ({format_span(first, last)}) the model "
-        f"expects about {format_count(expected)} cases (95% prediction interval {format_count(lo)} to "
-        f"{format_count(hi)}), if the recent trend continues, slowing."
-    )
-
-
 def describe_identification(correlation: float, n_pre_break: int) -> str | None:
     """Said only when the pre-break figures cannot separate the pre-trend from the jump."""
     if abs(correlation) < 0.7:
         return None
     return (
-        f"Before the break the ledger has only {plural(n_pre_break, 'figure')} for this article, so the "
-        f"pre-break trend and the jump are hard to tell apart (their estimates correlate at "
-        f"{format_signed(correlation)} across draws): read the jump together with the growth that followed, "
-        "not on its own."
+        f"Before the break the ledger has only {plural(n_pre_break, 'figure')} for this article, so the published "
+        "figures cannot fully separate the trend before mobilisation from the jump at it: read the jump together "
+        "with the growth that followed, not on its own."
     )
-
-
-def describe_fit(inside: int, total: int, outside_ids: list[str]) -> str:
-    sentence = (
-        f"The model reproduces {format_count(inside)} of {plural(total, 'exact published figure')} for "
-        "this article within their 95% intervals"
-    )
-    if outside_ids:
-        return sentence + f"; the exceptions ({', '.join(outside_ids)}) are marked in the residual chart."
-    return sentence + "."
 
 
 def describe_validation(covered: int, total: int, relative_mae: float | None, loo_covered: int, loo_total: int) -> str:
@@ -239,21 +168,6 @@ def format_list(items: list[str]) -> str:
     return items[0] if len(items) == 1 else ", ".join(items[:-1]) + " and " + items[-1]
 
 
-def describe_year_total(year: int, total: dict, previous: dict | None) -> str:
-    """`total`/`previous`: predict_total dicts (estimate, lower_95, upper_95) for all three articles."""
-    sentence = (
-        f"In {year} military courts received an estimated {format_count(total['estimate'])} cases under the "
-        f"three refusal articles (95% prediction interval {format_count(total['lower_95'])} to "
-        f"{format_count(total['upper_95'])})"
-    )
-    if previous is not None:
-        sentence += (
-            f", against {format_count(previous['estimate'])} ({format_count(previous['lower_95'])} to "
-            f"{format_count(previous['upper_95'])}) in {year - 1}"
-        )
-    return sentence + "."
-
-
 def describe_shares(shares: list[tuple[str, float, float, float]]) -> str:
     """(label, share %, lower, upper) per article, the first the largest."""
     (label, share, lo, hi), *rest = shares
@@ -264,25 +178,13 @@ def describe_shares(shares: list[tuple[str, float, float, float]]) -> str:
     )
 
 
-def describe_cross_check(inside: int, total: int, outside_ids: list[str]) -> str:
-    sentence = (
-        f"Refitted without the {plural(total, 'figure')} published for the three articles together, the "
-        f"model's sum of the articles is consistent with {format_count(inside)} of them (inside their 95% "
-        "prediction intervals)"
-    )
-    if outside_ids:
-        verb = "falls" if len(outside_ids) == 1 else "fall"
-        return sentence + f"; {format_list(outside_ids)} {verb} outside."
-    return sentence + "."
-
-
 def describe_requests_growth(
     first: str, last: str, growth: float, lo: float, hi: float, filings: float, filings_lo: float, filings_hi: float
 ) -> str:
     verb = "grew" if growth >= 0 else "fell"
     return (
         f"Requests for help to desert received by Idite Lesom {verb} by {format_percent(abs(growth))} a month "
-        f"(95% CI {format_percent(lo)} to {format_percent(hi)}) from {format_span(first, last)}, against "
+        f"(95% interval {format_percent(lo)} to {format_percent(hi)}) from {format_span(first, last)}, against "
         f"{format_percent(filings)} a month (95% interval {format_percent(filings_lo)} to "
         f"{format_percent(filings_hi)}) for AWOL and desertion cases reaching military courts over the same months."
     )
@@ -306,10 +208,10 @@ def describe_lag(
     best lag wins when repeated on draws of the court model, `modal_lag` the lag that wins most."""
     others = [lag for lag in in_set if lag != best]
     if modal_lag == best:
-        robustness = f"the best lag in {100 * share_of_draws:.0f}% of the court model's draws"
+        robustness = f"the best lag in {100 * share_of_draws:.0f}% of the simulations of the court model"
     else:
         robustness = (
-            f"yet the best in only {100 * share_of_draws:.0f}% of the court model's draws, against "
+            f"yet the best in only {100 * share_of_draws:.0f}% of the simulations of the court model, against "
             f"{100 * modal_share:.0f}% for {'the same month' if modal_lag == 0 else plural(modal_lag, 'month')}"
         )
     sentence = f"Of the lags tried, court filings {_months_phrase(best)} track the requests most closely ({robustness})"
@@ -330,21 +232,25 @@ def describe_lag(
 # prose of every report lives here and its exact wording is tested here.
 
 
-def describe_effects_caption(methods: list[str]) -> str:
-    text = "Effects of the mobilisation break with 95% intervals"
-    return text + (f"; every interval: {methods[0]}." if len(methods) == 1 else ", and how each interval was made.")
+def _amendments_after() -> str:
+    return f"{plural((CRIMINAL_CODE_AMENDMENTS - MOBILISATION).days, 'day')} later"
 
 
-def describe_trend_caption(n_windows: int, n_running: int, break_month: str, forecast_from: str | None) -> str:
+def describe_trend_caption(
+    n_windows: int, n_running: int, break_month: str, forecast_from: str | None, clipped: bool = False
+) -> str:
     text = (
-        f"Top: expected monthly cases with 80% and 95% prediction intervals, and "
-        f"{plural(n_windows, 'published figure')} drawn as a point (one month) or a bar at the "
-        f"monthly average of its window. Bottom: {plural(n_running, 'published running total')} "
-        f"since 21 September 2022 against the model in their counting base. The dashed vertical line is the "
-        f"break ({format_month(break_month)})."
+        f"Top: the model's estimate of the cases received each month, with its {RANGE_WORD}s (80% and 95%), and "
+        f"{plural(n_windows, 'published figure')} drawn as a point (one month) or a bar at the monthly average of "
+        f"a longer period. Bottom: {plural(n_running, 'published running total')} since the mobilisation against "
+        "the model, counted as those totals count. The dashed vertical line marks the mobilisation "
+        f"({format_date(MOBILISATION)}) and, {_amendments_after()}, the Criminal Code amendments "
+        f"({format_date(CRIMINAL_CODE_AMENDMENTS)}); the model's break is the first month after them, "
+        f"{format_month(break_month)}."
     )
     if forecast_from:
-        text += f" Months from {format_month(forecast_from)} are a forecast (lighter band, dashed line)."
+        text += f" Months from {format_month(forecast_from)} are a forecast (dashed line, lighter range)"
+        text += ", whose range continues above the top of the chart." if clipped else "."
     return text
 
 
@@ -358,9 +264,10 @@ def describe_trend_alt_text(label: str, first: str, last: str, peak: float, peak
 
 def describe_residual_caption(n_used: int) -> str:
     return (
-        f"Standardised residual of each of the {plural(n_used, 'figure')} used for this article "
-        "(published minus expected as published, over its standard deviation); dashed lines at ±2. "
-        "For a lower or upper bound the residual is zero unless the fit breaks it."
+        f"Each of the {plural(n_used, 'figure')} used for this article: how far the published number is from what "
+        "the model expects that release to have counted (with its late posting), in standard deviations; dashed "
+        "lines at two either side. A lower or upper bound (“at least”, “at most”) sits at zero unless the model "
+        "breaks it."
     )
 
 
@@ -386,7 +293,7 @@ def describe_trend_methods(
     """The modelling choices behind a trend report, as read off its fit."""
     sentences = [
         f"The three articles are fitted jointly to {plural(n_used, 'published figure')} "
-        f"({plural(n_set_aside, 'figure')} set aside, each with its reason in fit_to_ledger.csv); "
+        f"({plural(n_set_aside, 'figure')} set aside, each with its reason in the published table of figures); "
         "figures for all three articles constrain the sum of the three monthly series.",
         f"Log monthly rate: a pre-break trend, a level step at {format_month(break_month)} "
         f"and slope changes at {', '.join(knots) or 'no knot (too few months after the break)'}, with a ridge penalty "
@@ -406,38 +313,33 @@ def describe_trend_methods(
 
 def describe_sensitivity_caption(draws_per_refit: int) -> str:
     return (
-        "Headline effects under other defensible choices, each a full refit; medians with 95% intervals "
-        f"from {draws_per_refit} parameter draws per refit (the first row is the reported fit, as in the "
-        "tables above). Working days are those of the Russian production calendar, transferred working "
-        "Saturdays included."
-    )
-
-
-def describe_headline_caption(n_draws: int) -> str:
-    return (
-        "Cases received per year: modelled totals with 95% prediction intervals. Level ratio and growth: "
-        f"posterior medians with 95% intervals from {n_draws:,} draws of the joint fit "
-        "(the same numbers as each article's own report)."
+        "The headline numbers under other defensible choices, each the model fitted again; each with its "
+        f"{EFFECT_INTERVAL} from {draws_per_refit} simulations (the first row is this report's fit, as in the table "
+        "above). Working days are those of the Russian production calendar, transferred working Saturdays included."
     )
 
 
 def describe_lag_caption(lag_draws: int) -> str:
+    """Plain words for the lag table; the statistics (Poisson fit with Pearson-scaled errors, the
+    chi-square rule for the set of lags) are in the methods report."""
     return (
-        "For each lag, log requests = constant + elasticity × log court filings that many months later "
-        "(AWOL and desertion, model means), fitted to the disjoint request windows by Poisson likelihood "
-        "with Pearson-scaled (quasi-Poisson) standard errors and t intervals. The 95% set holds the lags whose "
-        "deviance is within the chi-square 95% point, times the best lag's scale, of the lowest. An elasticity "
-        "of one means requests proportional to filings. The last column repeats the comparison on "
-        f"{lag_draws} draws of the court model, so it carries that model's uncertainty, which the 95% set does not."
+        "Each row compares the request counts with AWOL and desertion cases reaching military courts that many "
+        "months later (the model's monthly estimates). “Fits worse than the best lag by” measures how much less "
+        "closely that lag follows the requests (zero for the best); lags whose gap is within what chance alone "
+        "would produce 95 times in 100 fit about as well. “Requests scale with filings as” is 1 when requests "
+        "rise in proportion to filings and below 1 when they rise more slowly, with its 95% interval. The last "
+        f"column repeats the comparison on {lag_draws} simulated versions of the court series, so it carries the "
+        "uncertainty of the court estimates, which the other columns do not."
     )
 
 
 def describe_side_by_side_caption(last_month: str, break_month: str) -> str:
     return (
         f"Modelled monthly cases received by military courts, January 2021 to {format_month(last_month)}, "
-        "with 95% prediction intervals (shaded), one panel per article on its own scale. Dots are published "
-        "single months; bars are the monthly average of longer published windows. The dashed line marks the "
-        f"break in {format_month(break_month)}."
+        f"with their 95% {RANGE_WORD}s (shaded), one panel per article on its own scale. Dots are published "
+        "single months; bars are the monthly average of longer published windows. The dashed vertical line marks "
+        f"the mobilisation ({format_date(MOBILISATION)}) and the Criminal Code amendments {_amendments_after()}; the "
+        f"model's break is the first month after them, {format_month(break_month)}."
     )
 
 
@@ -467,8 +369,10 @@ def describe_requests_alt_text(first: str, last: str, growth: float) -> str:
 def describe_cross_check_caption() -> str:
     return (
         "Each figure published for the three articles together (dot) against the 95% predictive interval of the "
-        "model fitted without any such figure, relative to the predicted median; green dots are consistent, orange "
-        "are not. Bounds (at least / at most) are consistent unless the whole interval lies on the wrong side."
+        "model fitted without any such figure, relative to the predicted median. A figure is consistent when it "
+        "lies inside the range; a bound (“at least”, “at most”) is consistent when the model meets it more likely "
+        "than not, in tension when it meets it with less than even odds, and not consistent when the whole range "
+        "lies on the wrong side of it."
     )
 
 
@@ -480,20 +384,23 @@ def describe_cross_check_alt_text(n_figures: int, n_consistent: int) -> str:
 
 
 def describe_summary_methods(n_cross_check: int, requests: tuple[int, int, int, float, int] | None) -> list[str]:
-    """`requests`: (counts used, help-request figures, disjoint windows, Pearson dispersion, residual df)."""
+    """`requests`: (counts used, help-request figures, disjoint windows, Pearson dispersion, residual df).
+    The dispersion is said as how many times wider than chance the scatter is (its square root)."""
     cross = (
-        f"The cross-check refit drops {plural(n_cross_check, 'all-article figure')} and keeps "
-        "every other figure; its predictions include the reporting lag and counting base of each figure as published."
+        f"The check of the three articles against the {plural(n_cross_check, 'figure')} published for all of them "
+        "together uses a second fit that leaves those figures out; its predictions allow for each figure's late "
+        "posting and the way it was counted."
     )
     if requests is None:
         return [cross]
     n_used, n_all, n_windows, scale, df_resid = requests
     return [
-        f"Requests: {plural(n_used, 'published count')} of the {n_all} help-request figures in the ledger "
-        f"are counts of requests in a window; nested ones were made disjoint, giving {plural(n_windows, 'window')}.",
-        f"The request trend's Pearson dispersion is {scale:.1f} on {plural(df_resid, 'residual degree')} "
-        "of freedom: the published months scatter well beyond Poisson noise around a straight log-line, and the "
-        "intervals are widened by that factor's square root.",
+        f"Requests: {n_used} of the {plural(n_all, 'help-request figure')} in the ledger are counts of requests "
+        "over a period; where periods overlap, the overlap was taken out so that each request is counted once, "
+        f"leaving {plural(n_windows, 'period')}.",
+        f"The published request counts scatter about {np.sqrt(scale):.1f} times as widely around a steady growth "
+        f"line as chance alone would make them ({plural(df_resid, 'degree')} of freedom), and their ranges are "
+        "widened by that factor.",
         cross,
     ]
 
@@ -504,3 +411,365 @@ def describe_no_cross_check() -> str:
 
 def describe_no_requests(reason: str) -> str:
     return f"No comparison: {reason}."
+
+
+# ----------------------------------------------------------------------------- page one, for readers
+# Numbers a journalist can repeat: one rounding rule for every modelled count with its range, one
+# name per kind of interval ("range" for a count's 95% prediction interval, "95% interval" for an
+# effect), and what the figures cannot tell said in words.
+
+RANGE_WORD = "range"  # a count's 95% prediction interval, in prose
+EFFECT_INTERVAL = "95% interval"  # an effect's interval, in prose
+
+
+def capitalised(text: str) -> str:
+    return text[:1].upper() + text[1:]
+
+
+def describe_headline_table_caption(label: str) -> str:
+    return (
+        f"Cases of {label} received by military courts: the model's estimate with its {RANGE_WORD} (95 chances in "
+        "100 that the true number lies within it), beside the number published for exactly that period, where "
+        "there is one. Published numbers can differ from the estimate: courts post cases "
+        "late, and some releases count only part "
+        "of an article."
+    )
+
+
+def rounding_unit(value: float, lo: float, hi: float) -> int:
+    """The unit every number of an estimate with its range is rounded to: a tenth of the range's
+    width, down to a power of ten, and at least what keeps three significant figures; never below 1.
+
+    So 9,213 (8,412 to 10,311) is about 9,200 (8,400 to 10,300) and 37 (20 to 60) stays 37 (20 to
+    60): no digit claims more precision than the range supports.
+    """
+    width = float(hi) - float(lo)
+    unit = 10 ** max(0, int(np.floor(np.log10(width))) - 1) if width > 0 else 1
+    magnitude = abs(float(value))
+    if magnitude >= 1:
+        unit = max(unit, 10 ** max(0, int(np.floor(np.log10(magnitude))) - 2))
+    return int(unit)
+
+
+def round_estimate(value: float, lo: float, hi: float) -> tuple[int, int, int]:
+    """The estimate to the nearest unit; the range outwards (never narrower than computed)."""
+    unit = rounding_unit(value, lo, hi)
+    return (int(round(value / unit) * unit), int(np.floor(lo / unit) * unit), int(np.ceil(hi / unit) * unit))
+
+
+def format_estimate(value: float, lo: float, hi: float) -> str:
+    """About 9,200 (8,400 to 10,300)"""
+    v, a, b = round_estimate(value, lo, hi)
+    return f"about {v:,} ({a:,} to {b:,})"
+
+
+def format_times(ratio: float, lo: float, hi: float, interval: str = "") -> str:
+    """A ratio as a reader repeats it: 1.8 (1.1 to 3.0), two significant figures; `interval`
+    names the interval inside the brackets ("1.8 (95% interval 1.1 to 3.0)")."""
+
+    def two(x: float) -> str:
+        return f"{x:.1f}" if x < 10 else f"{x:,.0f}"
+
+    return f"{two(ratio)} ({interval + ' ' if interval else ''}{two(lo)} to {two(hi)})"
+
+
+def format_period(start: pd.Timestamp, end: pd.Timestamp) -> str:
+    """A calendar year as 2024, a quarter as October to December 2024, otherwise day to day."""
+    start, end = pd.Timestamp(start), pd.Timestamp(end)
+    if start == pd.Timestamp(start.year, 1, 1) and end == pd.Timestamp(start.year, 12, 31):
+        return str(start.year)
+    if start.day == 1 and end == end + pd.offsets.MonthEnd(0):
+        first, last = start.to_period("M"), end.to_period("M")
+        if first.year == last.year:
+            return f"{first:%B} to {last:%B %Y}" if first != last else f"{first:%B %Y}"
+        return f"{first:%B %Y} to {last:%B %Y}"
+    return f"{format_date(start)} to {format_date(end)}"
+
+
+def format_period_short(start: pd.Timestamp, end: pd.Timestamp) -> str:
+    """For chart labels: 2023, Mar 2023, Jan–Mar 2023, or 21 Sep 2022–27 Apr 2023."""
+    start, end = pd.Timestamp(start), pd.Timestamp(end)
+    if start == pd.Timestamp(start.year, 1, 1) and end == pd.Timestamp(start.year, 12, 31):
+        return str(start.year)
+    if start.day == 1 and end == end + pd.offsets.MonthEnd(0):
+        if start.to_period("M") == end.to_period("M"):
+            return f"{start:%b %Y}"
+        return f"{start:%b}–{end:%b %Y}" if start.year == end.year else f"{start:%b %Y}–{end:%b %Y}"
+    return f"{start.day} {start:%b %Y}–{end.day} {end:%b %Y}"
+
+
+def describe_latest_year(
+    label: str, year: int, total: tuple[float, float, float], ratio: tuple[float, float, float] | None
+) -> str:
+    """The first finding: how many in the latest full year, and against the year before."""
+    sentence = (
+        f"Military courts received {format_estimate(*total)} {label} cases in {year}; the {RANGE_WORD} is where "
+        "the true number lies with 95% probability"
+    )
+    if ratio is not None:
+        value, lo, hi = ratio
+        if lo > 1:
+            sentence += f". That is {format_times(*ratio)} times as many as in {year - 1}"
+        elif hi < 1:
+            sentence += f". That is fewer than in {year - 1}: {format_times(*ratio)} times as many"
+        else:
+            sentence += f", about as many as in {year - 1} (ratio {format_times(*ratio)})"
+    return sentence + "."
+
+
+def describe_latest_quarter(period: str, total: tuple[float, float, float]) -> str:
+    return f"In the latest complete quarter, {period}, they received {format_estimate(*total)}."
+
+
+def describe_jump(break_month: str, ratio: float, lo: float, hi: float) -> str:
+    """The change at the mobilisation, or plainly that the figures cannot show one."""
+    when = (
+        f"In {format_month(break_month)}, the first month after mobilisation was announced "
+        f"({format_date(MOBILISATION)}) and the Criminal Code was amended to punish these offences harder in wartime "
+        f"({format_date(CRIMINAL_CODE_AMENDMENTS)})"
+    )
+    if lo <= 1 <= hi:
+        return (
+            f"{when}, the published figures cannot tell whether the monthly count jumped: the rise came in the "
+            "months that followed."
+        )
+    verb = "jumped" if ratio > 1 else "fell"
+    return f"{when}, the monthly count {verb} by a factor of {format_times(ratio, lo, hi, EFFECT_INTERVAL)}."
+
+
+def describe_excess_for_readers(first: str, last: str, excess: float, lo: float, hi: float) -> str:
+    return (
+        f"From {format_span(first, last)} the courts received {format_estimate(excess, lo, hi)} more cases than "
+        "the trend before mobilisation would have produced; the amended Criminal Code counts towards this: part "
+        "of the rise is new offences, not only more soldiers prosecuted."
+    )
+
+
+def describe_forecast_for_readers(
+    first: str, last: str, total: tuple[float, float, float], latest_release: pd.Timestamp
+) -> str:
+    """The forecast, with the date after which nothing is published: a reader who sees a later
+    "figures up to" date on the title page (a figure on another subject) must not wonder why
+    those months are guessed."""
+    return (
+        f"The latest court figure used was published on {format_date(latest_release)}, so the months from "
+        f"{format_month(first)} on are a forecast: if the trend of the last "
+        f"{plural(FORECAST_SLOPE_MONTHS, 'month')} carries on, flattening out, the courts would receive "
+        f"{format_estimate(*total)} cases from {format_span(first, last)}, a wide {RANGE_WORD}."
+    )
+
+
+def reading_box(label: str, article_name: str, vintage: pd.Timestamp, built: pd.Timestamp, title: str) -> list[str]:
+    """How to read and cite these numbers, one short paragraph each."""
+    return [
+        f"What is counted: cases of {label} received by Russia's military courts, as posted on court websites "
+        "and counted, mostly by Mediazona. It is not the number of soldiers who left their units: a case reaches "
+        "a court weeks to months after the offence, and prosecution practice changed over the period.",
+        f"Ranges: no monthly count is published, so every number here is a model estimate from the published "
+        f"totals. Each comes with a {RANGE_WORD}: the model gives 95 chances in 100 that the true number lies "
+        f"within it. Changes (a jump, a ratio, a growth rate) come with a {EFFECT_INTERVAL}, read the same way.",
+        "Rounding: each estimate is rounded to what its range supports, so a figure of about 9,200 means "
+        "somewhere near 9,200, not exactly 9,200.",
+        f"Cite as: milcourts research notebooks, “{title}”, built {format_date(built)} from figures published up "
+        f"to {format_date(vintage)}. The tables behind this report are published with it.",
+    ]
+
+
+def glossary(break_month: str) -> list[tuple[str, str]]:
+    """The few terms that must stay, defined once."""
+    return [
+        ("case received", "a criminal case registered by a military court, counted when the court receives it"),
+        (
+            "published figure",
+            "a number a newsroom or official source published for some period; every one used is listed in the sources",
+        ),
+        ("running total", "a count from a fixed start (the mobilisation or the invasion) to the day it was published"),
+        ("the break", f"{format_month(break_month)}, the month the model lets the count jump and change its trend"),
+        (
+            "trend before mobilisation",
+            "what the trend up to the break, continued, would have produced (the dotted line in the chart)",
+        ),
+    ]
+
+
+# Published minus expected, in standard deviations, beyond which a figure is called far from the
+# model: the same limit the residual chart draws and colours by.
+RESIDUAL_LIMIT = 2.0
+
+
+def describe_effects_caption_for_readers(n_draws: int) -> str:
+    return (
+        f"Each estimate with its {EFFECT_INTERVAL}: the middle 95% of {n_draws:,} simulations of the fitted model. "
+        "A jump of 1 would mean no jump; a change per month is how much each month's count grows on the one "
+        "before, on average over the period."
+    )
+
+
+def describe_fit_for_readers(close: int, total: int, far: list[str]) -> str:
+    sentence = (
+        f"Of the {plural(total, 'exactly published figure')} for this article, the model's expectation is within "
+        f"two standard deviations of {format_count(close)}"
+    )
+    if far:
+        return sentence + f"; further off: {format_list(far)}."
+    return sentence + "."
+
+
+def describe_how_estimated(
+    n_figures: int, break_month: str, tau_days: float, train_end: pd.Timestamp | None
+) -> list[str]:
+    """Half a page for a reader: the model in words, and where its full description and checks are."""
+    sentences = [
+        f"The monthly numbers are estimated by a statistical model fitted to {plural(n_figures, 'published figure')} "
+        "for the three articles at once. Each published number, whether a month, a year or a running total, is "
+        "treated as the sum of the unknown monthly counts over its period, so every figure constrains the months "
+        "it covers, and figures for the three articles together constrain their sum.",
+        f"Each article's monthly count follows a trend before the break ({format_month(break_month)}), may jump "
+        "at it, and may then grow at a rate that changes every few months; the smaller articles borrow the shape "
+        "of AWOL's where their own figures are too few.",
+        f"Courts post cases on their websites late: the model estimates how late from periods published more than "
+        f"once (most cases appear within about {tau_days:.0f} days). Running totals since the mobilisation are read "
+        "on their own counting basis, because early ones counted only the offences the mobilisation law created.",
+        "The model, its assumptions and how well it predicts figures it had not seen are set out in the methods "
+        "and validation report.",
+    ]
+    if train_end is not None:
+        sentences.append(f"This report uses only the figures published by {format_date(train_end)}.")
+    return sentences
+
+
+def describe_unused_figures(n_unused: int) -> str:
+    if n_unused == 0:
+        return "Every figure in the ledger is used."
+    return (
+        f"The ledger holds {plural(n_unused, 'further figure')} that this report does not rest on: they count other "
+        "articles or other things (verdicts, persons, requests for help, rates), have no dates, or contradict a "
+        "figure published the same day; the ledger audit lists every one with the reason."
+    )
+
+
+# ----------------------------------------------------------------------------- methods report
+
+
+def format_share_range(row) -> str:
+    """A share with its 95% interval, as percentages: 90% (78% to 97%)."""
+    return f"{100 * row['estimate']:.0f}% ({100 * row['lower_95']:.0f}% to {100 * row['upper_95']:.0f}%)"
+
+
+_PLAIN_EFFECTS = (
+    ("level rate ratio at the break", "jump at the break (times)"),
+    (
+        "change in monthly growth after the break (percentage points)",
+        "change of growth after the break (points a month)",
+    ),
+)
+
+
+def plain_effect(effect: str) -> str:
+    for technical, plain in _PLAIN_EFFECTS:
+        if effect.startswith(technical):
+            return plain
+    return effect
+
+
+def describe_assumptions(
+    month_cv_pct: float, lag_days: float, lag_days_95: tuple[float, float], base_share: float, approx_pct: float
+) -> list[str]:
+    """What the published figures cannot tell, so the model assumes it, and how."""
+    return [
+        f"How much real monthly counts vary around their trend cannot be learnt from a ledger with almost no "
+        f"single months. The model assumes about {month_cv_pct:.0f}% from month to month (a prior, not an "
+        "estimate); every monthly range is only as good as this assumption, and the ranges of yearly totals "
+        "depend on it much less.",
+        f"Courts post cases late. Before the data speak, the model expects most cases on court websites within "
+        f"about {lag_days:.0f} days (95 in 100 between {lag_days_95[0]:.1f} and {lag_days_95[1]:.0f} days); "
+        "periods published more than once then inform the delay.",
+        f"Early running totals since the mobilisation counted only the offences the mobilisation law created. "
+        f"The model expects them to count about {100 * base_share:.0f}% of the cases from 2023 on and less in "
+        "late 2022, and estimates both shares for each article.",
+        f"A figure published as “about” a number is read as that number with a typical error of "
+        f"{approx_pct:.0f}%; “at least” and “more than” figures are lower bounds, “at most” figures upper bounds.",
+    ]
+
+
+def describe_break_profile(model_break: str, best: str, inside: list[str], first: str, last: str) -> str:
+    text = (
+        f"The model places the break at {format_month(model_break)}, chosen before looking at the data. Asked of "
+        f"the data instead, refitting with the break at every month from {format_month(first)} to "
+        f"{format_month(last)}, the best fit is {format_month(best)}"
+    )
+    others = [m for m in inside if m != best]
+    if others:
+        return text + f"; {format_list([format_month(m) for m in others])} fit about as well (the 95% set)."
+    return text + ", and no other month fits about as well."
+
+
+def describe_break_caption() -> str:
+    return (
+        "For each candidate month, how much worse the model fits the published figures with its break there than "
+        "at the best month (in log-likelihood). Months below the dashed line fit about as well as the best one "
+        "(a 95% likelihood-ratio set); the line in colour is the model's own break."
+    )
+
+
+def describe_break_alt_text(n_months: int, best: str) -> str:
+    return f"Bar chart over {plural(n_months, 'candidate break month')}; the best fit is {format_month(best)}."
+
+
+def describe_alternatives_caption() -> str:
+    return (
+        "The composite-link model (the one every report uses) beside a segmented negative binomial regression "
+        "fitted to reconstructed months (pooled over simulations with Rubin's rules) and a structural time series "
+        "fitted to the median reconstruction. The other two see the months only through the model, so they check "
+        f"the shape of the estimate, not the data; each with its {EFFECT_INTERVAL}."
+    )
+
+
+def describe_identification_caption() -> str:
+    return (
+        "A correlation near −1 or +1 means the figures before the break cannot separate the earlier trend from "
+        f"the jump, so neither is estimated on its own. The shares come with their {EFFECT_INTERVAL}s."
+    )
+
+
+def describe_simulation_caption() -> str:
+    return (
+        "How often the 95% intervals covered the true jump and the true change of trend in ledgers simulated with "
+        "the real ledger's pattern of published figures; and how often a jump was reported when there was none "
+        "(the second row: the lower, the better)."
+    )
+
+
+def describe_summary_table_caption() -> str:
+    return (
+        f"Cases received by military courts: the model's estimate with its {RANGE_WORD} (95 chances in 100 that the "
+        "true number lies within it), per article and for the three together. Each article's report sets these "
+        "beside the numbers published for the same periods."
+    )
+
+
+def describe_changes_caption(n_draws: int) -> str:
+    return (
+        f"Each with its {EFFECT_INTERVAL} from {n_draws:,} simulations of the fitted model; the same numbers as each "
+        "article's own report. A jump of 1 would mean no jump at the break."
+    )
+
+
+def describe_cross_check_for_readers(total: int, in_tension: list[str], inconsistent: list[str]) -> str:
+    agreeing = total - len(in_tension) - len(inconsistent)
+    sentence = (
+        f"Fitted again without the {plural(total, 'figure')} published for the three articles together, the model's "
+        f"sum of the three agrees with {format_count(agreeing)} of them"
+    )
+    if in_tension:
+        sentence += f"; it is in tension with {format_list(in_tension)}, a bound it meets with less than even odds"
+    if inconsistent:
+        sentence += f"; it contradicts {format_list(inconsistent)}"
+    return sentence + "."
+
+
+def describe_methods_pointer() -> str:
+    return (
+        "The model, its assumptions and how well it predicts figures it had not seen are set out in the methods "
+        "and validation report."
+    )

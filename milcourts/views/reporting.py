@@ -10,6 +10,7 @@ from __future__ import annotations
 import html
 import io
 import itertools
+import os
 import re
 import warnings
 from dataclasses import dataclass, field
@@ -24,19 +25,35 @@ from IPython.display import HTML, display
 from milcourts.products.public import DataPackage
 
 PALETTE = "colorblind"  # seaborn's colour-blind-safe qualitative palette
+CHART_FONT_PT = 8.0  # every chart text at least this size, at the size the chart prints
 _figure_counter = itertools.count(1)
 
 
 def setup_report_style() -> None:
     """Deterministic, readable charts: fixed SVG ids, DejaVu Sans (covers Cyrillic), no date stamp."""
-    sns.set_theme(context="notebook", style="whitegrid", palette=PALETTE, font="DejaVu Sans")
+    sns.set_theme(context="paper", style="whitegrid", palette=PALETTE, font="DejaVu Sans")
     matplotlib.rcParams.update(
         {
             "svg.hashsalt": "milcourts",  # stable element ids -> same inputs give the same HTML
             "svg.fonttype": "path",  # glyphs as paths: the PDF needs no font for chart text
             "figure.dpi": 100,
-            "axes.titlesize": 12,
+            # charts are drawn at the width they print (plotting.PRINT_WIDTH_IN), so these sizes are
+            # the printed sizes: nothing below 7.5 pt
+            **{
+                key: CHART_FONT_PT
+                for key in (
+                    "font.size",
+                    "axes.labelsize",
+                    "xtick.labelsize",
+                    "ytick.labelsize",
+                    "legend.fontsize",
+                    "legend.title_fontsize",
+                )
+            },
+            "axes.titlesize": CHART_FONT_PT + 1.5,
+            "figure.titlesize": CHART_FONT_PT + 2,
             "axes.titleweight": "bold",
+            "figure.titleweight": "bold",
         }
     )
     # pandas/matplotlib deprecation chatter is not for readers; real errors still raise.
@@ -74,18 +91,25 @@ def _escaped_cell(value, is_link: bool) -> str:
 
 
 def show_table(
-    frame: pd.DataFrame, caption: str | None = None, index: bool = False, link_columns: tuple[str, ...] = ()
+    frame: pd.DataFrame,
+    caption: str | None = None,
+    index: bool = False,
+    link_columns: tuple[str, ...] = (),
+    compact: bool = False,
 ) -> None:
     """Display a table with every cell escaped; missing values show as an em dash. Cells of
-    `link_columns` holding an http(s) URL become links (href and text escaped as well)."""
+    `link_columns` holding an http(s) URL become links (href and text escaped as well). `compact`
+    sets smaller, tighter rows: for reference lists such as the sources, which a reader scans for one
+    row rather than reads (at the body size they filled three of the summary's pages)."""
+    classes = ["report-table", "report-compact"] if compact else "report-table"
     if link_columns:
         shown = frame.copy()
         for column in shown.columns:
             shown[column] = [_escaped_cell(v, column in link_columns) for v in shown[column]]
         shown.columns = [html.escape(str(c)) for c in shown.columns]
-        table = shown.to_html(index=index, escape=False, border=0, classes="report-table")
+        table = shown.to_html(index=index, escape=False, border=0, classes=classes)
     else:
-        table = frame.to_html(index=index, escape=True, border=0, na_rep="—", classes="report-table")
+        table = frame.to_html(index=index, escape=True, border=0, na_rep="—", classes=classes)
     title = f"<p><em>{html.escape(caption)}</em></p>" if caption else ""
     display(HTML(title + _dates_unbroken(table)))
 
@@ -109,7 +133,7 @@ def show_sources(tables: tuple[pd.DataFrame, pd.DataFrame]) -> None:
     """The sources appendix: figures with their source numbers, then each publication once, as a
     reference list (a table squeezed the links and dates into narrow, many-line cells)."""
     figures, publications = tables
-    show_table(figures, "Figures used, by figure id")
+    show_table(figures, "Figures used, by figure id", compact=True)
     references = []
     for row in publications.itertuples(index=False):
         link = _escaped_cell(row.link, is_link=True) if row.link else "no link"
@@ -140,9 +164,41 @@ def show_section(section: Section) -> None:
         show_table(*section.table)
 
 
-def show_paragraphs(sentences: list[str]) -> None:
-    """Display generated prose, one paragraph per sentence, escaped."""
-    display(HTML("".join(f"<p>{html.escape(s)}</p>" for s in sentences)))
+def build_date():
+    """The day the report is built; SOURCE_DATE_EPOCH makes it reproducible, as for the build stamp."""
+    epoch = os.environ.get("SOURCE_DATE_EPOCH")
+    return pd.Timestamp(int(epoch), unit="s") if epoch else pd.Timestamp.now().normalize()
+
+
+def show_heading(text: str, level: int = 2) -> None:
+    """A heading generated from the data (it names the article), escaped; PDF bookmarks come from it."""
+    display(HTML(f"<h{level}>{html.escape(text)}</h{level}>"))
+
+
+def show_box(title: str, paragraphs: list[str], definitions: list[tuple[str, str]] = ()) -> None:
+    """A framed box: how to read and cite the numbers, with a short glossary."""
+    terms = "".join(f"<dt>{html.escape(t)}</dt><dd>{html.escape(d)}</dd>" for t, d in definitions)
+    display(
+        HTML(
+            f'<aside class="report-box"><h3>{html.escape(title)}</h3>'
+            + "".join(f"<p>{html.escape(p)}</p>" for p in paragraphs)
+            + (f"<p><strong>Words used</strong></p><dl>{terms}</dl>" if terms else "")
+            + "</aside>"
+        )
+    )
+
+
+def show_paragraphs(sentences: list[str], links: dict[str, str] | None = None) -> None:
+    """Display generated prose, one paragraph per sentence, escaped; each phrase in `links` (phrase
+    -> address) becomes a link where it occurs."""
+
+    def linked(sentence: str) -> str:
+        text = html.escape(sentence)
+        for phrase, href in (links or {}).items():
+            text = text.replace(html.escape(phrase), f'<a href="{html.escape(href)}">{html.escape(phrase)}</a>')
+        return text
+
+    display(HTML("".join(f"<p>{linked(s)}</p>" for s in sentences)))
 
 
 def show_validation(sentence: str | None, scores: pd.DataFrame, plot) -> None:
@@ -163,33 +219,27 @@ def show_validation(sentence: str | None, scores: pd.DataFrame, plot) -> None:
 
 def publish_data(package: DataPackage, data_dir: str) -> None:
     """Write the report's data tables and their datapackage.json into `data_dir` (the build sets
-    it to the report's data folder; "" writes nothing) and list them for the reader, linked."""
+    it to the report's data folder; "" writes nothing) and list them for the reader, linked by what
+    they hold (file names are in the links, not the prose)."""
     folder = Path(data_dir) if data_dir else None
     if folder is not None:
         package.write(folder)
     rows = []
     for table, frame in package.tables:
-        name = f"{table.name}.csv"
-        where = _escaped_cell(f"{folder.name}/{name}", is_link=False) if folder else html.escape(name)
-        link = f'<a href="{where}">{html.escape(name)}</a>' if folder else f"<code>{where}</code>"
-        rows.append(
-            f'<tr><td style="white-space:nowrap">{link}</td><td>{html.escape(table.title)}</td>'
-            f"<td>{len(frame):,}</td><td>{html.escape(table.description)}</td></tr>"
+        title = html.escape(table.title)
+        what = f'<a href="{html.escape(folder.name)}/{html.escape(table.name)}.csv">{title}</a>' if folder else title
+        rows.append(f"<tr><td>{what} (CSV)</td><td>{len(frame):,}</td><td>{html.escape(table.description)}</td></tr>")
+    if folder is not None:
+        described = f'<a href="{html.escape(folder.name)}/datapackage.json">a description of every column</a>'
+        lead = (
+            "These tables hold the numbers this report states. They are published beside it as CSV files, with "
+            f"{described} and its unit in the Frictionless Data Package format. Licence: CC BY 4.0."
         )
-    described = (
-        f'<a href="{html.escape(folder.name)}/datapackage.json">datapackage.json</a>' if folder else "datapackage.json"
-    )
-    lead = (
-        "These tables hold the numbers this report states; they are published beside it, in the folder "
-        f"{html.escape(folder.name)}, as CSV files whose columns and units {described} describes "
-        "(Frictionless Data Package). Licence: CC BY 4.0."
-        if folder
-        else "The build publishes these tables beside the report as CSV files with a datapackage.json "
-        "describing their columns and units; this run wrote none."
-    )
+    else:
+        lead = "The build publishes these tables beside the report as CSV files; this run wrote none."
     display(
         HTML(
-            f'<p>{lead}</p><table class="report-table"><thead><tr><th>file</th><th>what it holds</th>'
-            f"<th>rows</th><th>description</th></tr></thead><tbody>{''.join(rows)}</tbody></table>"
+            f'<p>{lead}</p><table class="report-table"><thead><tr><th>table</th><th>rows</th>'
+            f"<th>what it holds</th></tr></thead><tbody>{''.join(rows)}</tbody></table>"
         )
     )

@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 
 from milcourts import paths
-from milcourts.checks.validation import interval_covers
+from milcourts.checks.validation import CONSISTENT, IN_TENSION, INCONSISTENT, bound_met_share, verdict
 from milcourts.inputs.ledger import load_ledger
 from milcourts.model.requests import (
     RequestsTrend,
@@ -31,13 +31,15 @@ from milcourts.model.spec import ModelSpec
 from milcourts.products import public
 from milcourts.products.needs import summary_requests
 from milcourts.products.stage import FitProducts, load_or_fit
-from milcourts.views import narrative, plotting, reporting
+from milcourts.views import narrative, plotting, reporting, trend
 from milcourts.views.trend import effect_value, growth_segments, is_running_total, sources_for
 from milcourts.vocabulary import ALL_ARTICLES, ARTICLE_LABELS, ARTICLES, DEFAULT_BREAK_MONTH
 
 # Idite Lesom helps soldiers leave their units: the court series that counts them is AWOL and desertion.
 COMPARISON_ARTICLES = ("337", "338")
 CROSS_CHECK_SEED = 20240618
+# Phrases of the report's prose that link to the other reports.
+LINKS = trend.LINKS
 
 
 @dataclass
@@ -74,17 +76,21 @@ def _cross_check(without: FitProducts, targets: pd.DataFrame) -> pd.DataFrame:
             draws, ALL_ARTICLES, r.period_start, r.period_end, r.assumed_source_date, r.value_qualifier, rng
         )
         median, lo, hi = np.quantile(predicted, [0.5, 0.025, 0.975])
+        said = verdict(r.value, r.value_qualifier, predicted)
         rows.append(
             {
                 "figure_id": r.figure_id,
                 "period_start": r.period_start,
                 "period_end": r.period_end,
+                "source_date": r.source_date,
                 "value": r.value,
                 "value_qualifier": r.value_qualifier,
                 "predicted_median": median,
                 "lower_95": lo,
                 "upper_95": hi,
-                "is_covered": interval_covers(r.value, r.value_qualifier, lo, hi),
+                "bound_met_share": bound_met_share(r.value, r.value_qualifier, predicted),
+                "verdict": said,
+                "is_covered": said == CONSISTENT,
             }
         )
     return pd.DataFrame(rows)
@@ -152,13 +158,6 @@ def run_summary(
 # ----------------------------------------------------------------------------- numbers for the text
 
 
-def complete_years(draws: Draws) -> list[int]:
-    """Calendar years whose twelve months are all modelled from data (no forecast month)."""
-    observed = draws.months[: draws.n_observed]
-    counts = pd.Series(observed.year).value_counts()
-    return sorted(int(y) for y, n in counts.items() if n == 12)
-
-
 def year_totals(analysis: SummaryAnalysis, year: int) -> dict[str, dict]:
     """Per article: the year's expected total (the sum of the published monthly rows) and its 95%
     prediction interval, from the yearly_totals table the report publishes."""
@@ -184,56 +183,80 @@ def year_shares(analysis: SummaryAnalysis, year: int) -> pd.DataFrame:
     return pd.DataFrame({"article": ARTICLES, "share": q[0], "lower_95": q[1], "upper_95": q[2]})
 
 
-def headline_table(analysis: SummaryAnalysis) -> pd.DataFrame:
-    """One row per article: yearly totals, the break, the fastest growth, as printed."""
-    effects = analysis.outputs["effects"]
-    years = complete_years(analysis.draws)[-2:]
-    rows = []
-    for article in ARTICLES:
-        own = effects[effects["article"] == article]
-        row = {"article": ARTICLE_LABELS[article]}
-        for year in years:
-            total = year_totals(analysis, year)[article]
-            row[f"cases received in {year}"] = (
-                f"{narrative.format_count(total['estimate'])} "
-                f"({narrative.format_count(total['lower_95'])}–"
-                f"{narrative.format_count(total['upper_95'])})"
-            )
-        step = effect_value(own, "level rate ratio at the break")
-        row["level ratio at the break"] = (
-            f"{narrative.format_ratio(step['estimate'])} "
-            f"({narrative.format_ratio(step['lower_95'])}–"
-            f"{narrative.format_ratio(step['upper_95'])})"
-        )
-        segments = growth_segments(own)
-        after = segments[segments["first_month"] >= analysis.spec.break_month]
-        fastest = after.loc[after["estimate"].idxmax()]
-        row["fastest monthly growth after the break"] = (
-            f"{narrative.format_percent(fastest['estimate'])} ({narrative.format_percent(fastest['lower_95'])} to "
-            f"{narrative.format_percent(fastest['upper_95'])}), "
-            f"{narrative.format_span(fastest['first_month'], fastest['last_month'])}"
-        )
-        rows.append(row)
-    return pd.DataFrame(rows)
-
-
-def headline_caption(analysis: SummaryAnalysis) -> str:
-    return narrative.describe_headline_caption(analysis.spec.n_draws)
-
-
 def requests_span(analysis: SummaryAnalysis) -> tuple[str, str]:
     months = analysis.requests.windows.months
     return str(months[0]), str(months[-1])
 
 
+def page_one_heading(analysis: SummaryAnalysis) -> str:
+    return "The three articles: how many cases, and is it rising?"
+
+
+def headline_table(analysis: SummaryAnalysis) -> pd.DataFrame:
+    """Page one: cases received in each full year and the latest complete quarter, per article and
+    for the three together, each with its range."""
+    rows = []
+    for label, start, end in trend.headline_periods(analysis.draws):
+        row = {"period": label}
+        for article in (*ARTICLES, ALL_ARTICLES):
+            name = "all three" if article == ALL_ARTICLES else narrative.capitalised(ARTICLE_LABELS[article])
+            row[name] = narrative.format_estimate(*trend.period_estimate(analysis.products, article, start, end))
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def headline_caption(analysis: SummaryAnalysis) -> str:
+    return narrative.describe_summary_table_caption()
+
+
+def changes_table(analysis: SummaryAnalysis) -> pd.DataFrame:
+    """Per article: the jump at the break, the fastest growth after it, and the cases beyond the
+    trend before mobilisation; the same numbers as each article's own report."""
+    effects = analysis.outputs["effects"]
+    rows = []
+    for article in ARTICLES:
+        own = effects[effects["article"] == article]
+        step = effect_value(own, "level rate ratio at the break")
+        segments = growth_segments(own)
+        after = segments[segments["first_month"] >= analysis.spec.break_month]
+        fastest = after.loc[after["estimate"].idxmax()]
+        fastest_row = own[own["effect"].str.contains(f"{fastest['first_month']} to {fastest['last_month']}")].iloc[0]
+        excess = effect_value(own, "excess cases")
+        rows.append(
+            {
+                "article": narrative.capitalised(ARTICLE_LABELS[article]),
+                "jump at the break (times)": narrative.format_times(
+                    step["estimate"], step["lower_95"], step["upper_95"]
+                ),
+                "fastest growth after the break": (
+                    f"{narrative.format_percent(fastest_row['estimate'], signed=True)} a month "
+                    f"({narrative.format_percent(fastest_row['lower_95'], signed=True)} to "
+                    f"{narrative.format_percent(fastest_row['upper_95'], signed=True)}), "
+                    f"{narrative.format_span(fastest['first_month'], fastest['last_month'])}"
+                ),
+                "cases beyond the trend before mobilisation": narrative.format_estimate(
+                    excess["estimate"], excess["lower_95"], excess["upper_95"]
+                ),
+            }
+        )
+    return pd.DataFrame(rows)
+
+
+def changes_caption(analysis: SummaryAnalysis) -> str:
+    return narrative.describe_changes_caption(analysis.spec.n_draws)
+
+
 def key_findings(analysis: SummaryAnalysis) -> list[str]:
+    """Page one in sentences: the latest full year for the three together and each article's
+    share, the cross-check, the requests for help."""
     sentences = []
-    years = complete_years(analysis.draws)
+    years = trend.full_years(analysis.draws)
     if years:
         year = years[-1]
-        totals = year_totals(analysis, year)
-        previous = year_totals(analysis, year - 1)[ALL_ARTICLES] if year - 1 in years else None
-        sentences.append(narrative.describe_year_total(year, totals[ALL_ARTICLES], previous))
+        start, end = pd.Timestamp(year, 1, 1), pd.Timestamp(year, 12, 31)
+        total = trend.period_estimate(analysis.products, ALL_ARTICLES, start, end)
+        ratio = trend.year_ratio(analysis.draws, ALL_ARTICLES, year) if year - 1 in years else None
+        sentences.append(narrative.describe_latest_year("AWOL, desertion and refusing-orders", year, total, ratio))
         shares = year_shares(analysis, year)
         sentences.append(
             narrative.describe_shares(
@@ -243,8 +266,10 @@ def key_findings(analysis: SummaryAnalysis) -> list[str]:
     check = analysis.cross_check
     if len(check):
         sentences.append(
-            narrative.describe_cross_check(
-                int(check["is_covered"].sum()), len(check), check.loc[~check["is_covered"], "figure_id"].tolist()
+            narrative.describe_cross_check_for_readers(
+                len(check),
+                [trend.figure_words(r) for _, r in check[check["verdict"] == IN_TENSION].iterrows()],
+                [trend.figure_words(r) for _, r in check[check["verdict"] == INCONSISTENT].iterrows()],
             )
         )
     if analysis.requests is not None:
@@ -255,7 +280,20 @@ def key_findings(analysis: SummaryAnalysis) -> list[str]:
             )
         )
         sentences.append(lag_sentence(analysis))
-    return sentences[:6]
+    return sentences
+
+
+def reading_box(analysis: SummaryAnalysis) -> tuple[list[str], list[tuple[str, str]]]:
+    return (
+        narrative.reading_box(
+            "AWOL, desertion and refusing orders",
+            "",
+            analysis.ledger["source_date"].max(),
+            reporting.build_date(),
+            "Refusing to fight: the three articles side by side",
+        ),
+        narrative.glossary(analysis.spec.break_month),
+    )
 
 
 def trend_only_deviance(analysis: SummaryAnalysis) -> float:
@@ -285,31 +323,32 @@ def lag_sentence(analysis: SummaryAnalysis) -> str:
 def cross_check_table(analysis: SummaryAnalysis) -> pd.DataFrame:
     check = analysis.cross_check
     qualifier = {"at_least": "at least ", "at_most": "at most ", "approx": "about "}
+
+    def said(row) -> str:
+        if row["verdict"] == IN_TENSION:
+            return f"in tension: the model gives it {100 * row['bound_met_share']:.0f}%"
+        return {CONSISTENT: "yes", INCONSISTENT: "no"}[row["verdict"]]
+
     return pd.DataFrame(
         {
-            "figure": check["figure_id"],
-            "period": [f"{s:%Y-%m-%d} to {e:%Y-%m-%d}" for s, e in zip(check["period_start"], check["period_end"])],
-            "published": [
+            "published figure": [trend.figure_words(r) for _, r in check.iterrows()],
+            "value": [
                 qualifier.get(q, "") + narrative.format_count(v)
                 for v, q in zip(check["value"], check["value_qualifier"])
             ],
-            "predicted (median)": [narrative.format_count(v) for v in check["predicted_median"]],
-            "95% prediction interval": [
-                f"{narrative.format_count(lo)}–{narrative.format_count(hi)}"
-                for lo, hi in zip(check["lower_95"], check["upper_95"])
+            "model without it: middle and range (95%)": [
+                f"{narrative.format_count(m)} ({narrative.format_count(lo)} to {narrative.format_count(hi)})"
+                for m, lo, hi in zip(check["predicted_median"], check["lower_95"], check["upper_95"])
             ],
-            "consistent": np.where(check["is_covered"], "yes", "no"),
+            "consistent?": [said(r) for _, r in check.iterrows()],
         }
     )
 
 
 def cross_check_scores(analysis: SummaryAnalysis) -> pd.DataFrame:
-    """The cross-check in the shape of the validation chart."""
+    """The cross-check in the shape of the validation chart, labelled by period."""
     check = analysis.cross_check.copy()
-    check["label"] = [
-        f"{f}, {s:%b %Y} to {e:%b %Y}"
-        for f, s, e in zip(check["figure_id"], check["period_start"], check["period_end"])
-    ]
+    check["label"] = [narrative.format_period_short(s, e) for s, e in zip(check["period_start"], check["period_end"])]
     return check
 
 
@@ -320,7 +359,6 @@ def request_windows_table(analysis: SummaryAnalysis) -> pd.DataFrame:
         {
             "months": windows.label,
             "requests": [narrative.format_count(v) for v in windows.value],
-            "from ledger figures": windows.derivation,
             "trend (fitted)": [narrative.format_count(v) for v in fitted],
         }
     )
@@ -333,34 +371,19 @@ def lag_table(analysis: SummaryAnalysis) -> pd.DataFrame:
             "court filings taken": [
                 f"{narrative.plural(k, 'month')} later" if k else "the same month" for k in lags["lag_months"]
             ],
-            "deviance above the best lag": [f"{v:.1f}" for v in lags["deviance_above_best"]],
-            "elasticity (95% CI)": [
+            "fits worse than the best lag by": [f"{v:.1f}" for v in lags["deviance_above_best"]],
+            "requests scale with filings as (1 = in proportion)": [
                 f"{e:.2f} ({lo:.2f} to {hi:.2f})".replace("-", "−")
                 for e, lo, hi in zip(lags["elasticity"], lags["elasticity_lower_95"], lags["elasticity_upper_95"])
             ],
-            "in the 95% set of lags": np.where(lags["is_in_95_set"], "yes", "no"),
-            "best in this share of court-model draws": [f"{100 * v:.0f}%" for v in lags["share_of_draws_best"]],
+            "among the lags that fit about as well as the best": np.where(lags["is_in_95_set"], "yes", "no"),
+            "best in this share of simulations": [f"{100 * v:.0f}%" for v in lags["share_of_draws_best"]],
         }
     )
 
 
 def lag_caption(analysis: SummaryAnalysis) -> str:
     return narrative.describe_lag_caption(LAG_DRAWS)
-
-
-def requests_sources(analysis: SummaryAnalysis) -> pd.DataFrame:
-    """Every help-request figure, used or not, with the reason when not."""
-    figures = request_figures(analysis.ledger)
-    return pd.DataFrame(
-        {
-            "figure": figures["figure_id"],
-            "measure": figures["measure"].str.replace("_", " "),
-            "period": [f"{s:%Y-%m-%d}" if pd.notna(s) else "?" for s in figures["period_start"]],
-            "to": [f"{e:%Y-%m-%d}" if pd.notna(e) else "?" for e in figures["period_end"]],
-            "value": [f"{v:,.1f}".rstrip("0").rstrip(".") for v in figures["value"]],
-            "used": np.where(figures["is_used"], "yes", "no: " + figures["reason_unused"]),
-        }
-    )
 
 
 def sources_table(analysis: SummaryAnalysis) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -371,6 +394,14 @@ def sources_table(analysis: SummaryAnalysis) -> tuple[pd.DataFrame, pd.DataFrame
     requests = request_figures(analysis.ledger)
     ids += list(requests.loc[requests["is_used"], "figure_id"])
     return sources_for(analysis.ledger, ids)
+
+
+def unused_figures_sentence(analysis: SummaryAnalysis) -> str:
+    return narrative.describe_unused_figures(len(analysis.ledger) - len(sources_table(analysis)[0]))
+
+
+def how_estimated(analysis: SummaryAnalysis) -> list[str]:
+    return [*methods_sentences(analysis), narrative.describe_methods_pointer()]
 
 
 # ----------------------------------------------------------------------------- charts
@@ -395,7 +426,7 @@ def side_by_side_caption(analysis: SummaryAnalysis) -> str:
 
 
 def side_by_side_alt_text(analysis: SummaryAnalysis) -> str:
-    years = complete_years(analysis.draws)
+    years = trend.full_years(analysis.draws)
     if not years:
         return narrative.describe_side_by_side_alt_text(None, [])
     totals = year_totals(analysis, years[-1])

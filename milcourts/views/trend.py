@@ -15,17 +15,15 @@ import numpy as np
 import pandas as pd
 
 from milcourts import paths
-from milcourts.checks.validation import VALIDATION_FILES
 from milcourts.inputs.ledger import load_ledger
-from milcourts.inputs.provenance import sha256_of
 from milcourts.model.fit import FittedModel
-from milcourts.model.simulate import Draws, article_rows, predict_total
+from milcourts.model.simulate import Draws, article_rows, predict_total, window_draws
 from milcourts.model.spec import MOBILISATION_BASE_START, ModelSpec
 from milcourts.products import public
 from milcourts.products.needs import SENSITIVITY_DRAWS, report_article, report_train_end, trend_requests
 from milcourts.products.stage import FitProducts, load_or_fit
-from milcourts.views import narrative, plotting
-from milcourts.vocabulary import ARTICLE_LABELS, DEFAULT_BREAK_MONTH, INVASION
+from milcourts.views import narrative, plotting, reporting
+from milcourts.vocabulary import ARTICLE_LABELS, AUDIT_REPORT, DEFAULT_BREAK_MONTH, INVASION, METHODS_REPORT
 
 
 @dataclass
@@ -38,7 +36,6 @@ class TrendAnalysis:
     monthly: pd.DataFrame  # this article's rows of monthly_filings.csv, plus the counterfactual
     effects: pd.DataFrame  # this article's rows of effects.csv
     fit_to_ledger: pd.DataFrame  # this article's figures (all-article figures too for all_refusal)
-    validation: dict[str, pd.DataFrame]  # make validate's tables, when they exist
     train_end: str | None
     sensitivity: list[FitProducts] = field(default_factory=list)  # the refits of the sensitivity table
 
@@ -63,21 +60,6 @@ class TrendAnalysis:
         """Latest publication date of a figure the fit used."""
         used = self.fit_to_ledger[self.fit_to_ledger["is_used"]]
         return pd.to_datetime(used["source_date"]).max()
-
-
-def read_validation(ledger_csv: Path, directory: Path | None = None) -> dict[str, pd.DataFrame]:
-    """The tables `make validate` wrote for this very ledger file; empty if it has not run on it
-    (the report then says so rather than showing another ledger's results)."""
-    directory = directory or paths.processed_dir()
-    inputs = directory / VALIDATION_FILES["inputs"]
-    if not inputs.exists() or pd.read_csv(inputs)["ledger_sha256"].iloc[0] != sha256_of(ledger_csv):
-        return {}
-    found = {}
-    for key, name in VALIDATION_FILES.items():
-        path = directory / name
-        if path.exists():
-            found[key] = pd.read_csv(path)
-    return found
 
 
 def _counterfactual_rows(draws: Draws, article: str) -> pd.DataFrame:
@@ -119,7 +101,6 @@ def run_trend_analysis(
         monthly=monthly.reset_index(drop=True),
         effects=effects[effects["article"] == article].reset_index(drop=True),
         fit_to_ledger=figures[figures["article"] == article].reset_index(drop=True),
-        validation=read_validation(paths.resolve(ledger_csv)),
         train_end=report_train_end(train_end) or None,
         sensitivity=sensitivity,
     )
@@ -141,22 +122,48 @@ def growth_segments(effects: pd.DataFrame) -> pd.DataFrame:
     return rows.drop_duplicates(["first_month", "last_month"]).reset_index(drop=True)
 
 
-def effects_caption(effects: pd.DataFrame) -> str:
-    return narrative.describe_effects_caption(list(effects.dropna(subset=["lower_95"])["method"].unique()))
+def effects_caption(analysis: TrendAnalysis) -> str:
+    return narrative.describe_effects_caption_for_readers(analysis.spec.n_draws)
 
 
-def effects_for_report(effects: pd.DataFrame) -> pd.DataFrame:
-    """The effect table as printed: rounded, readable names; the method column only when the
-    methods differ (otherwise the caption says it once)."""
-    table = effects.dropna(subset=["lower_95"]).copy()
-    if table["method"].nunique() == 1:
-        table = table.drop(columns="method")
-    digits = np.where(table["effect"].str.contains("excess"), 0, 2)
-    for column in ("estimate", "lower_95", "upper_95"):
-        table[column] = [f"{v:,.{d}f}" for v, d in zip(table[column], digits)]
-    return table.rename(
-        columns={"lower_95": "95% lower", "upper_95": "95% upper", "method": "how the interval was made"}
-    ).drop(columns="article")
+def _growth(row: pd.Series) -> str:
+    return (
+        f"{narrative.format_percent(row['estimate'], signed=True)} a month "
+        f"({narrative.format_percent(row['lower_95'], signed=True)} to "
+        f"{narrative.format_percent(row['upper_95'], signed=True)})"
+    )
+
+
+def effects_for_report(analysis: TrendAnalysis) -> pd.DataFrame:
+    """The change at the break and after it, in plain words, each with its 95% interval. The
+    model's internal quantities (counting-base shares, the identification check) are in the
+    methods report."""
+    effects, rows = analysis.effects, []
+    if analysis.article != "all_refusal":
+        step = effect_value(effects, "level rate ratio at the break")
+        rows.append(
+            (
+                "jump at the break: the month's count, times what the trend before predicted",
+                f"{narrative.format_times(step['estimate'], step['lower_95'], step['upper_95'])} times",
+            )
+        )
+    for segment in growth_segments(effects).itertuples():
+        row = effects[effects["effect"].str.contains(f"{segment.first_month} to {segment.last_month}", regex=False)]
+        rows.append(
+            (
+                f"change per month, {narrative.format_span(segment.first_month, segment.last_month)}",
+                _growth(row.iloc[0]),
+            )
+        )
+    excess = effect_value(effects, "excess cases")
+    first, last = re.search(r"(\d{4}-\d{2}) to (\d{4}-\d{2})", excess["effect"]).groups()
+    rows.append(
+        (
+            f"cases beyond the trend before mobilisation, {narrative.format_span(first, last)}",
+            narrative.format_estimate(excess["estimate"], excess["lower_95"], excess["upper_95"]),
+        )
+    )
+    return pd.DataFrame(rows, columns=["what changed", "estimate (95% interval)"])
 
 
 def sources_table(analysis: TrendAnalysis) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -186,7 +193,7 @@ def sources_for(ledger: pd.DataFrame, figure_ids: list[str]) -> tuple[pd.DataFra
     with the title and link repeated on every figure's row, the summary's appendix was more than
     half of its PDF. Publications are numbered in order of publication date.
     """
-    rows = ledger.set_index("figure_id").loc[figure_ids]
+    rows = ledger.set_index("figure_id").loc[sorted(set(figure_ids))]  # by id, each once
     publications = pd.DataFrame(
         {
             "publisher": rows["source_publisher"].to_numpy(),
@@ -264,66 +271,181 @@ def cumulative_since(analysis: TrendAnalysis, start: pd.Timestamp, as_counted: b
     )
 
 
-def key_findings(analysis: TrendAnalysis) -> list[str]:
-    """3-6 sentences, every number from the fit (narrative.py words them)."""
-    effects = analysis.effects
-    break_month = analysis.spec.break_month
-    segments = growth_segments(effects)
-    before = segments[segments["last_month"] < break_month].iloc[0]
-    after = segments[segments["first_month"] >= break_month]
-    fastest = after.loc[after["estimate"].idxmax()]
-    latest = after.iloc[-1]
-    sentences = [
-        narrative.describe_growth(
-            analysis.label,
-            before["estimate"],
-            before["lower_95"],
-            before["upper_95"],
-            fastest["estimate"],
-            fastest["lower_95"],
-            fastest["upper_95"],
-            fastest["first_month"],
-            fastest["last_month"],
-        )
+# ----------------------------------------------------------------------------- page one
+
+# Two releases of one period differ in their end date by a few days ("2023 as of 29 December").
+SAME_PERIOD_DAYS = 3
+
+
+def full_years(draws: Draws) -> list[int]:
+    """Calendar years whose twelve months are all modelled from data (no forecast month)."""
+    observed = draws.months[: draws.n_observed]
+    counts = pd.Series(observed.year).value_counts()
+    return sorted(int(y) for y, n in counts.items() if n == 12)
+
+
+def latest_quarter(draws: Draws) -> tuple[pd.Timestamp, pd.Timestamp] | None:
+    """The latest calendar quarter whose three months are all modelled from data."""
+    observed = draws.months[: draws.n_observed]
+    for month in reversed(observed):
+        if month.month in (3, 6, 9, 12) and (month - 2) >= observed[0]:
+            return (month - 2).start_time, month.end_time.normalize()
+    return None
+
+
+def period_estimate(products: FitProducts, article: str, start, end) -> tuple[float, float, float]:
+    """Cases received over whole months [start, end]: the sum of the monthly table's rows (what a
+    reader adds up from the published data) and the 95% range of the period's total from the draws."""
+    monthly = products.tables["monthly_filings"]
+    months = pd.period_range(pd.Timestamp(start), pd.Timestamp(end), freq="M").astype(str)
+    rows = monthly[(monthly["article"] == article) & monthly["month"].isin(months)]
+    totals, _ = window_draws(products.draws, article, start, end)
+    lo, hi = np.quantile(totals, [0.025, 0.975])
+    return float(rows["expected"].sum()), float(lo), float(hi)
+
+
+def published_for(products: FitProducts, article: str, start, end) -> pd.Series | None:
+    """The latest release of a published count for exactly this article and period, if any."""
+    figures = products.tables["fit_to_ledger"]
+    start, end = pd.Timestamp(start), pd.Timestamp(end)
+    same = figures[
+        (figures["article"] == article)
+        & (figures["measure"] == "count")
+        & (pd.to_datetime(figures["period_start"]) == start)
+        & ((pd.to_datetime(figures["period_end"]) - end).abs() <= pd.Timedelta(days=SAME_PERIOD_DAYS))
     ]
-    if latest["first_month"] != fastest["first_month"]:
+    if same.empty:
+        return None
+    return same.sort_values("source_date").iloc[-1]
+
+
+def _published_text(row: pd.Series | None) -> str:
+    if row is None:
+        return "—"
+    qualifier = {"approx": "about ", "at_least": "at least ", "at_most": "at most "}.get(row["value_qualifier"], "")
+    when = narrative.format_date(pd.Timestamp(row["source_date"])) if row["source_date"] else "date unknown"
+    return f"{qualifier}{row['value']:,.0f} (published {when})"
+
+
+def latest_release(analysis: TrendAnalysis) -> pd.Timestamp:
+    """Publication date of the newest figure the fit used (the end of the data, whatever the
+    ledger holds on other subjects)."""
+    used = analysis.fitted.obs.figures
+    return pd.Timestamp(used.loc[used["is_used"], "assumed_source_date"].max())
+
+
+def headline_periods(draws: Draws) -> list[tuple[str, pd.Timestamp, pd.Timestamp]]:
+    """Each full year, then the latest complete quarter (also when it closes the last full year: a
+    quarter says where the series stands now, a year does not): the periods page one reports."""
+    periods = [(str(year), pd.Timestamp(year, 1, 1), pd.Timestamp(year, 12, 31)) for year in full_years(draws)]
+    quarter = latest_quarter(draws)
+    if quarter is not None:
+        periods.append((narrative.format_period(*quarter), *quarter))
+    return periods
+
+
+def headline_table(analysis: TrendAnalysis) -> pd.DataFrame:
+    """Page one: cases received in each full year and the latest complete quarter, each with its
+    range, beside the number published for that period where there is one."""
+    rows = []
+    for label, start, end in headline_periods(analysis.draws):
+        estimate = period_estimate(analysis.products, analysis.article, start, end)
+        rows.append(
+            {
+                "period": label,
+                "cases received (model estimate and range)": narrative.format_estimate(*estimate),
+                "published for the same period": _published_text(
+                    published_for(analysis.products, analysis.article, start, end)
+                ),
+            }
+        )
+    return pd.DataFrame(rows)
+
+
+def headline_caption(analysis: TrendAnalysis) -> str:
+    return narrative.describe_headline_table_caption(analysis.label)
+
+
+def year_ratio(draws: Draws, article: str, year: int) -> tuple[float, float, float]:
+    """Cases in `year` over cases in the year before: median and 95% interval across draws."""
+    counts = draws.counts[:, article_rows(article), :].sum(axis=1)
+    this = counts[:, np.asarray(draws.months.year == year)].sum(axis=1)
+    before = counts[:, np.asarray(draws.months.year == year - 1)].sum(axis=1)
+    ratio = this / np.maximum(before, 1)
+    lo, mid, hi = np.quantile(ratio, [0.025, 0.5, 0.975])
+    return float(mid), float(lo), float(hi)
+
+
+def key_findings(analysis: TrendAnalysis) -> list[str]:
+    """Page one in sentences, every number from the fit: how many in the latest full year and
+    quarter, the change at the break and since, what comes next; said plainly where the figures
+    cannot tell."""
+    draws, article, effects = analysis.draws, analysis.article, analysis.effects
+    sentences = []
+    years = full_years(draws)
+    if years:
+        year = years[-1]
+        start, end = pd.Timestamp(year, 1, 1), pd.Timestamp(year, 12, 31)
+        ratio = year_ratio(draws, article, year) if year - 1 in years else None
         sentences.append(
-            narrative.describe_latest_growth(
-                latest["estimate"], latest["lower_95"], latest["upper_95"], latest["first_month"], latest["last_month"]
+            narrative.describe_latest_year(
+                analysis.label, year, period_estimate(analysis.products, article, start, end), ratio
             )
         )
-    if analysis.article != "all_refusal":
+    quarter = latest_quarter(draws)
+    if quarter is not None:
+        sentences.append(
+            narrative.describe_latest_quarter(
+                narrative.format_period(*quarter), period_estimate(analysis.products, article, *quarter)
+            )
+        )
+    if article != "all_refusal":
         step = effect_value(effects, "level rate ratio at the break")
         sentences.append(
-            narrative.describe_level_step(break_month, step["estimate"], step["lower_95"], step["upper_95"])
+            narrative.describe_jump(analysis.spec.break_month, step["estimate"], step["lower_95"], step["upper_95"])
         )
     excess = effect_value(effects, "excess cases")
     first, last = re.search(r"(\d{4}-\d{2}) to (\d{4}-\d{2})", excess["effect"]).groups()
-    sentences.append(narrative.describe_excess(first, last, excess["estimate"], excess["lower_95"], excess["upper_95"]))
+    sentences.append(
+        narrative.describe_excess_for_readers(first, last, excess["estimate"], excess["lower_95"], excess["upper_95"])
+    )
     forecast = analysis.monthly[analysis.monthly["is_forecast"]]
     if len(forecast):
         window = predict_total(
-            analysis.draws,
-            analysis.article,
+            draws,
+            article,
             pd.Period(forecast["month"].iloc[0], "M").start_time,
             pd.Period(forecast["month"].iloc[-1], "M").end_time.normalize(),
         )
         sentences.append(
-            narrative.describe_forecast(
-                len(forecast),
+            narrative.describe_forecast_for_readers(
                 forecast["month"].iloc[0],
                 forecast["month"].iloc[-1],
-                window["estimate"],
-                window["lower_95"],
-                window["upper_95"],
+                (window["estimate"], window["lower_95"], window["upper_95"]),
+                latest_release(analysis),
             )
         )
-    if analysis.article != "all_refusal":
+    if article != "all_refusal":
         correlation = effect_value(effects, "correlation of pre-break slope")["estimate"]
         identification = narrative.describe_identification(correlation, pre_break_figures(analysis))
         if identification:
             sentences.append(identification)
-    return sentences[:6]
+    return sentences
+
+
+def page_one_heading(analysis: TrendAnalysis) -> str:
+    return f"{narrative.capitalised(analysis.label)}: how many cases, and is it rising?"
+
+
+def reading_box(analysis: TrendAnalysis) -> tuple[list[str], list[tuple[str, str]]]:
+    """How to read and cite these numbers, and the short glossary."""
+    title = f"{narrative.capitalised(analysis.label)} cases in Russia's military courts"
+    return (
+        narrative.reading_box(
+            analysis.label, analysis.label, analysis.ledger["source_date"].max(), reporting.build_date(), title
+        ),
+        narrative.glossary(analysis.spec.break_month),
+    )
 
 
 def pre_break_figures(analysis: TrendAnalysis) -> int:
@@ -333,47 +455,48 @@ def pre_break_figures(analysis: TrendAnalysis) -> int:
     return int((ends < pd.Period(analysis.spec.break_month, "M").start_time).sum())
 
 
+def figure_words(row) -> str:
+    """A published figure as a reader identifies it: its period and when it was published."""
+    period = narrative.format_period(pd.Timestamp(row["period_start"]), pd.Timestamp(row["period_end"]))
+    published = (
+        pd.Timestamp(row["source_date"])
+        if isinstance(row["source_date"], (str, pd.Timestamp)) and row["source_date"] != ""
+        else pd.NaT
+    )
+    when = "date unknown" if pd.isna(published) else narrative.format_date(published)
+    return f"{period} (published {when})"
+
+
 def fit_sentence(analysis: TrendAnalysis) -> str:
     table = analysis.fit_to_ledger
     exact = table[table["is_used"] & (table["value_qualifier"] == "exact")]
-    outside = exact.loc[~exact["is_inside_95"].astype(bool), "figure_id"].tolist()
-    return narrative.describe_fit(int(exact["is_inside_95"].astype(bool).sum()), len(exact), outside)
-
-
-def validation_scores(analysis: TrendAnalysis) -> pd.DataFrame:
-    """Held-out figures of every article (the model is joint), labelled for the validation chart."""
-    frames = []
-    if "rolling_origin" in analysis.validation:
-        rolling = analysis.validation["rolling_origin"].copy()
-        rolling["label"] = (
-            rolling["figure_id"]
-            + " "
-            + rolling["article"]
-            + ", fitted on figures published by "
-            + rolling["origin"].astype(str)
-        )
-        frames.append(rolling)
-    if "leave_one_out" in analysis.validation:
-        loo = analysis.validation["leave_one_out"].copy()
-        loo["label"] = loo["figure_id"] + " " + loo["article"] + ", fitted on every other figure"
-        frames.append(loo)
-    columns = ["label", "value", "value_qualifier", "predicted_median", "lower_95", "upper_95", "is_covered"]
-    return pd.concat([f[columns] for f in frames], ignore_index=True) if frames else pd.DataFrame(columns=columns)
-
-
-def validation_sentence(analysis: TrendAnalysis) -> str | None:
-    if not {"rolling_origin", "rolling_origin_summary", "leave_one_out"} <= set(analysis.validation):
-        return None
-    rolling = analysis.validation["rolling_origin"]
-    summary = analysis.validation["rolling_origin_summary"].iloc[0]
-    loo = analysis.validation["leave_one_out"]
-    return narrative.describe_validation(
-        int(rolling["is_covered"].sum()),
-        len(rolling),
-        float(summary["relative_mae"]),
-        int(loo["is_covered"].sum()),
-        len(loo),
+    far = exact[exact["standardised_residual"].abs() > narrative.RESIDUAL_LIMIT]
+    return narrative.describe_fit_for_readers(
+        len(exact) - len(far), len(exact), [figure_words(r) for _, r in far.iterrows()]
     )
+
+
+def how_estimated(analysis: TrendAnalysis) -> list[str]:
+    """Half a page on how the numbers were made, linking the methods and validation report."""
+    fitted = analysis.fitted
+    used = fitted.obs.figures["is_used"]
+    params = dict(zip(fitted.names, fitted.params))
+    return narrative.describe_how_estimated(
+        int(used.sum()),
+        analysis.spec.break_month,
+        float(np.exp(params["log_tau_days"])),
+        pd.Timestamp(analysis.train_end) if analysis.train_end else None,
+    )
+
+
+def unused_figures_sentence(analysis: TrendAnalysis) -> str:
+    """The ledger's figures this report does not rest on, counted, not listed."""
+    listed = len(sources_table(analysis)[0])
+    return narrative.describe_unused_figures(len(analysis.ledger) - listed)
+
+
+# Phrases of the report's prose that link to the other reports.
+LINKS = {"the methods and validation report": f"{METHODS_REPORT}.html", "the ledger audit": f"{AUDIT_REPORT}.html"}
 
 
 # ----------------------------------------------------------------------------- charts and captions
@@ -403,8 +526,13 @@ def trend_chart(analysis: TrendAnalysis):
 def trend_caption(analysis: TrendAnalysis) -> str:
     windows, running = _published_for_chart(analysis)
     forecast = analysis.monthly[analysis.monthly["is_forecast"]]
+    clipped = plotting.forecast_ceiling(analysis.monthly, windows) is not None
     return narrative.describe_trend_caption(
-        len(windows), len(running), analysis.spec.break_month, forecast["month"].iloc[0] if len(forecast) else None
+        len(windows),
+        len(running),
+        analysis.spec.break_month,
+        forecast["month"].iloc[0] if len(forecast) else None,
+        clipped,
     )
 
 
@@ -425,55 +553,42 @@ def residual_alt_text(analysis: TrendAnalysis) -> str:
     return narrative.describe_residual_alt_text(len(used), int((used["standardised_residual"].abs() > 2).sum()))
 
 
-def methods_sentences(analysis: TrendAnalysis) -> list[str]:
-    """The modelling choices behind this run, read off the fit itself."""
-    fitted = analysis.fitted
-    used = fitted.obs.figures["is_used"]
-    params = dict(zip(fitted.names, fitted.params))
-    return narrative.describe_trend_methods(
-        int(used.sum()),
-        int((~used).sum()),
-        analysis.spec.break_month,
-        [narrative.format_month(pd.Period(analysis.spec.break_month, "M") + k) for k in fitted.knots],
-        fitted.penalty,
-        analysis.spec.likelihood,
-        100 * np.sqrt(np.exp(params["log_phi"])),
-        100 * np.sqrt(np.exp(params["log_alpha"])),
-        float(np.exp(params["log_tau_days"])),
-        pd.Timestamp(analysis.train_end) if analysis.train_end else None,
-    )
-
-
 # ----------------------------------------------------------------------------- sensitivity
 
 
-def _sensitivity_row(label: str, spec: ModelSpec, effects: pd.DataFrame) -> dict:
+def _sensitivity_row(label: str, spec: ModelSpec, effects: pd.DataFrame, article: str) -> dict:
     segments = growth_segments(effects)
     after = segments[segments["first_month"] >= spec.break_month]
     fastest = after.loc[after["estimate"].idxmax()]
     excess = effect_value(effects, "excess cases")
     through = re.search(r"to (\d{4}-\d{2}) versus", excess["effect"]).group(1)
-    step = effect_value(effects, "level rate ratio at the break")
-    return {
-        "variant": label,
-        "level ratio at the break": f"{step['estimate']:.2f} ({step['lower_95']:.2f}–{step['upper_95']:.2f})",
-        "fastest monthly growth after the break": f"{narrative.format_percent(fastest['estimate'])} "
-        f"({narrative.format_span(fastest['first_month'], fastest['last_month'])})",
-        "excess cases to the end of the data": f"{narrative.format_count(excess['estimate'])} "
-        f"({narrative.format_count(excess['lower_95'])}–{narrative.format_count(excess['upper_95'])}) "
-        f"to {narrative.format_month(through)}",
-    }
+    row = {"model variant": label}
+    if article != "all_refusal":
+        step = effect_value(effects, "level rate ratio at the break")
+        row["jump at the break (times)"] = narrative.format_times(step["estimate"], step["lower_95"], step["upper_95"])
+    row["fastest growth after the break"] = (
+        f"{narrative.format_percent(fastest['estimate'], signed=True)} a month, "
+        f"{narrative.format_span(fastest['first_month'], fastest['last_month'])}"
+    )
+    row["cases beyond the earlier trend, to the end of the data"] = (
+        f"{narrative.format_estimate(excess['estimate'], excess['lower_95'], excess['upper_95'])}, "
+        f"to {narrative.format_month(through)}"
+    )
+    return row
 
 
 def sensitivity_table(analysis: TrendAnalysis) -> pd.DataFrame:
     """The headline effects as reported (first row, the same numbers as the effect table) and
     under each refit of `products.needs.sensitivity_requests`."""
-    rows = [_sensitivity_row("as reported", analysis.spec, analysis.effects)]
+    rows = [_sensitivity_row("as reported", analysis.spec, analysis.effects, analysis.article)]
     for refit in analysis.sensitivity:
         effects = refit.tables["effects"]
         rows.append(
             _sensitivity_row(
-                refit.request.description, refit.request.spec, effects[effects["article"] == analysis.article]
+                refit.request.description,
+                refit.request.spec,
+                effects[effects["article"] == analysis.article],
+                analysis.article,
             )
         )
     return pd.DataFrame(rows)

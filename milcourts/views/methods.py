@@ -1,0 +1,245 @@
+"""The methods and validation report: the model in words, its assumptions, and how it was checked.
+
+One report for the three articles (the model is joint), linked from every other report, instead of
+the same pages in each. It reads the main fit with its checks (break-date profile, other
+estimators) and the validation tables `make validate` wrote for this very ledger.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from milcourts import paths
+from milcourts.checks.validation import VALIDATION_FILES
+from milcourts.inputs.ledger import load_ledger
+from milcourts.inputs.provenance import sha256_of
+from milcourts.model.spec import (
+    APPROX_RELATIVE_SD,
+    PRIOR_LOG_PHI,
+    PRIOR_LOG_TAU_DAYS,
+    PRIOR_LOGIT_BASE_SHARE,
+)
+from milcourts.products import public
+from milcourts.products.needs import methods_requests
+from milcourts.products.stage import FitProducts, load_or_fit
+from milcourts.views import narrative
+from milcourts.vocabulary import ARTICLE_LABELS, ARTICLE_SHORT_LABELS, ARTICLES, COURT_FILINGS
+
+
+@dataclass
+class MethodsAnalysis:
+    products: FitProducts  # the main fit, with its checks
+    ledger: pd.DataFrame
+    validation: dict[str, pd.DataFrame]  # make validate's tables, when they were made for this ledger
+
+
+def read_validation(ledger_csv: Path, directory: Path | None = None) -> dict[str, pd.DataFrame]:
+    """The tables `make validate` wrote for this very ledger file; empty if it has not run on it
+    (the report then says so rather than showing another ledger's results)."""
+    directory = directory or paths.processed_dir()
+    inputs = directory / VALIDATION_FILES["inputs"]
+    if not inputs.exists() or pd.read_csv(inputs)["ledger_sha256"].iloc[0] != sha256_of(ledger_csv):
+        return {}
+    return {
+        key: pd.read_csv(directory / name, dtype={"article": str, "figure_id": str})
+        for key, name in VALIDATION_FILES.items()
+        if (directory / name).exists()
+    }
+
+
+def run_methods(ledger_csv: str | Path) -> MethodsAnalysis:
+    path = paths.resolve(ledger_csv)
+    ledger = load_ledger(path)
+    (main,) = load_or_fit(methods_requests(ledger))
+    return MethodsAnalysis(products=main, ledger=ledger, validation=read_validation(path))
+
+
+def model_sentences(analysis: MethodsAnalysis) -> list[str]:
+    """The modelling choices, as read off the fit."""
+    fitted = analysis.products.fitted
+    spec = analysis.products.request.spec
+    used = fitted.obs.figures["is_used"]
+    params = dict(zip(fitted.names, fitted.params))
+    return narrative.describe_trend_methods(
+        int(used.sum()),
+        int((~used).sum()),
+        spec.break_month,
+        [narrative.format_month(pd.Period(spec.break_month, "M") + k) for k in fitted.knots],
+        fitted.penalty,
+        spec.likelihood,
+        100 * np.sqrt(np.exp(params["log_phi"])),
+        100 * np.sqrt(np.exp(params["log_alpha"])),
+        float(np.exp(params["log_tau_days"])),
+        None,
+    )
+
+
+def assumption_sentences() -> list[str]:
+    """What the published figures cannot tell and the model therefore assumes, with the numbers
+    of its priors."""
+    return narrative.describe_assumptions(
+        month_cv_pct=100 * np.sqrt(np.exp(PRIOR_LOG_PHI[0])),
+        lag_days=float(np.exp(PRIOR_LOG_TAU_DAYS[0])),
+        lag_days_95=tuple(float(np.exp(PRIOR_LOG_TAU_DAYS[0] + z * PRIOR_LOG_TAU_DAYS[1])) for z in (-1.96, 1.96)),
+        base_share=float(1 / (1 + np.exp(-PRIOR_LOGIT_BASE_SHARE[0]))),
+        approx_pct=100 * APPROX_RELATIVE_SD,
+    )
+
+
+def selection_table(analysis: MethodsAnalysis) -> pd.DataFrame:
+    table = analysis.products.tables["model_selection"]
+    return pd.DataFrame(
+        {
+            "strength of the penalty on trend changes": [f"{p:g}" for p in table["penalty"]],
+            "approximate marginal likelihood (log)": [f"{v:.1f}" for v in table["log_marginal_likelihood"]],
+            "effective number of parameters": [f"{v:.1f}" for v in table["effective_df"]],
+            "chosen": np.where(table["is_chosen"], "yes", ""),
+        }
+    )
+
+
+def break_profile(analysis: MethodsAnalysis) -> pd.DataFrame:
+    return analysis.products.tables["break_profile"]
+
+
+def break_sentence(analysis: MethodsAnalysis) -> str:
+    profile = break_profile(analysis)
+    best = profile.loc[profile["penalised_loglik"].idxmax(), "break_month"]
+    inside = profile.loc[profile["is_in_95_interval"].astype(bool), "break_month"].tolist()
+    return narrative.describe_break_profile(
+        analysis.products.request.spec.break_month,
+        best,
+        inside,
+        profile["break_month"].iloc[0],
+        profile["break_month"].iloc[-1],
+    )
+
+
+def alternatives_table(analysis: MethodsAnalysis) -> pd.DataFrame:
+    table = analysis.products.tables["alternatives"]
+    return pd.DataFrame(
+        {
+            "estimator": table["estimator"],
+            "what": [narrative.plain_effect(e) for e in table["effect"]],
+            "estimate (95% interval)": [
+                f"{v:.2f} ({lo:.2f} to {hi:.2f})"
+                for v, lo, hi in zip(table["estimate"], table["lower_95"], table["upper_95"])
+            ],
+        }
+    )
+
+
+def identification_table(analysis: MethodsAnalysis) -> pd.DataFrame:
+    """Per article: how well the figures before the break separate the earlier trend from the
+    jump, and the share of cases the early running totals counted."""
+    effects = analysis.products.tables["effects"]
+
+    def pick(article: str, start: str) -> pd.Series:
+        own = effects[(effects["article"] == article) & effects["effect"].str.startswith(start)]
+        return own.iloc[0]
+
+    rows = []
+    for article in ARTICLES:
+        correlation = pick(article, "correlation of pre-break slope")["estimate"]
+        share = pick(article, "share of cases counted by 'since mobilisation' totals, from")
+        early = pick(article, "share of cases counted by 'since mobilisation' totals, 2022")
+        rows.append(
+            {
+                "article": narrative.capitalised(ARTICLE_LABELS[article]),
+                "earlier trend and jump: correlation across simulations": f"{correlation:.2f}".replace("-", "−"),
+                "share counted by early running totals, from 2023": narrative.format_share_range(share),
+                "the same, September to December 2022": narrative.format_share_range(early),
+            }
+        )
+    return pd.DataFrame(rows)
+
+
+def validation_scores(analysis: MethodsAnalysis) -> pd.DataFrame:
+    """Held-out figures of every article, labelled for the validation chart by what they are."""
+    frames = []
+    for key in ("rolling_origin", "leave_one_out"):
+        if key in analysis.validation:
+            table = analysis.validation[key].copy()
+            table["label"] = [
+                f"{ARTICLE_SHORT_LABELS.get(r.article, r.article)}, "
+                f"{narrative.format_period_short(pd.Timestamp(r.period_start), pd.Timestamp(r.period_end))}: "
+                + (f"known {pd.Timestamp(r.origin):%b %Y}" if key == "rolling_origin" else "all others")
+                for r in table.itertuples()
+            ]
+            frames.append(table)
+    columns = ["label", "value", "value_qualifier", "predicted_median", "lower_95", "upper_95", "is_covered"]
+    return pd.concat([f[columns] for f in frames], ignore_index=True) if frames else pd.DataFrame(columns=columns)
+
+
+def validation_sentence(analysis: MethodsAnalysis) -> str | None:
+    if not {"rolling_origin", "rolling_origin_summary", "leave_one_out"} <= set(analysis.validation):
+        return None
+    rolling = analysis.validation["rolling_origin"]
+    summary = analysis.validation["rolling_origin_summary"].iloc[0]
+    loo = analysis.validation["leave_one_out"]
+    return narrative.describe_validation(
+        int(rolling["is_covered"].sum()),
+        len(rolling),
+        float(summary["relative_mae"]),
+        int(loo["is_covered"].sum()),
+        len(loo),
+    )
+
+
+def simulation_table(analysis: MethodsAnalysis) -> pd.DataFrame:
+    if "simulation_summary" not in analysis.validation:
+        return pd.DataFrame()
+    table = analysis.validation["simulation_summary"]
+    return pd.DataFrame(
+        {
+            "simulated ledgers": [f"{s} ({n:,} of them)" for s, n in zip(table["scenario"], table["replicates"])],
+            "jump: 95% interval covers the truth": [f"{100 * v:.0f}%" for v in table["coverage_95_step"]],
+            "trend change: 95% interval covers the truth": [
+                f"{100 * v:.0f}%" for v in table["coverage_95_slope_change"]
+            ],
+            "a jump found (interval excludes none)": [
+                f"{100 * v:.0f}%" for v in table["rate_step_interval_excludes_no_change"]
+            ],
+        }
+    )
+
+
+def data_package(analysis: MethodsAnalysis) -> public.DataPackage:
+    tables = analysis.products.tables
+    return public.DataPackage(
+        name="milcourts-methods",
+        title="How the numbers are estimated and checked",
+        description="The model's choice of smoothing, the break-date profile and the other estimators of the "
+        "break, from the main fit of the project's ledger.",
+        tables=tuple(
+            (table, public.public_frame(table, tables))
+            for table in (public.MODEL_SELECTION, public.BREAK_PROFILE, public.ALTERNATIVES)
+        ),
+        sources=tuple(public.sources_of(analysis.ledger[analysis.ledger["series"] == COURT_FILINGS])),
+    )
+
+
+def break_caption(analysis: MethodsAnalysis) -> str:
+    return narrative.describe_break_caption()
+
+
+def break_alt_text(analysis: MethodsAnalysis) -> str:
+    profile = break_profile(analysis)
+    best = profile.loc[profile["penalised_loglik"].idxmax(), "break_month"]
+    return narrative.describe_break_alt_text(len(profile), best)
+
+
+def alternatives_caption() -> str:
+    return narrative.describe_alternatives_caption()
+
+
+def identification_caption() -> str:
+    return narrative.describe_identification_caption()
+
+
+def simulation_caption() -> str:
+    return narrative.describe_simulation_caption()
