@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 
 import pandas as pd
 
-from milcourts.vocabulary import ALL_ARTICLES, ARTICLES, COURT_FILINGS
+from milcourts.vocabulary import ALL_ARTICLES, ARTICLES, COURT_FILINGS, MOBILISATION
 
 # Measures that are flows over [period_start, period_end]: a running total is a count from its start.
 FLOW_MEASURES = {
@@ -146,6 +146,10 @@ def _revisions(figures: pd.DataFrame) -> pd.DataFrame:
     return multi[columns].reset_index(drop=True)
 
 
+def _articles(article: str) -> str:
+    return "Arts. 332, 337, 338" if article == ALL_ARTICLES else f"Art. {article}"
+
+
 def _fmt_period(start: pd.Timestamp, end: pd.Timestamp) -> str:
     return f"{start.date().isoformat()} to {end.date().isoformat()}"
 
@@ -166,14 +170,14 @@ def _same_period_conflicts(figures: pd.DataFrame) -> list[dict]:
                     kind = "same_period_disagreement"
                     a, b = (a, b) if a.value < b.value else (b, a)
                     text = (
-                        f"Art. {a.article} {_fmt_period(a.period_start, a.period_end)}: "
+                        f"{_articles(a.article)} {_fmt_period(a.period_start, a.period_end)}: "
                         f"{b.figure_id} = {b.value:,.0f} and {a.figure_id} = {a.value:,.0f} "
                         f"published on the same date; different counting bases?"
                     )
                 elif a.is_vintage_known and b.is_vintage_known and b.value < a.value:
                     kind = "downward_revision"
                     text = (
-                        f"Art. {a.article} {_fmt_period(a.period_start, a.period_end)}: later "
+                        f"{_articles(a.article)} {_fmt_period(a.period_start, a.period_end)}: later "
                         f"{b.figure_id} = {b.value:,.0f} ({b.vintage_date.date()}) is below earlier "
                         f"{a.figure_id} = {a.value:,.0f} ({a.vintage_date.date()}); late filings "
                         "only raise counts"
@@ -254,7 +258,7 @@ def _parts_exceed_whole(figures: pd.DataFrame) -> list[dict]:
                     "excess": total - whole.value,
                     "description": (
                         f"{listing} = {total:,.0f} exceeds {whole.figure_id} = {whole.value:,.0f} "
-                        f"(Art. {whole.article}, {_fmt_period(whole.period_start, whole.period_end)}), "
+                        f"({_articles(whole.article)}, {_fmt_period(whole.period_start, whole.period_end)}), "
                         "which was published no earlier; the counting bases must differ"
                     ),
                 }
@@ -262,9 +266,148 @@ def _parts_exceed_whole(figures: pd.DataFrame) -> list[dict]:
     return conflicts
 
 
+# A release's running total and its own period totals are reported as disagreeing when what they
+# imply for the same period differs by more than this share of the running total (smaller gaps are
+# within the rounding and late postings of one release).
+WITHIN_RELEASE_TOLERANCE = 0.02
+
+
+def _covering_estimate(figures: pd.DataFrame, article: str, start: pd.Timestamp, end: pd.Timestamp):
+    """Cases in [start, end] for one article from the narrowest preferred exact count covering it,
+    pro rata by days; None when no figure covers the whole interval."""
+    cover = figures[
+        (figures["article"] == article)
+        & (figures["measure"] == "count")
+        & (figures["value_qualifier"] == "exact")
+        & figures["is_preferred"]
+        & (figures["period_start"] <= start)
+        & (figures["period_end"] >= end)
+    ]
+    if cover.empty:
+        return None
+    days = (cover["period_end"] - cover["period_start"]).dt.days + 1
+    best = cover.loc[days.idxmin()]
+    share = ((end - start).days + 1) / ((best["period_end"] - best["period_start"]).days + 1)
+    return float(best["value"] * share), best["figure_id"], share < 1
+
+
+def _gaps(start: pd.Timestamp, end: pd.Timestamp, parts: pd.DataFrame) -> list[tuple[pd.Timestamp, pd.Timestamp]]:
+    """The days of [start, end] that no part covers, as intervals."""
+    gaps, cursor = [], start
+    for part in parts.sort_values("period_start").itertuples():
+        if part.period_start > cursor:
+            gaps.append((cursor, part.period_start - pd.Timedelta(days=1)))
+        cursor = max(cursor, part.period_end + pd.Timedelta(days=1))
+    if cursor <= end:
+        gaps.append((cursor, end))
+    return gaps
+
+
+def _likely_cause(start: pd.Timestamp) -> str:
+    if start == pd.Timestamp(MOBILISATION):
+        return (
+            "Likely cause: running totals since the mobilisation count only the parts of the articles the "
+            "mobilisation law created, which the model estimates as a share."
+        )
+    return (
+        "Likely cause: the running total and the period totals were counted on different bases (start date, "
+        "parts of the articles, or cases merged or returned); the model keeps both and lets each release differ."
+    )
+
+
+def _within_release_disagreements(figures: pd.DataFrame) -> list[dict]:
+    """A release that contradicts itself across counting bases: its running total (for the three
+    articles, the sum of its per-article running totals) minus its own period totals inside it
+    leaves, for the remaining days, a number that earlier figures for those days do not allow.
+
+    Mediazona's release of 27 December 2024 is the case that prompted it: 15,902 cases since the
+    invasion, 5,517 in 2023 and 10,308 in 2024 leave 77 for February to December 2022, when its
+    earlier figures counted about a thousand. Nothing is set aside for it; it is reported, with
+    its size, for readers and for the model's handling (methods report).
+    """
+    records = []
+    dated = figures[figures["is_vintage_known"]]
+    for release, group in dated.groupby("vintage_date"):
+        running = group[(group["measure"] == "cumulative") & group["value_qualifier"].isin(("exact", "approx"))]
+        for (start, end), totals in running.groupby(["period_start", "period_end"]):
+            by_article = {r.article: r for r in totals.itertuples()}
+            candidates = []
+            if all(a in by_article and by_article[a].value_qualifier == "exact" for a in ARTICLES):
+                candidates.append(
+                    (
+                        ALL_ARTICLES,
+                        sum(by_article[a].value for a in ARTICLES),
+                        [by_article[a].figure_id for a in ARTICLES],
+                    )
+                )
+            elif ALL_ARTICLES in by_article:
+                whole = by_article[ALL_ARTICLES]
+                candidates.append((ALL_ARTICLES, whole.value, [whole.figure_id]))
+            candidates += [(a, by_article[a].value, [by_article[a].figure_id]) for a in ARTICLES if a in by_article]
+            for article, whole_value, whole_ids in candidates:
+                own = group[
+                    (group["article"] == article)
+                    & (group["measure"] == "count")
+                    & (group["value_qualifier"] == "exact")
+                    & (group["period_start"] >= start)
+                    & (group["period_end"] <= end)
+                ]
+                _, part_ids = _best_disjoint_total(own)
+                if not part_ids:
+                    continue
+                parts = own[own["figure_id"].isin(part_ids)]
+                remainder, remainder_ids, prorated = 0.0, [], False
+                for gap_start, gap_end in _gaps(start, end, parts):
+                    for member in ARTICLES if article == ALL_ARTICLES else (article,):
+                        found = _covering_estimate(figures, member, gap_start, gap_end)
+                        if found is None:
+                            break
+                        remainder += found[0]
+                        remainder_ids.append(found[1])
+                        prorated |= found[2]
+                    else:
+                        continue
+                    break
+                else:
+                    implied = parts["value"].sum() + remainder
+                    excess = implied - whole_value
+                    if abs(excess) <= WITHIN_RELEASE_TOLERANCE * whole_value:
+                        continue
+                    latest = parts.loc[parts["period_end"].idxmax()]
+                    listing = " + ".join(f"{r.figure_id} ({r.value:,.0f})" for r in parts.itertuples())
+                    earlier = ", ".join(dict.fromkeys(remainder_ids))
+                    records.append(
+                        {
+                            "kind": "within_release_disagreement",
+                            "article": article,
+                            "whole_figure_id": ",".join(whole_ids),
+                            "part_figure_ids": ",".join([*part_ids, *dict.fromkeys(remainder_ids)]),
+                            "whole_value": whole_value,
+                            "parts_total": implied,
+                            "excess": excess,
+                            "release_date": pd.Timestamp(release).date().isoformat(),
+                            "period_start": latest["period_start"].date().isoformat(),
+                            "period_end": latest["period_end"].date().isoformat(),
+                            "part_value": float(latest["value"]),
+                            "implied_value": float(latest["value"] - excess),
+                            "description": (
+                                f"Release of {pd.Timestamp(release).date()}: running total {whole_value:,.0f} "
+                                f"({'+'.join(whole_ids)}, {_articles(article)}, {_fmt_period(start, end)}) "
+                                "against its own "
+                                f"{listing} plus {remainder:,.0f} for the remaining days from earlier figures "
+                                f"({earlier}{', pro rata by days' if prorated else ''}) = {implied:,.0f}: "
+                                f"{abs(excess):,.0f} cases {'more' if excess > 0 else 'fewer'} than the running total. "
+                                f"Read against the running total, {latest['figure_id']} would be "
+                                f"{latest['value'] - excess:,.0f}. " + _likely_cause(start)
+                            ),
+                        }
+                    )
+    return records
+
+
 def find_conflicts(figures: pd.DataFrame) -> pd.DataFrame:
     """All figures that cannot hold together, each with a sentence saying why."""
-    records = _same_period_conflicts(figures) + _parts_exceed_whole(figures)
+    records = _same_period_conflicts(figures) + _parts_exceed_whole(figures) + _within_release_disagreements(figures)
     columns = [
         "kind",
         "article",
@@ -274,6 +417,11 @@ def find_conflicts(figures: pd.DataFrame) -> pd.DataFrame:
         "parts_total",
         "excess",
         "description",
+        "release_date",
+        "period_start",
+        "period_end",
+        "part_value",
+        "implied_value",
     ]
     return pd.DataFrame.from_records(records, columns=columns)
 

@@ -87,6 +87,7 @@ def conflicts_table(view: ConstraintView) -> pd.DataFrame:
         "parts_exceed_whole": "parts exceed whole",
         "same_period_disagreement": "same period, same date, different values",
         "downward_revision": "later vintage lower",
+        "within_release_disagreement": "one release, running total against its own period totals",
     }
     table = view.conflicts.assign(kind=view.conflicts["kind"].map(kinds))
     table = table[["kind", "whole_figure_id", "part_figure_ids", "excess", "description"]]
