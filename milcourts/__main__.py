@@ -177,7 +177,7 @@ def _validate(args: argparse.Namespace) -> int:
     named = {VALIDATION_FILES[name]: frame for name, frame in outputs.items()}
     for path in write_csv_tables(named, paths.processed_dir(), float_format="%.6g"):
         print(f"wrote {path}")
-    for name in ("rolling_origin_summary", "simulation_summary"):
+    for name in ("rolling_origin_summary", "forecast_scores", "simulation_summary"):
         print(outputs[name].to_string(index=False))
     print(
         f"leave-one-out coverage: {outputs['leave_one_out']['is_covered'].mean():.2f} "

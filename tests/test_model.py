@@ -98,8 +98,11 @@ def test_output_tables_follow_the_documented_interfaces(synthetic_fit, tmp_path)
         "lower_95",
         "upper_95",
         "has_published_month",
+        "is_provisional",
         "is_forecast",
     ]
+    flags = monthly[(monthly["article"] == "337") & ~monthly["is_forecast"]]["is_provisional"].to_numpy()
+    assert not flags[0] and (np.diff(flags.astype(int)) >= 0).all()  # if any, only the latest months
     assert set(monthly["article"]) == {"337", "338", "332", "all_refusal"}
     assert (monthly["lower_95"] <= monthly["lower_80"]).all() and (monthly["upper_80"] <= monthly["upper_95"]).all()
     assert monthly.groupby("article")["is_forecast"].sum().eq(FAST.forecast_months).all()
@@ -108,7 +111,21 @@ def test_output_tables_follow_the_documented_interfaces(synthetic_fit, tmp_path)
     assert np.allclose(per_article.loc[total.index], total, atol=0.2)  # each is rounded to 0.1
     assert monthly[(monthly["article"] == "337") & (monthly["month"] == "2024-03")]["has_published_month"].item()
     effects = effects_table(fitted, draws)
-    assert list(effects.columns) == ["article", "effect", "estimate", "lower_95", "upper_95", "method"]
+    assert list(effects.columns) == [
+        "article",
+        "effect",
+        "estimate",
+        "lower_95",
+        "upper_95",
+        "method",
+        "posterior_sd_to_prior_sd",
+        "not_estimable_because",
+        "is_estimable",
+    ]
+    # the small series' pre-break growth is Art. 337's plus a deviation their figures cannot move
+    pre = effects[effects["effect"].str.startswith("monthly growth 2021-01")].set_index("article")
+    assert pre.loc["337", "is_estimable"] and not pre.loc["338", "is_estimable"]
+    assert pre.loc["338", "posterior_sd_to_prior_sd"] > 0.5
     with_interval = effects.dropna(subset=["lower_95", "upper_95"])
     assert len(with_interval) >= len(effects) - 3  # only the 3 identification rows have no interval
     assert (with_interval["lower_95"] <= with_interval["upper_95"]).all()

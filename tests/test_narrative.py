@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pandas as pd
 
+from milcourts.views import narrative as n
 from milcourts.views.audit import load_audit
 from milcourts.views.narrative import describe_ledger, describe_timeline_caption, format_count, format_date, plural
 from tests.conftest import row
@@ -154,3 +155,43 @@ def test_summary_sentences_word_for_word():
     )
     assert "lags of 1, 3 and 4 months" in n.describe_lag(3, [1, 3, 4], 10.0, 43.1, 7, 0.5, 3, 0.5)
     assert "against 60% for the same month)" in n.describe_lag(2, [0, 2], 10.0, 43.1, 7, 0.3, 0, 0.6)
+
+
+def test_the_latest_months_are_said_to_be_provisional_with_the_release_and_its_contradiction():
+    text = n.describe_provisional_months("2024-08", "2024-12", pd.Timestamp("2024-12-27"), (801.5, "2024"))
+    assert text.startswith("August 2024 to December 2024 are provisional: only the release of 27 December 2024")
+    assert "disagrees with itself by about 800 cases for 2024" in text
+    assert "disagrees" not in n.describe_provisional_months("2024-08", "2024-12", pd.Timestamp("2024-12-27"))
+
+
+def test_a_release_that_contradicts_itself_in_words():
+    row = {
+        "release_date": "2024-12-27",
+        "period_start": "2024-01-01",
+        "period_end": "2024-12-27",
+        "excess": 801.47,
+        "article": "all_refusal",
+        "implied_value": 9506.5,
+        "part_value": 10308.0,
+    }
+    text = n.describe_release_disagreement(row)
+    assert "The release of 27 December 2024 disagrees with itself by about 800 cases of all three articles" in text
+    assert "would have about 9,500 cases, not the 10,308 it states" in text
+
+
+def test_an_effect_the_figures_cannot_identify_is_said_without_a_number():
+    text = n.describe_jump("2022-10", 26.1, 2.49, 279.3, "its 95% interval spans a factor of 112")
+    assert "cannot be estimated from the published figures (its 95% interval spans a factor of 112)" in text
+    assert "26" not in text.replace("(24 September 2022)", "")
+
+
+def test_the_forecast_says_how_it_continues_the_series():
+    local = n.describe_forecast_for_readers(
+        "2025-01", "2025-06", (4806, 3986, 5659), pd.Timestamp("2024-12-27"), "local_level", ("2024-05", "2024-07")
+    )
+    assert "at the rate of May 2024 to July 2024, the latest months later releases have confirmed" in local
+    assert "about 4,800 (3,900 to 5,700) cases from January 2025 to June 2025" in local
+    damped = n.describe_forecast_for_readers(
+        "2025-01", "2025-06", (100, 80, 120), pd.Timestamp("2024-12-27"), "damped_trend"
+    )
+    assert "if the trend of the last 6 months carries on, flattening out" in damped

@@ -28,7 +28,13 @@ from milcourts.inputs.ledger import published_by
 from milcourts.model.fit import fit_filings_model
 from milcourts.model.observations import supported_knots
 from milcourts.model.simulate import published_figure_draws, simulate
-from milcourts.model.spec import PRIOR_LOG_PHI, PRIOR_LOGIT_BASE_SHARE, PRIOR_LOGIT_EARLY_SHARE, ModelSpec
+from milcourts.model.spec import (
+    FORECAST_METHODS,
+    PRIOR_LOG_PHI,
+    PRIOR_LOGIT_BASE_SHARE,
+    PRIOR_LOGIT_EARLY_SHARE,
+    ModelSpec,
+)
 from milcourts.vocabulary import ARTICLES
 
 SHORT_WINDOW_MAX_DAYS = 92  # "short window": a quarter at most
@@ -130,40 +136,87 @@ def leave_one_out(ledger: pd.DataFrame, settings: ValidationSettings) -> pd.Data
     return pd.DataFrame.from_records(records)
 
 
+def _count_figures(known: pd.DataFrame, article: str) -> pd.DataFrame:
+    """The article's preferred period counts (not running totals): what a benchmark reads a
+    monthly rate from. A running total's average since 2022 is not the current rate."""
+    same = known[(known["article"] == article) & known["is_preferred"] & (known["measure"] == "count")].copy()
+    same["days"] = (same["period_end"] - same["period_start"]).dt.days + 1
+    return same[same["value_qualifier"].isin(("exact", "approx"))]
+
+
+def _benchmark_total(known: pd.DataFrame, target, rate_at) -> float | None:
+    """A benchmark's forecast of a figure on the figure's own quantity: for a running total, the
+    latest known value of the same running total plus the rate over the days it has not seen; for a
+    period count, the rate over the period. `rate_at(day)` is the benchmark's daily rate."""
+    start, end = target.period_start, target.period_end
+    if target.measure == "cumulative":
+        same = known[
+            (known["article"] == target.article)
+            & (known["measure"] == "cumulative")
+            & (known["period_start"] == start)
+            & (known["period_end"] < end)
+            & known["value_qualifier"].isin(("exact", "approx"))
+        ]
+        if same.empty:
+            return None
+        base = same.loc[same["period_end"].idxmax()]
+        start, known_value = base["period_end"] + pd.Timedelta(days=1), float(base["value"])
+    else:
+        known_value = 0.0
+    days = (end - start).days + 1
+    rate = rate_at(start + (end - start) / 2)
+    return None if rate is None else known_value + rate * days
+
+
 def _naive_forecast(known: pd.DataFrame, target) -> float | None:
-    """Latest known daily rate of the same article (shortest window among the latest), times days."""
-    same = known[(known["article"] == target.article) & known["is_preferred"]]
+    """The latest known daily rate of the article (the shortest of its latest-ending period
+    counts), carried forward, on the target's own quantity."""
+    same = _count_figures(known, target.article)
     if same.empty:
         return None
     latest = same[same["period_end"] == same["period_end"].max()]
-    days = (latest["period_end"] - latest["period_start"]).dt.days + 1
-    best = latest.loc[days.idxmin()]
-    rate = best["value"] / ((best["period_end"] - best["period_start"]).days + 1)
-    return float(rate * ((target.period_end - target.period_start).days + 1))
+    best = latest.loc[latest["days"].idxmin()]
+    rate = best["value"] / best["days"]
+    return _benchmark_total(known, target, lambda _: rate)
 
 
 def _drift_forecast(known: pd.DataFrame, target) -> float | None:
-    """The naive rate moved along the growth between the article's two latest-ending figures."""
-    same = known[(known["article"] == target.article) & known["is_preferred"]].copy()
-    same["days"] = (same["period_end"] - same["period_start"]).dt.days + 1
-    same = same.sort_values(["period_end", "days"], ascending=[False, True]).drop_duplicates("period_end")
-    if len(same) < 2:
+    """The naive rate moved along the growth between the article's two latest period counts that
+    do not overlap (their rates, at their mid-points), on the target's own quantity."""
+    same = _count_figures(known, target.article).sort_values(["period_end", "days"], ascending=[False, True])
+    if same.empty:
         return None
-    latest, previous = same.iloc[0], same.iloc[1]
+    latest = same.iloc[0]
+    earlier = same[same["period_end"] < latest["period_start"]]
+    if earlier.empty:
+        return None
+    previous = earlier.iloc[0]
     middle = lambda r: r["period_start"] + (r["period_end"] - r["period_start"]) / 2  # noqa: E731
     gap = (middle(latest) - middle(previous)).days
-    if gap <= 0:
-        return None
     rate_latest, rate_previous = latest["value"] / latest["days"], previous["value"] / previous["days"]
-    if rate_latest <= 0 or rate_previous <= 0:
+    if gap <= 0 or rate_latest <= 0 or rate_previous <= 0:
         return None
     growth = np.log(rate_latest / rate_previous) / gap
-    ahead = (target.period_start + (target.period_end - target.period_start) / 2 - middle(latest)).days
-    return float(rate_latest * np.exp(growth * ahead) * ((target.period_end - target.period_start).days + 1))
+    return _benchmark_total(known, target, lambda day: rate_latest * np.exp(growth * (day - middle(latest)).days))
+
+
+def interval_score(value: float, lower: float, upper: float, alpha: float = 0.05) -> float:
+    """Interval (Winkler) score of a central (1 - alpha) interval: its width plus 2/alpha times
+    the distance by which the value falls outside it; lower is better (Gneiting & Raftery 2007)."""
+    return (upper - lower) + (2 / alpha) * max(lower - value, 0.0) + (2 / alpha) * max(value - upper, 0.0)
+
+
+POINT_QUALIFIERS = ("exact", "approx")  # figures an interval score can be computed for
+BENCHMARKS = ("naive", "drift")
 
 
 def rolling_origin(ledger: pd.DataFrame, settings: ValidationSettings) -> pd.DataFrame:
-    """Fit on what each release date knew; score the figures first published in the next release."""
+    """Fit on what each release date knew; score the figures first published in the next release.
+
+    Each origin is fitted once and forecast by every method of FORECAST_METHODS (they differ only
+    past the data); the naive and drift benchmarks forecast the same figures on their own quantity.
+    Columns: the spec's own method as predicted_*, then per method `<method>_median/_lower_95/
+    _upper_95`; `reaches_past_data` marks figures whose period ends after the origin's last month."""
     full = build_constraint_view(ledger).figures
     dated = full[full["is_vintage_known"] & (full["value_qualifier"] != "at_most")]
     origins = sorted(d for d in dated["vintage_date"].unique() if pd.Timestamp(d) >= EARLIEST_ORIGIN)
@@ -177,47 +230,144 @@ def rolling_origin(ledger: pd.DataFrame, settings: ValidationSettings) -> pd.Dat
             continue
         spec = _spec_for(settings, forecast_months=_months_needed(known_view, targets["period_end"].max()) + 1)
         fitted = fit_filings_model(known_view, spec)
-        draws = simulate(fitted, seed=settings.seed, condition=settings.condition)
-        for target in targets.itertuples():
-            predictive = published_figure_draws(
-                draws,
-                target.article,
-                target.period_start,
-                target.period_end,
-                target.vintage_date,
-                target.value_qualifier,
-                rng,
+        last_day = known_view.months[-1].end_time.normalize()
+        predictions = {}
+        for method in FORECAST_METHODS:
+            draws = simulate(
+                replace(fitted, spec=replace(spec, forecast_method=method)),
+                seed=settings.seed,
+                condition=settings.condition,
             )
+            predictions[method] = [
+                published_figure_draws(
+                    draws, t.article, t.period_start, t.period_end, t.vintage_date, t.value_qualifier, rng
+                )
+                for t in targets.itertuples()
+            ]
+        for i, target in enumerate(targets.itertuples()):
+            predictive = predictions[spec.forecast_method][i]
             lo, mid, hi = _interval(predictive)
-            naive = _naive_forecast(known_view.figures, target)
-            drift = _drift_forecast(known_view.figures, target)
-            records.append(
+            said = verdict(target.value, target.value_qualifier, predictive)
+            record = {
+                "origin": origin.date(),
+                "figure_id": target.figure_id,
+                "article": target.article,
+                "measure": target.measure,
+                "period_start": target.period_start.date(),
+                "period_end": target.period_end.date(),
+                "months_after_origin": max(0, (target.period_end.to_period("M") - origin.to_period("M")).n),
+                "reaches_past_data": bool(target.period_end > last_day),
+                "value": target.value,
+                "value_qualifier": target.value_qualifier,
+                "predicted_median": round(mid, 1),
+                "lower_95": round(lo, 1),
+                "upper_95": round(hi, 1),
+                "verdict": said,
+                "is_covered": said == CONSISTENT,
+                "model_abs_error": abs(mid - target.value) if target.value_qualifier != "at_least" else np.nan,
+            }
+            for method in FORECAST_METHODS:
+                m_lo, m_mid, m_hi = _interval(predictions[method][i])
+                record.update(
+                    {
+                        f"{method}_median": m_mid,
+                        f"{method}_lower_95": m_lo,
+                        f"{method}_upper_95": m_hi,
+                        f"{method}_consistent": verdict(target.value, target.value_qualifier, predictions[method][i])
+                        == CONSISTENT,
+                    }
+                )
+            for name, forecast in (
+                ("naive", _naive_forecast(known_view.figures, target)),
+                ("drift", _drift_forecast(known_view.figures, target)),
+            ):
+                record[f"{name}_forecast"] = forecast
+                record[f"{name}_abs_error"] = (
+                    abs(forecast - target.value)
+                    if forecast is not None and target.value_qualifier != "at_least"
+                    else np.nan
+                )
+            records.append(record)
+    scores = pd.DataFrame.from_records(records)
+    return _benchmark_intervals(scores) if len(scores) else scores
+
+
+def _benchmark_intervals(scores: pd.DataFrame) -> pd.DataFrame:
+    """95% intervals for the benchmarks, which have none of their own: the 2.5% and 97.5% points
+    of their log errors (value / forecast) at every *other* origin, applied to each forecast. The
+    benchmarks get calibration the model is not given, so beating them is the stronger claim."""
+    scores = scores.copy()
+    point = scores["value_qualifier"].isin(POINT_QUALIFIERS)
+    for name in BENCHMARKS:
+        forecast = pd.to_numeric(scores[f"{name}_forecast"], errors="coerce")
+        usable = point & (forecast > 0) & (scores["value"] > 0)
+        log_error = np.log(scores["value"] / forecast).where(usable)
+        lower, upper = np.full(len(scores), np.nan), np.full(len(scores), np.nan)
+        for i in np.nonzero((forecast > 0).to_numpy())[0]:
+            others = log_error[(scores["origin"] != scores["origin"].iloc[i]) & usable].dropna()
+            if len(others) >= 5:
+                q_lo, q_hi = np.quantile(others, [0.025, 0.975])
+                lower[i], upper[i] = forecast.iloc[i] * np.exp(q_lo), forecast.iloc[i] * np.exp(q_hi)
+        scores[f"{name}_lower_95"], scores[f"{name}_upper_95"] = lower, upper
+    return scores
+
+
+def forecast_scores(scores: pd.DataFrame) -> pd.DataFrame:
+    """Mean interval score and 95% coverage of every forecast method and benchmark, over the point
+    figures every one of them forecast, for all such figures and for those reaching past the data."""
+    methods = (*FORECAST_METHODS, *BENCHMARKS)
+    point = scores[scores["value_qualifier"].isin(POINT_QUALIFIERS)].copy()
+    for method in methods:
+        lower, upper = point[f"{method}_lower_95"].astype(float), point[f"{method}_upper_95"].astype(float)
+        point[f"{method}_score"] = [
+            interval_score(v, lo, hi) if np.isfinite(lo) and np.isfinite(hi) else np.nan
+            for v, lo, hi in zip(point["value"], lower, upper)
+        ]
+        point[f"{method}_covered"] = (point["value"] >= lower) & (point["value"] <= upper)
+    common = point.dropna(subset=[f"{m}_score" for m in methods])
+    rows = []
+    every_figure = {m: scores[f"{m}_consistent"].mean() for m in FORECAST_METHODS if f"{m}_consistent" in scores}
+    for subset, frame in (
+        ("all figures", common),
+        ("figures reaching past the data", common[common["reaches_past_data"]]),
+    ):
+        best_benchmark = min(frame[f"{b}_score"].mean() for b in BENCHMARKS) if len(frame) else np.nan
+        for method in methods:
+            mean_score = frame[f"{method}_score"].mean() if len(frame) else np.nan
+            rows.append(
                 {
-                    "origin": origin.date(),
-                    "figure_id": target.figure_id,
-                    "article": target.article,
-                    "period_start": target.period_start.date(),
-                    "period_end": target.period_end.date(),
-                    "months_after_origin": max(0, (target.period_end.to_period("M") - origin.to_period("M")).n),
-                    "value": target.value,
-                    "value_qualifier": target.value_qualifier,
-                    "predicted_median": round(mid, 1),
-                    "lower_95": round(lo, 1),
-                    "upper_95": round(hi, 1),
-                    "verdict": verdict(target.value, target.value_qualifier, predictive),
-                    "is_covered": verdict(target.value, target.value_qualifier, predictive) == CONSISTENT,
-                    "model_abs_error": abs(mid - target.value) if target.value_qualifier != "at_least" else np.nan,
-                    "naive_forecast": naive,
-                    "naive_abs_error": abs(naive - target.value)
-                    if naive is not None and target.value_qualifier != "at_least"
-                    else np.nan,
-                    "drift_forecast": drift,
-                    "drift_abs_error": abs(drift - target.value)
-                    if drift is not None and target.value_qualifier != "at_least"
-                    else np.nan,
+                    "targets": subset,
+                    "method": method,
+                    "is_benchmark": method in BENCHMARKS,
+                    "figures": len(frame),
+                    "coverage_95": frame[f"{method}_covered"].mean() if len(frame) else np.nan,
+                    "mean_interval_score": mean_score,
+                    "score_relative_to_best_benchmark": mean_score / best_benchmark,
+                    # over every scored figure, bounds included (benchmarks give no verdict on bounds)
+                    "coverage_95_every_figure": every_figure.get(method, np.nan),
                 }
             )
-    return pd.DataFrame.from_records(records)
+    table = pd.DataFrame(rows)
+    table["is_chosen"] = table["method"] == choose_forecast_method(table)
+    return table
+
+
+# The rule that picks the forecast (issue targets): among the methods whose rolling-origin coverage
+# of every scored figure lies in this range, the lowest mean interval score on the figures that
+# reach past the data; if none is calibrated, the best-covering one.
+COVERAGE_TARGET = (0.90, 0.98)
+
+
+def choose_forecast_method(table: pd.DataFrame) -> str:
+    """Apply the rule above to a forecast_scores table (model methods only)."""
+    past = table[(table["targets"] == "figures reaching past the data") & ~table["is_benchmark"]]
+    if past.empty or past["mean_interval_score"].isna().all():
+        return ModelSpec().forecast_method
+    low, high = COVERAGE_TARGET
+    calibrated = past[past["coverage_95_every_figure"].between(low, high)]
+    if calibrated.empty:
+        return str(past.loc[past["coverage_95_every_figure"].idxmax(), "method"])
+    return str(calibrated.loc[calibrated["mean_interval_score"].idxmin(), "method"])
 
 
 def summarise_rolling_origin(scores: pd.DataFrame) -> pd.DataFrame:
@@ -388,6 +538,7 @@ VALIDATION_FILES = {
     "leave_one_out": "validation_leave_one_out.csv",
     "rolling_origin": "validation_rolling_origin.csv",
     "rolling_origin_summary": "validation_rolling_origin_summary.csv",
+    "forecast_scores": "validation_forecast_scores.csv",
     "simulation": "validation_simulation_replicates.csv",
     "simulation_summary": "validation_simulation_summary.csv",
 }
@@ -410,6 +561,7 @@ def run_validation(ledger: pd.DataFrame, replicates: int = 200, workers: int = 2
         "leave_one_out": loo,
         "rolling_origin": rolling,
         "rolling_origin_summary": summarise_rolling_origin(rolling),
+        "forecast_scores": forecast_scores(rolling),
         "simulation": simulation,
         "simulation_summary": summarise_simulation(simulation),
     }

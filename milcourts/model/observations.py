@@ -17,8 +17,10 @@ from milcourts.inputs.constraints import ConstraintView
 from milcourts.inputs.exposure import month_exposure
 from milcourts.model.spec import (
     COMPLETE_AFTER_DAYS,
+    FORECAST_METHODS,
     MOBILISATION_BASE_EARLY_MONTHS,
     MOBILISATION_BASE_START,
+    PROVISIONAL_WITHIN_DAYS,
     ModelSpec,
     check_month_range,
 )
@@ -42,6 +44,32 @@ class Observations:
     is_mobilisation_base: np.ndarray = field(default_factory=lambda: np.zeros(0, bool))  # fit figures
     is_early_base_month: np.ndarray = field(default_factory=lambda: np.zeros(0, bool))  # months
     recent_cells: tuple[np.ndarray, np.ndarray] = (np.array([], int), np.array([], int))
+    release_dates: np.ndarray = field(default_factory=lambda: np.zeros(0, "datetime64[D]"))  # fit figures
+
+    @property
+    def is_provisional(self) -> np.ndarray:
+        """(months,) reached by the figures of a single release, published within
+        PROVISIONAL_WITHIN_DAYS of the month's end: a nowcast no later release has checked."""
+        return provisional_months(self.months, self.weights, self.release_dates)
+
+    @property
+    def pinned_end(self) -> int:
+        """Index after the last month that is not provisional (0 if every month is)."""
+        pinned = np.nonzero(~self.is_provisional)[0]
+        return int(pinned[-1]) + 1 if len(pinned) else 0
+
+
+def provisional_months(months: pd.PeriodIndex, weights: np.ndarray, release_dates: np.ndarray) -> np.ndarray:
+    """See Observations.is_provisional."""
+    out = np.zeros(len(months), dtype=bool)
+    if not len(release_dates):
+        return out
+    for j, month in enumerate(months):
+        releases = np.unique(release_dates[weights[:, j] > 0])
+        if len(releases) == 1:
+            gap = (releases[0] - np.datetime64(month.end_time.date(), "D")).astype(int)
+            out[j] = gap < PROVISIONAL_WITHIN_DAYS
+    return out
 
 
 def _median_publication_gap_days(figures: pd.DataFrame) -> float:
@@ -131,6 +159,7 @@ def prepare_observations(
         recent_cells=recent,
         is_mobilisation_base=(fit["period_start"] == MOBILISATION_BASE_START).to_numpy(),
         is_early_base_month=np.asarray(months.isin(MOBILISATION_BASE_EARLY_MONTHS)),
+        release_dates=fit["assumed_source_date"].to_numpy("datetime64[D]"),
     )
 
 
@@ -141,6 +170,8 @@ def prepare_observations(
 MIN_MONTHS_AFTER_KNOT = 3
 # Forecasts follow the average slope of this many last modelled months (see design_matrix).
 FORECAST_SLOPE_MONTHS = 6
+# A local-level forecast stays at the average log rate of this many last pinned-down months.
+LEVEL_MONTHS = 3
 MONTHS_PER_YEAR = 12.0  # slopes are fitted per year (better conditioned) and reported per month
 
 
@@ -153,24 +184,46 @@ def supported_knots(spec: ModelSpec, n_observed: int, break_index: int) -> tuple
 
 
 def design_matrix(
-    n_months: int, break_index: int, knot_offsets: tuple[int, ...], n_observed: int | None = None, damping: float = 1.0
+    n_months: int,
+    break_index: int,
+    knot_offsets: tuple[int, ...],
+    n_observed: int | None = None,
+    damping: float = 1.0,
+    method: str = "damped_trend",
+    pinned_end: int | None = None,
 ) -> np.ndarray:
     """Columns: intercept, slope (years from the break), step, then one hinge per knot (years).
 
-    Rows past `n_observed` (forecasts) continue from the last modelled month along the average
-    slope of the last FORECAST_SLOPE_MONTHS, damped by `damping` per month (Gardner-McKenzie):
-    h months ahead adds sum_{i<=h} damping^i months of that slope. The final segment alone rests
-    on a few under-reported months; compounding its uncertain slope made forecast bands explode.
+    Rows past `n_observed` (forecasts) follow `method` (spec.FORECAST_METHODS):
+    - "damped_trend": from the last pinned month (before `pinned_end`, the last not provisional)
+      along the average slope of its last FORECAST_SLOPE_MONTHS, damped by `damping` per month
+      (Gardner-McKenzie): h months after it adds sum_{i<=h} damping^i months of that slope. The
+      final segment alone rests on a few under-reported months; compounding its uncertain slope
+      made forecast bands explode.
+    - "local_level": flat at the average log rate of the LEVEL_MONTHS months before `pinned_end`
+      (the last months not provisional), so a dip that a single release shows does not carry on.
+    - "combination": the average of the two on the log scale.
     """
+    if method not in FORECAST_METHODS:
+        raise ValueError(f"forecast method must be one of {', '.join(FORECAST_METHODS)}, got {method!r}")
     t = np.arange(n_months, dtype=float)
     columns = [np.ones(n_months), (t - break_index) / MONTHS_PER_YEAR, (t >= break_index).astype(float)]
     columns += [np.clip(t - (break_index + k), 0, None) / MONTHS_PER_YEAR for k in knot_offsets]
     design = np.column_stack(columns)
     if n_observed is not None and n_observed < n_months:
-        last = design[n_observed - 1]
-        span = min(FORECAST_SLOPE_MONTHS, n_observed - 1)
-        slope = (last - design[n_observed - 1 - span]) / span
-        h = np.arange(1, n_months - n_observed + 1)
+        # both continue from the last month the ledger pins down: a slope or level read off months
+        # only one release reaches (provisional) must not steer the forecast
+        end = n_observed if not pinned_end else min(pinned_end, n_observed)
+        last = design[end - 1]
+        span = min(FORECAST_SLOPE_MONTHS, end - 1)
+        slope = (last - design[end - 1 - span]) / max(span, 1)
+        h = np.arange(n_observed - end + 1, n_months - end + 1)  # months after the last pinned one
         ahead = damping * (1 - damping**h) / (1 - damping) if damping < 1 else h.astype(float)
-        design[n_observed:] = last + ahead[:, None] * slope
+        damped = last + ahead[:, None] * slope
+        level = design[max(0, end - LEVEL_MONTHS) : end].mean(axis=0)
+        design[n_observed:] = {
+            "damped_trend": damped,
+            "local_level": np.broadcast_to(level, damped.shape),
+            "combination": (damped + level) / 2,
+        }[method]
     return design

@@ -68,6 +68,8 @@ def _full_design(fitted: FittedModel, months: pd.PeriodIndex) -> np.ndarray:
         fitted.knots,
         n_observed=len(fitted.obs.months),
         damping=fitted.spec.forecast_damping,
+        method=fitted.spec.forecast_method,
+        pinned_end=fitted.obs.pinned_end,
     )
 
 

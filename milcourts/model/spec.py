@@ -25,9 +25,15 @@ COMPLETE_AFTER_DAYS = 365
 # plausible for monthly court intake in the hundreds. A sensitivity parameter, stated in reports.
 PRIOR_LOG_PHI = (float(np.log(0.01)), 0.7)
 PRIOR_LOG_ALPHA = (float(np.log(0.002)), 2.0)
-# Court websites post most cases within days of receipt (the ledger's revisions of 2023 totals,
-# +1.35% for Art. 337 between 29 Dec and 4 Mar, agree): time constant about 3 days, 95% range
-# 0.7-13. Without it, a ledger cut before any revised pair leaves tau free to absorb misfit.
+# Reporting lag (likelihood.completeness): a case received on day d is on the court website by day
+# s with probability 1 - exp(-(s - d)/tau). Prior: median 3 days, 95% from 0.7 to 13 days (up to two
+# weeks). Its sources: Mediazona's notes that court cards appear late, and the ledger's revised
+# pairs (Art. 337 in 2023: 5,024 on 29 Dec, 5,092 on 4 Mar, +1.35%), which on the full ledger pin tau
+# at about 2 days (95% 1 to 3) under this prior or a wider one. A wider prior (median 7 days, 95% 1
+# to 50) was measured and rejected: fits on early vintages, with few revised pairs, let tau wander to
+# weeks and absorb misfit, and rolling-origin coverage fell from 35 to 32 of 38 figures. The late
+# tail the pairs cannot see (cases posted months later) is why months only one release reaches are
+# shown as provisional.
 PRIOR_LOG_TAU_DAYS = (float(np.log(3.0)), 0.75)
 # Month-level count distribution. "negative_binomial": variance mu + phi mu^2 with phi's prior
 # above; "poisson": phi pinned at ~0 (a sensitivity check: month counts vary only by chance). The
@@ -72,6 +78,17 @@ MAX_MODELLED_MONTHS = 120
 MAX_FORECAST_MONTHS = 36
 
 
+# How the forecast continues the fitted log rate past the data (observations.design_matrix):
+# "damped_trend" from the last modelled month along the recent slope, damped; "local_level" flat at
+# the average of the last few months the ledger pins down (not provisional); "combination" the
+# average of the two on the log scale (combinations are hard to beat out of sample, M4).
+FORECAST_METHODS = ("damped_trend", "local_level", "combination")
+# A month reached by figures of a single release, published less than this long after the month
+# ended, is provisional: no later release has checked it, and late postings and counting changes
+# show up exactly there (the ledger's revisions come two to four months after the first release).
+PROVISIONAL_WITHIN_DAYS = 183
+
+
 def phi_prior(likelihood: str) -> tuple[float, float]:
     """Mean and standard deviation of log phi under the month-count likelihood."""
     if likelihood not in LIKELIHOODS:
@@ -87,6 +104,9 @@ class ModelSpec:
     knot_offsets_months: tuple[int, ...] = (3, 6, 9, 12, 18, 24)
     forecast_months: int = 6
     forecast_damping: float = 0.8  # slope kept per month past the data (1 = undamped log-linear trend)
+    # see FORECAST_METHODS: the one checks.validation.choose_forecast_method picks on the rolling origin
+    # (calibrated, then the lowest interval score); the methods report says if the two ever differ
+    forecast_method: str = "combination"
     penalty_grid: tuple[float, ...] = PENALTY_GRID
     likelihood: str = "negative_binomial"  # or "poisson" (see LIKELIHOODS)
     exposure: str = "calendar_days"  # or "working_days" (see inputs.exposure.EXPOSURES)

@@ -13,7 +13,7 @@ from milcourts.model.fit import FittedModel
 from milcourts.model.likelihood import figure_expectations
 from milcourts.model.observations import MONTHS_PER_YEAR, design_matrix, month_index
 from milcourts.model.simulate import Draws, article_rows, window_draws
-from milcourts.model.spec import MOBILISATION_BASE_EARLY_MONTHS
+from milcourts.model.spec import MOBILISATION_BASE_EARLY_MONTHS, ParameterLayout, phi_prior
 from milcourts.vocabulary import ALL_ARTICLES, ARTICLES
 
 
@@ -22,6 +22,8 @@ def monthly_filings_table(fitted: FittedModel, draws: Draws) -> pd.DataFrame:
     figures = fitted.obs.figures
     single = figures[figures["period_start"].dt.to_period("M") == figures["period_end"].dt.to_period("M")]
     published = {(r.article, r.period_start.to_period("M")) for r in single.itertuples()}
+    provisional = np.zeros(len(draws.months), dtype=bool)
+    provisional[: draws.n_observed] = fitted.obs.is_provisional
     frames = []
     for article in (*ARTICLES, ALL_ARTICLES):
         rows = article_rows(article)
@@ -41,6 +43,7 @@ def monthly_filings_table(fitted: FittedModel, draws: Draws) -> pd.DataFrame:
                     "lower_95": q[0],
                     "upper_95": q[3],
                     "has_published_month": [(article, m) in published for m in draws.months],
+                    "is_provisional": provisional,
                     "is_forecast": np.arange(len(draws.months)) >= draws.n_observed,
                 }
             )
@@ -88,8 +91,71 @@ def _monthly_growth_pct(slope_per_year: np.ndarray) -> np.ndarray:
     return 100 * np.expm1(slope_per_year / MONTHS_PER_YEAR)
 
 
+# An effect whose posterior sd is more than this share of its prior sd is mostly prior: the data
+# barely moved it (methods.md section 8, point 3). One whose 95% interval spans more than
+# MAX_INTERVAL_FACTOR (upper / lower, for a ratio or a positive count) says nothing a reader can use.
+MAX_POSTERIOR_TO_PRIOR_SD = 0.5
+MAX_INTERVAL_FACTOR = 10.0
+
+
+def effect_loadings(fitted: FittedModel, article: str) -> dict[str, np.ndarray]:
+    """The parameter combinations behind an article's log-scale effects, for the identification
+    check: "step" (the log jump), "pre" (the pre-break slope) and "segment j" (the slope after the
+    j-th knot). For 338 and 332 the pre-break slope is Art. 337's plus a shrunk deviation; what the
+    article's own figures could tell is the deviation, so "pre" is that alone (the rest is borrowed)."""
+    layout = ParameterLayout(len(fitted.knots))
+    i = ARTICLES.index(article)
+    size = layout.size
+    vectors = {}
+    step = np.zeros(size)
+    step[layout.steps[i]] = 1
+    vectors["step"] = step
+    pre_full = np.zeros(size)
+    pre_full[layout.pre_slope] = 1
+    if i:
+        pre_full[layout.pre_slope_deviations[i - 1]] = 1
+        own = np.zeros(size)
+        own[layout.pre_slope_deviations[i - 1]] = 1
+        vectors["pre"] = own
+    else:
+        vectors["pre"] = pre_full
+    knot_index = np.arange(size)[layout.knots]
+    deviation_index = np.arange(size)[layout.knot_deviations].reshape(2, -1) if len(fitted.knots) else None
+    for j in range(len(fitted.knots) + 1):
+        vector = pre_full.copy()
+        vector[knot_index[:j]] = 1
+        if i and j:
+            vector[deviation_index[i - 1, :j]] = 1
+        vectors[f"segment {j}"] = vector
+    if i:  # until the first knot the slope is the pre-break one: the same quantity, the same check
+        vectors["segment 0"] = vectors["pre"]
+    return vectors
+
+
+def posterior_to_prior_sd(fitted: FittedModel, vector: np.ndarray) -> float:
+    """Sd of c'theta under the Laplace posterior over its sd under the priors and penalties alone."""
+    prior_variance = 1 / ParameterLayout(len(fitted.knots)).prior_precision(
+        fitted.penalty, phi_prior(fitted.spec.likelihood)
+    )
+    return float(np.sqrt(vector @ fitted.cov @ vector) / np.sqrt((vector**2 * prior_variance).sum()))
+
+
+def estimability(ratio: float | None, lower: float, upper: float, is_ratio_scale: bool) -> str:
+    """Why an effect is not estimable from the published figures, or "" when it is."""
+    if ratio is not None and ratio > MAX_POSTERIOR_TO_PRIOR_SD:
+        return (
+            f"the published figures barely narrow what was assumed before seeing them (uncertainty "
+            f"{100 * ratio:.0f}% of the assumption's)"
+        )
+    if is_ratio_scale and lower > 0 and upper / lower > MAX_INTERVAL_FACTOR:
+        return f"its 95% interval spans a factor of {upper / lower:.0f}"
+    return ""
+
+
 def effects_table(fitted: FittedModel, draws: Draws) -> pd.DataFrame:
-    """Rate ratio at the break, growth per period, excess cases; 95% intervals from the draws."""
+    """Rate ratio at the break, growth per period, excess cases; 95% intervals from the draws.
+    Each effect also carries the identification check (posterior sd over prior sd, where the
+    effect is a combination of parameters) and, when it fails, why it is not estimable."""
     method = (
         f"median and 2.5-97.5% quantiles of {len(draws.coef)} draws from the Laplace "
         "approximation of the penalised likelihood"
@@ -99,15 +165,25 @@ def effects_table(fitted: FittedModel, draws: Draws) -> pd.DataFrame:
     bounds = (0,) + fitted.knots
     segments = list(zip(bounds, bounds[1:] + (n_observed - break_index,)))
     records = []
+    checks: dict[int, tuple[float | None, str]] = {}  # record index -> (sd ratio, reason not estimable)
+
+    def checked(record: tuple, ratio: float | None, is_ratio_scale: bool) -> tuple:
+        checks[len(records)] = (ratio, estimability(ratio, record[3], record[4], is_ratio_scale))
+        return record
+
     for a_index, article in enumerate(ARTICLES):
         c = draws.coef[:, a_index, :]
-        records.append((article, "level rate ratio at the break", *_interval(np.exp(c[:, 2])), method))
+        vectors = effect_loadings(fitted, article)
+        record = (article, "level rate ratio at the break", *_interval(np.exp(c[:, 2])), method)
+        records.append(checked(record, posterior_to_prior_sd(fitted, vectors["step"]), True))
         label = f"{draws.months[0]} to {draws.months[break_index - 1]}"
-        records.append((article, f"monthly growth {label} (%)", *_interval(_monthly_growth_pct(c[:, 1])), method))
+        record = (article, f"monthly growth {label} (%)", *_interval(_monthly_growth_pct(c[:, 1])), method)
+        records.append(checked(record, posterior_to_prior_sd(fitted, vectors["pre"]), False))
         for j, (first, last) in enumerate(segments):
             slope = c[:, 1] + c[:, 3 : 3 + j].sum(axis=1)
             label = f"{draws.months[break_index + first]} to {draws.months[break_index + last - 1]}"
-            records.append((article, f"monthly growth {label} (%)", *_interval(_monthly_growth_pct(slope)), method))
+            record = (article, f"monthly growth {label} (%)", *_interval(_monthly_growth_pct(slope)), method)
+            records.append(checked(record, posterior_to_prior_sd(fitted, vectors[f"segment {j}"]), False))
     for a_index, article in enumerate(ARTICLES):
         # Identification check the issue asks to state: two pre-break annual totals can barely tell
         # a steeper pre-trend from a bigger jump; their draws are then strongly correlated.
@@ -147,18 +223,21 @@ def effects_table(fitted: FittedModel, draws: Draws) -> pd.DataFrame:
     for article in (*ARTICLES, ALL_ARTICLES):
         rows = article_rows(article)
         excess = (draws.mu[:, rows, after] - draws.counterfactual[:, rows, after]).sum(axis=(1, 2))
-        records.append(
-            (
-                article,
-                f"excess cases {draws.months[break_index]} to {draws.months[n_observed - 1]} "
-                "versus the pre-break trend continued",
-                *_interval(excess),
-                method,
-            )
+        record = (
+            article,
+            f"excess cases {draws.months[break_index]} to {draws.months[n_observed - 1]} "
+            "versus the pre-break trend continued",
+            *_interval(excess),
+            method,
         )
-    return pd.DataFrame.from_records(
+        records.append(checked(record, None, True))
+    table = pd.DataFrame.from_records(
         records, columns=["article", "effect", "estimate", "lower_95", "upper_95", "method"]
     )
+    table["posterior_sd_to_prior_sd"] = [checks.get(i, (None, ""))[0] for i in range(len(table))]
+    table["not_estimable_because"] = [checks.get(i, (None, ""))[1] for i in range(len(table))]
+    table["is_estimable"] = table["not_estimable_because"] == ""
+    return table
 
 
 def fit_to_ledger_table(fitted: FittedModel, draws: Draws) -> pd.DataFrame:

@@ -16,6 +16,7 @@ from pathlib import Path
 import pandas as pd
 
 from milcourts.atomic import write_csv_tables, write_text_atomically
+from milcourts.model.tables import MAX_INTERVAL_FACTOR, MAX_POSTERIOR_TO_PRIOR_SD
 from milcourts.vocabulary import ARTICLES
 
 LICENCE = {
@@ -98,6 +99,13 @@ MONTHLY = Table(
             "boolean",
             "Whether a figure was published for this article and exactly this month",
         ),
+        Field(
+            "is_provisional",
+            "is_provisional",
+            "boolean",
+            "Whether the month is reached only by the figures of a single release published soon after it "
+            "(a nowcast no later release has checked; see the methods report)",
+        ),
         Field("is_forecast", "is_forecast", "boolean", "Whether the month lies after the data (a forecast)"),
     ),
     ("article", "month"),
@@ -135,6 +143,23 @@ EFFECTS = Table(
         Field("upper_95", "upper_95", "number", "Upper end of the 95% interval, in the row's unit"),
         Field("unit", "unit", "string", "Unit of estimate and interval"),
         Field("method", "method", "string", "How the estimate and its interval were made"),
+        Field(
+            "posterior_sd_to_prior_sd",
+            "posterior_sd_to_prior_sd",
+            "number",
+            "Identification check: the effect's standard deviation after fitting over its standard deviation under "
+            "the priors and penalties alone (near 1: the figures said nothing); empty where not a parameter "
+            "combination",
+        ),
+        Field(
+            "is_estimable",
+            "is_estimable",
+            "boolean",
+            f"False when the effect fails the identification rule (sd ratio above {MAX_POSTERIOR_TO_PRIOR_SD:g}, or a "
+            f"95% interval spanning more than a factor of {MAX_INTERVAL_FACTOR:g}): the reports then say it cannot "
+            "be estimated rather than print it",
+        ),
+        Field("not_estimable_because", "not_estimable_because", "string", "Why, when the effect is not estimable"),
     ),
 )
 
@@ -318,7 +343,13 @@ CONTRADICTIONS = Table(
     "Sets of court-filing figures that contradict each other on one counting base, with the size of the "
     "contradiction; they are kept and shown, never averaged away.",
     (
-        Field("kind", "kind", "string", "parts_exceed_whole, same_period_disagreement or downward_revision"),
+        Field(
+            "kind",
+            "kind",
+            "string",
+            "parts_exceed_whole, same_period_disagreement, downward_revision or within_release_disagreement (a "
+            "release's running total against its own period totals plus earlier figures for the remaining days)",
+        ),
         ARTICLE,
         Field("whole_figure_id", "whole_figure_id", "string", "The figure contradicted"),
         Field("part_figure_ids", "part_figure_ids", "string", "The figures that contradict it, comma-separated"),
@@ -326,6 +357,7 @@ CONTRADICTIONS = Table(
         Field("parts_cases", "parts_total", "number", "What the others add up to", "cases"),
         Field("excess_cases", "excess", "number", "By how much they exceed it", "cases"),
         Field("description", "description", "string", "The contradiction in words"),
+        Field("release_date", "release_date", "string", "For a release that contradicts itself: its publication date"),
     ),
 )
 

@@ -107,7 +107,9 @@ def _tables(request: FitRequest, fitted: FittedModel, draws: Draws, with_checks:
         view = build_constraint_view(request.ledger)
         profile = profile_break_month(view, request.spec, fitted.penalty, warm_start=fitted)
         rows = break_effect_rows(profile, ruptures_break_month(draws), fitted)
-        tables["break_effects"] = pd.DataFrame(rows, columns=effects.columns)
+        tables["break_effects"] = pd.DataFrame(
+            rows, columns=["article", "effect", "estimate", "lower_95", "upper_95", "method"]
+        )
         tables["break_profile"] = profile
         tables["alternatives"] = comparison_table(fitted, draws, effects)
     return tables

@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 
 from milcourts import paths
-from milcourts.checks.validation import VALIDATION_FILES
+from milcourts.checks.validation import COVERAGE_TARGET, VALIDATION_FILES
 from milcourts.inputs.ledger import load_ledger
 from milcourts.inputs.provenance import sha256_of
 from milcourts.model.spec import (
@@ -78,15 +78,22 @@ def model_sentences(analysis: MethodsAnalysis) -> list[str]:
     )
 
 
-def assumption_sentences() -> list[str]:
+def assumption_sentences(analysis: MethodsAnalysis | None = None) -> list[str]:
     """What the published figures cannot tell and the model therefore assumes, with the numbers
-    of its priors."""
+    of its priors, and the reporting delay the fit then found."""
+    fitted_lag = None
+    if analysis is not None:
+        fitted = analysis.products.fitted
+        i = fitted.names.index("log_tau_days")
+        centre, sd = fitted.params[i], float(np.sqrt(fitted.cov[i, i]))
+        fitted_lag = tuple(float(np.exp(centre + z * sd)) for z in (0.0, -1.96, 1.96))
     return narrative.describe_assumptions(
         month_cv_pct=100 * np.sqrt(np.exp(PRIOR_LOG_PHI[0])),
         lag_days=float(np.exp(PRIOR_LOG_TAU_DAYS[0])),
         lag_days_95=tuple(float(np.exp(PRIOR_LOG_TAU_DAYS[0] + z * PRIOR_LOG_TAU_DAYS[1])) for z in (-1.96, 1.96)),
         base_share=float(1 / (1 + np.exp(-PRIOR_LOGIT_BASE_SHARE[0]))),
         approx_pct=100 * APPROX_RELATIVE_SD,
+        fitted_lag=fitted_lag,
     )
 
 
@@ -187,6 +194,73 @@ def validation_sentence(analysis: MethodsAnalysis) -> str | None:
         float(summary["relative_mae"]),
         int(loo["is_covered"].sum()),
         len(loo),
+    )
+
+
+FORECAST_WORDS = {
+    "damped_trend": "the recent trend, damped",
+    "local_level": "the level of the last confirmed months",
+    "combination": "the average of the two",
+    "naive": "benchmark: the latest published rate, carried forward",
+    "drift": "benchmark: the latest rate moved along its last change",
+}
+
+
+def forecast_table(analysis: MethodsAnalysis) -> pd.DataFrame:
+    """The forecast methods and benchmarks as the rolling origin scored them, the one the reports
+    use marked."""
+    if "forecast_scores" not in analysis.validation:
+        return pd.DataFrame()
+    table = analysis.validation["forecast_scores"]
+    used = analysis.products.request.spec.forecast_method
+    every = table.get("coverage_95_every_figure", pd.Series(np.nan, index=table.index))
+    return pd.DataFrame(
+        {
+            "figures scored": [f"{t} ({n})" for t, n in zip(table["targets"], table["figures"])],
+            "forecast": [
+                FORECAST_WORDS.get(m, m) + (" (used in the reports)" if m == used else "") for m in table["method"]
+            ],
+            "95% range covers the figure": [f"{100 * v:.0f}%" for v in table["coverage_95"]],
+            "the same, every figure and bound": ["" if pd.isna(v) else f"{100 * v:.0f}%" for v in every],
+            "mean interval score (lower is better)": [narrative.format_count(v) for v in table["mean_interval_score"]],
+            "relative to the best benchmark": [f"{v:.2f}" for v in table["score_relative_to_best_benchmark"]],
+        }
+    )
+
+
+def forecast_paragraphs(analysis: MethodsAnalysis) -> list[str]:
+    """Which forecast the rule picks and whether the reports use it (none before validation ran)."""
+    if "forecast_scores" not in analysis.validation:
+        return []
+    table = analysis.validation["forecast_scores"]
+    chosen = table.loc[table["is_chosen"], "method"] if "is_chosen" in table else pd.Series(dtype=str)
+    used = analysis.products.request.spec.forecast_method
+    return [
+        narrative.describe_forecast_choice(
+            FORECAST_WORDS.get(used, used),
+            FORECAST_WORDS.get(chosen.iloc[0], chosen.iloc[0]) if len(chosen) else None,
+            COVERAGE_TARGET,
+        )
+    ]
+
+
+def effect_identification_table(analysis: MethodsAnalysis) -> pd.DataFrame:
+    """Every effect of the reports with its identification check: what fitting left of the
+    uncertainty assumed beforehand, and whether the reports state it."""
+    effects = analysis.products.tables["effects"]
+    checked = effects[effects["posterior_sd_to_prior_sd"].notna()] if "posterior_sd_to_prior_sd" in effects else effects
+    return pd.DataFrame(
+        {
+            "article": [narrative.capitalised(ARTICLE_LABELS[a]) for a in checked["article"]],
+            "effect": [narrative.plain_effect(e) for e in checked["effect"]],
+            "uncertainty left after fitting (share of the assumed)": [
+                f"{100 * v:.0f}%" for v in checked.get("posterior_sd_to_prior_sd", pd.Series(dtype=float))
+            ],
+            "stated in the reports": [
+                "yes" if ok else f"no: {why}"
+                for ok, why in zip(checked.get("is_estimable", True), checked.get("not_estimable_because", ""))
+            ],
+        }
     )
 
 

@@ -6,10 +6,13 @@ tests pin the exact wording for given inputs.
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pandas as pd
 
 from milcourts.model.observations import FORECAST_SLOPE_MONTHS
+from milcourts.model.tables import MAX_INTERVAL_FACTOR, MAX_POSTERIOR_TO_PRIOR_SD
 from milcourts.views.audit import LedgerAudit
 from milcourts.vocabulary import ARTICLE_LABELS, CRIMINAL_CODE_AMENDMENTS, MOBILISATION, SERIES_WORDS
 
@@ -62,15 +65,35 @@ def describe_ledger(audit: LedgerAudit) -> list[str]:
             "parts_exceed_whole": "where parts exceed their whole",
             "same_period_disagreement": "of two values for one period on one date",
             "downward_revision": "where a later release is lower",
+            "within_release_disagreement": "where one release's running total and its own period totals disagree",
         }
         listed = "; ".join(f"{format_count(n)} {kind_words.get(k, k)}" for k, n in kinds.items())
         sentences.append(
             f"{plural(len(view.conflicts), 'set of figures', 'sets of figures')} cannot all hold on one "
             f"counting base ({listed}); they are listed below and kept, not averaged away."
         )
+        within = view.conflicts[view.conflicts["kind"] == "within_release_disagreement"]
+        sentences += [describe_release_disagreement(row) for _, row in within.iterrows()]
     else:
         sentences.append("No set of figures contradicts another on the same counting base.")
     return sentences
+
+
+def describe_release_disagreement(row) -> str:
+    """One release that contradicts itself (inputs.constraints, "within_release_disagreement"), in
+    words: the size, and what its own figure for the latest period becomes read against its
+    running total."""
+    release = pd.Timestamp(row["release_date"])
+    period = format_period(pd.Timestamp(row["period_start"]), pd.Timestamp(row["period_end"]))
+    size = abs(row["excess"])
+    return (
+        f"The release of {format_date(release)} disagrees with itself by about "
+        f"{format_about(size)} cases of {ARTICLE_LABELS[row['article']]}: its "
+        f"running total is {'smaller' if row['excess'] > 0 else 'larger'} than its own totals for shorter periods "
+        f"plus what earlier figures give for the remaining days. Read against the running total, {period} would "
+        f"have about {format_about(row['implied_value'])} cases, not the "
+        f"{format_count(row['part_value'])} it states. The model keeps every figure and lets each release differ."
+    )
 
 
 def describe_timeline_caption(ledger: pd.DataFrame, first_year: int) -> str:
@@ -333,6 +356,29 @@ def describe_lag_caption(lag_draws: int) -> str:
     )
 
 
+def describe_provisional_shading(first: str, last: str, release: pd.Timestamp) -> str:
+    return (
+        f"Shaded grey: {format_span(first, last)}, which only the release of {format_date(release)} reaches; these "
+        "months are provisional until a later release covers them."
+    )
+
+
+def describe_provisional_months(
+    first: str, last: str, release: pd.Timestamp, contradiction: tuple[float, str] | None = None
+) -> str:
+    """Page one: the latest months said plainly to be provisional (methods.md section 8, point 4).
+    `contradiction`: the size of the largest disagreement inside that release and the period it
+    concerns, when there is one."""
+    text = (
+        f"{format_span(first, last)} are provisional: only the release of {format_date(release)} covers them, "
+        "and no later one has checked them"
+    )
+    if contradiction:
+        size, period = contradiction
+        text += f"; that release disagrees with itself by about {format_about(size)} cases for {period} (see the audit)"
+    return text + ". The quarter in the table below is the latest that later releases confirmed."
+
+
 def describe_side_by_side_caption(last_month: str, break_month: str) -> str:
     return (
         f"Modelled monthly cases received by military courts, January 2021 to {format_month(last_month)}, "
@@ -419,6 +465,7 @@ def describe_no_requests(reason: str) -> str:
 # effect), and what the figures cannot tell said in words.
 
 RANGE_WORD = "range"  # a count's 95% prediction interval, in prose
+NOT_ESTIMABLE = "not estimable from the published figures"  # an effect failing the identification rule
 EFFECT_INTERVAL = "95% interval"  # an effect's interval, in prose
 
 
@@ -455,6 +502,14 @@ def round_estimate(value: float, lo: float, hi: float) -> tuple[int, int, int]:
     """The estimate to the nearest unit; the range outwards (never narrower than computed)."""
     unit = rounding_unit(value, lo, hi)
     return (int(round(value / unit) * unit), int(np.floor(lo / unit) * unit), int(np.ceil(hi / unit) * unit))
+
+
+def format_about(value: float) -> str:
+    """A single number said as "about": two significant figures (801 -> 800, 9,507 -> 9,500)."""
+    if abs(value) < 100:
+        return format_count(round(value))
+    unit = 10 ** (int(np.floor(np.log10(abs(value)))) - 1)
+    return format_count(round(value / unit) * unit)
 
 
 def format_estimate(value: float, lo: float, hi: float) -> str:
@@ -521,13 +576,19 @@ def describe_latest_quarter(period: str, total: tuple[float, float, float]) -> s
     return f"In the latest complete quarter, {period}, they received {format_estimate(*total)}."
 
 
-def describe_jump(break_month: str, ratio: float, lo: float, hi: float) -> str:
-    """The change at the mobilisation, or plainly that the figures cannot show one."""
+def describe_jump(break_month: str, ratio: float, lo: float, hi: float, not_estimable_because: str = "") -> str:
+    """The change at the mobilisation, or plainly that the figures cannot show one (and why, when
+    the effect fails the identification rule: then no number is given)."""
     when = (
         f"In {format_month(break_month)}, the first month after mobilisation was announced "
         f"({format_date(MOBILISATION)}) and the Criminal Code was amended to punish these offences harder in wartime "
         f"({format_date(CRIMINAL_CODE_AMENDMENTS)})"
     )
+    if not_estimable_because:
+        return (
+            f"{when}: how much the monthly count changed in that month cannot be estimated from the published "
+            f"figures ({not_estimable_because}); read the change over the months that followed instead."
+        )
     if lo <= 1 <= hi:
         return (
             f"{when}, the published figures cannot tell whether the monthly count jumped: the rise came in the "
@@ -546,16 +607,30 @@ def describe_excess_for_readers(first: str, last: str, excess: float, lo: float,
 
 
 def describe_forecast_for_readers(
-    first: str, last: str, total: tuple[float, float, float], latest_release: pd.Timestamp
+    first: str,
+    last: str,
+    total: tuple[float, float, float],
+    latest_release: pd.Timestamp,
+    method: str = "local_level",
+    level_months: tuple[str, str] | None = None,
 ) -> str:
-    """The forecast, with the date after which nothing is published: a reader who sees a later
-    "figures up to" date on the title page (a figure on another subject) must not wonder why
-    those months are guessed."""
+    """The forecast, with the date after which nothing is published (a reader who sees a later
+    "figures up to" date on the title page, a figure on another subject, must not wonder why those
+    months are guessed) and how it continues the series (spec.FORECAST_METHODS)."""
+    how = {
+        "damped_trend": f"if the trend of the last {plural(FORECAST_SLOPE_MONTHS, 'month')} carries on, flattening out",
+        "local_level": (
+            f"if cases keep arriving at the rate of {format_span(*level_months)}, the latest months later releases "
+            "have confirmed"
+            if level_months
+            else "if cases keep arriving at the latest confirmed rate"
+        ),
+        "combination": "taking the average of the recent trend and the latest confirmed rate",
+    }[method]
     return (
         f"The latest court figure used was published on {format_date(latest_release)}, so the months from "
-        f"{format_month(first)} on are a forecast: if the trend of the last "
-        f"{plural(FORECAST_SLOPE_MONTHS, 'month')} carries on, flattening out, the courts would receive "
-        f"{format_estimate(*total)} cases from {format_span(first, last)}, a wide {RANGE_WORD}."
+        f"{format_month(first)} on are a forecast: {how}, the courts would receive {format_estimate(*total)} cases "
+        f"from {format_span(first, last)}."
     )
 
 
@@ -601,7 +676,10 @@ def describe_effects_caption_for_readers(n_draws: int) -> str:
     return (
         f"Each estimate with its {EFFECT_INTERVAL}: the middle 95% of {n_draws:,} simulations of the fitted model. "
         "A jump of 1 would mean no jump; a change per month is how much each month's count grows on the one "
-        "before, on average over the period."
+        f"before, on average over the period. “{capitalised(NOT_ESTIMABLE)}” marks a change the figures cannot pin "
+        f"down: fitting narrows its uncertainty by less than {100 * (1 - MAX_POSTERIOR_TO_PRIOR_SD):.0f}% from "
+        f"what was assumed beforehand, or its "
+        f"{EFFECT_INTERVAL} spans more than a factor of {MAX_INTERVAL_FACTOR:g}."
     )
 
 
@@ -666,6 +744,9 @@ _PLAIN_EFFECTS = (
 
 
 def plain_effect(effect: str) -> str:
+    growth = re.match(r"monthly growth (\d{4}-\d{2}) to (\d{4}-\d{2})", effect)
+    if growth:
+        return f"change per month, {format_span(*growth.groups())}"
     for technical, plain in _PLAIN_EFFECTS:
         if effect.startswith(technical):
             return plain
@@ -673,23 +754,47 @@ def plain_effect(effect: str) -> str:
 
 
 def describe_assumptions(
-    month_cv_pct: float, lag_days: float, lag_days_95: tuple[float, float], base_share: float, approx_pct: float
+    month_cv_pct: float,
+    lag_days: float,
+    lag_days_95: tuple[float, float],
+    base_share: float,
+    approx_pct: float,
+    fitted_lag: tuple[float, float, float] | None = None,
 ) -> list[str]:
-    """What the published figures cannot tell, so the model assumes it, and how."""
+    """What the published figures cannot tell, so the model assumes it, and how. `fitted_lag`: the
+    delay the fit found (days, with its 95% interval)."""
+    learnt = (
+        f"; periods published more than once put it at about {fitted_lag[0]:.0f} days ({fitted_lag[1]:.1f} to "
+        f"{fitted_lag[2]:.1f}). Cases posted months late would not show in those pairs, so the months only one "
+        "release reaches are marked provisional in every report."
+        if fitted_lag
+        else "; periods published more than once then inform the delay."
+    )
     return [
         f"How much real monthly counts vary around their trend cannot be learnt from a ledger with almost no "
         f"single months. The model assumes about {month_cv_pct:.0f}% from month to month (a prior, not an "
         "estimate); every monthly range is only as good as this assumption, and the ranges of yearly totals "
         "depend on it much less.",
         f"Courts post cases late. Before the data speak, the model expects most cases on court websites within "
-        f"about {lag_days:.0f} days (95 in 100 between {lag_days_95[0]:.1f} and {lag_days_95[1]:.0f} days); "
-        "periods published more than once then inform the delay.",
+        f"about {lag_days:.0f} days (95 in 100 between {lag_days_95[0]:.1f} and {lag_days_95[1]:.0f} days)" + learnt,
         f"Early running totals since the mobilisation counted only the offences the mobilisation law created. "
         f"The model expects them to count about {100 * base_share:.0f}% of the cases from 2023 on and less in "
         "late 2022, and estimates both shares for each article.",
         f"A figure published as “about” a number is read as that number with a typical error of "
         f"{approx_pct:.0f}%; “at least” and “more than” figures are lower bounds, “at most” figures upper bounds.",
     ]
+
+
+def describe_forecast_choice(used: str, chosen: str | None, coverage_target: tuple[float, float]) -> str:
+    """The rule that picks the forecast, and whether the reports use what it picks."""
+    rule = (
+        f"The rule: among the forecasts whose 95% ranges covered between {100 * coverage_target[0]:.0f}% and "
+        f"{100 * coverage_target[1]:.0f}% of every scored figure, the one with the lowest mean interval score on "
+        "the figures reaching past the data."
+    )
+    if chosen is None or chosen == used:
+        return f"{rule} It picks {used}, which every report uses."
+    return f"{rule} It picks {chosen}, but the reports use {used}: the model should be refitted with the pick."
 
 
 def describe_break_profile(model_break: str, best: str, inside: list[str], first: str, last: str) -> str:

@@ -65,6 +65,25 @@ def _mark_events(ax, label: bool) -> None:
         )
 
 
+PROVISIONAL_LABEL = "provisional months (one release only)"
+
+
+def _shade_provisional(ax, monthly: pd.DataFrame, label: bool = True) -> None:
+    """Grey band over the months only one release has reached (model.observations.is_provisional)."""
+    if "is_provisional" not in monthly or not monthly["is_provisional"].any():
+        return
+    months = pd.PeriodIndex(monthly.loc[monthly["is_provisional"], "month"], freq="M")
+    ax.axvspan(
+        months.min().start_time,
+        months.max().end_time,
+        color="#888",
+        alpha=0.18,
+        linewidth=0,
+        zorder=0,
+        label=PROVISIONAL_LABEL if label else None,
+    )
+
+
 def _legend_above(ax, ncol: int = 2) -> None:
     ax.legend(
         loc="lower left",
@@ -259,24 +278,16 @@ def plot_monthly_trend(
         if not first and observed.any():  # join the forecast band to the last modelled month
             mask = mask.copy()
             mask[np.nonzero(~observed)[0][0] - 1] = True
-        top.fill_between(
-            x[mask],
-            monthly["lower_95"][mask],
-            monthly["upper_95"][mask],
-            color=colours["model"],
-            alpha=0.15 * alpha_scale,
-            linewidth=0,
-            label="range (95%)" if first else None,
-        )
-        top.fill_between(
-            x[mask],
-            monthly["lower_80"][mask],
-            monthly["upper_80"][mask],
-            color=colours["model"],
-            alpha=0.3 * alpha_scale,
-            linewidth=0,
-            label="range (80%)" if first else None,
-        )
+        for level, shade in (("95", 0.15), ("80", 0.3)):
+            top.fill_between(
+                x[mask],
+                monthly[f"lower_{level}"][mask],
+                monthly[f"upper_{level}"][mask],
+                color=colours["model"],
+                alpha=shade * alpha_scale,
+                linewidth=0,
+                label=f"range ({level}%)" if first else None,
+            )
         top.plot(
             x[mask],
             monthly["expected"][mask],
@@ -310,6 +321,7 @@ def plot_monthly_trend(
         )
     top.set_ylabel("cases received per month")
     _mark_events(top, label=True)
+    _shade_provisional(top, monthly)
     _legend_above(top)
 
     bottom.fill_between(
@@ -462,6 +474,7 @@ def plot_articles_side_by_side(
         ax.plot(x, rows["expected"], color=colours["model"], linewidth=2)
         _draw_published(ax, figures[figures["article"] == article], colours["data"])
         _mark_events(ax, label=index == 0)
+        _shade_provisional(ax, rows, label=index == 0)
         ax.set_title(titles[article], loc="left")
         ax.set_ylabel("cases per month")
         ax.set_ylim(bottom=0)

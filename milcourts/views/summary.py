@@ -196,7 +196,7 @@ def headline_table(analysis: SummaryAnalysis) -> pd.DataFrame:
     """Page one: cases received in each full year and the latest complete quarter, per article and
     for the three together, each with its range."""
     rows = []
-    for label, start, end in trend.headline_periods(analysis.draws):
+    for label, start, end in trend.headline_periods(analysis.draws, analysis.products.fitted.obs.pinned_end):
         row = {"period": label}
         for article in (*ARTICLES, ALL_ARTICLES):
             name = "all three" if article == ALL_ARTICLES else narrative.capitalised(ARTICLE_LABELS[article])
@@ -218,16 +218,14 @@ def changes_table(analysis: SummaryAnalysis) -> pd.DataFrame:
         own = effects[effects["article"] == article]
         step = effect_value(own, "level rate ratio at the break")
         segments = growth_segments(own)
-        after = segments[segments["first_month"] >= analysis.spec.break_month]
+        after = trend.estimable_after(segments, analysis.spec.break_month)
         fastest = after.loc[after["estimate"].idxmax()]
         fastest_row = own[own["effect"].str.contains(f"{fastest['first_month']} to {fastest['last_month']}")].iloc[0]
         excess = effect_value(own, "excess cases")
         rows.append(
             {
                 "article": narrative.capitalised(ARTICLE_LABELS[article]),
-                "jump at the break (times)": narrative.format_times(
-                    step["estimate"], step["lower_95"], step["upper_95"]
-                ),
+                "jump at the break (times)": trend.times_text(step),
                 "fastest growth after the break": (
                     f"{narrative.format_percent(fastest_row['estimate'], signed=True)} a month "
                     f"({narrative.format_percent(fastest_row['lower_95'], signed=True)} to "
@@ -263,6 +261,9 @@ def key_findings(analysis: SummaryAnalysis) -> list[str]:
                 [(ARTICLE_LABELS[r.article], r.share, r.lower_95, r.upper_95) for r in shares.itertuples()]
             )
         )
+    provisional = trend.provisional_sentence(analysis.products)
+    if provisional:
+        sentences.append(provisional)
     check = analysis.cross_check
     if len(check):
         sentences.append(
@@ -420,9 +421,11 @@ def side_by_side_chart(analysis: SummaryAnalysis):
 
 
 def side_by_side_caption(analysis: SummaryAnalysis) -> str:
-    return narrative.describe_side_by_side_caption(
+    caption = narrative.describe_side_by_side_caption(
         analysis.draws.months[analysis.draws.n_observed - 1], analysis.spec.break_month
     )
+    span = trend.provisional_span(analysis.products)
+    return caption + (" " + narrative.describe_provisional_shading(*span) if span else "")
 
 
 def side_by_side_alt_text(analysis: SummaryAnalysis) -> str:

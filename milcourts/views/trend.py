@@ -17,6 +17,7 @@ import pandas as pd
 from milcourts import paths
 from milcourts.inputs.ledger import load_ledger
 from milcourts.model.fit import FittedModel
+from milcourts.model.observations import LEVEL_MONTHS
 from milcourts.model.simulate import Draws, article_rows, predict_total, window_draws
 from milcourts.model.spec import MOBILISATION_BASE_START, ModelSpec
 from milcourts.products import public
@@ -114,6 +115,13 @@ def effect_value(effects: pd.DataFrame, starts: str) -> pd.Series:
     return rows.iloc[0]
 
 
+def estimable_after(segments: pd.DataFrame, break_month: str) -> pd.DataFrame:
+    """Growth periods from the break on that pass the identification rule (a headline such as
+    "the fastest growth" is chosen among those only)."""
+    after = segments[segments["first_month"] >= break_month]
+    return after[[is_estimable(row) for _, row in after.iterrows()]]
+
+
 def growth_segments(effects: pd.DataFrame) -> pd.DataFrame:
     """Monthly growth per period, in time order, with the period's first and last month."""
     rows = effects[effects["effect"].str.startswith("monthly growth ")].copy()
@@ -126,7 +134,22 @@ def effects_caption(analysis: TrendAnalysis) -> str:
     return narrative.describe_effects_caption_for_readers(analysis.spec.n_draws)
 
 
+def is_estimable(row: pd.Series) -> bool:
+    """The identification rule's verdict (model.tables.estimability); effects stored before the
+    rule existed count as estimable."""
+    return bool(row.get("is_estimable", True))
+
+
+def times_text(row: pd.Series) -> str:
+    """A ratio effect as "1.8 (1.1 to 3.0)", or plainly that the figures cannot tell."""
+    if not is_estimable(row):
+        return narrative.NOT_ESTIMABLE
+    return narrative.format_times(row["estimate"], row["lower_95"], row["upper_95"])
+
+
 def _growth(row: pd.Series) -> str:
+    if not is_estimable(row):
+        return narrative.NOT_ESTIMABLE
     return (
         f"{narrative.format_percent(row['estimate'], signed=True)} a month "
         f"({narrative.format_percent(row['lower_95'], signed=True)} to "
@@ -144,14 +167,17 @@ def effects_for_report(analysis: TrendAnalysis) -> pd.DataFrame:
         rows.append(
             (
                 "jump at the break: the month's count, times what the trend before predicted",
-                f"{narrative.format_times(step['estimate'], step['lower_95'], step['upper_95'])} times",
+                f"{times_text(step)} times" if is_estimable(step) else times_text(step),
             )
         )
+    span = provisional_span(analysis.products)
     for segment in growth_segments(effects).itertuples():
         row = effects[effects["effect"].str.contains(f"{segment.first_month} to {segment.last_month}", regex=False)]
+        provisional = span is not None and segment.last_month >= span[0]
         rows.append(
             (
-                f"change per month, {narrative.format_span(segment.first_month, segment.last_month)}",
+                f"change per month, {narrative.format_span(segment.first_month, segment.last_month)}"
+                + (" (partly or wholly provisional months)" if provisional else ""),
                 _growth(row.iloc[0]),
             )
         )
@@ -284,9 +310,11 @@ def full_years(draws: Draws) -> list[int]:
     return sorted(int(y) for y, n in counts.items() if n == 12)
 
 
-def latest_quarter(draws: Draws) -> tuple[pd.Timestamp, pd.Timestamp] | None:
-    """The latest calendar quarter whose three months are all modelled from data."""
-    observed = draws.months[: draws.n_observed]
+def latest_quarter(draws: Draws, pinned_end: int | None = None) -> tuple[pd.Timestamp, pd.Timestamp] | None:
+    """The latest calendar quarter whose three months are all modelled from data and, with
+    `pinned_end`, none provisional (a quarter resting on one release is not a finding)."""
+    end = draws.n_observed if pinned_end is None else min(pinned_end, draws.n_observed)
+    observed = draws.months[:end]
     for month in reversed(observed):
         if month.month in (3, 6, 9, 12) and (month - 2) >= observed[0]:
             return (month - 2).start_time, month.end_time.normalize()
@@ -334,11 +362,12 @@ def latest_release(analysis: TrendAnalysis) -> pd.Timestamp:
     return pd.Timestamp(used.loc[used["is_used"], "assumed_source_date"].max())
 
 
-def headline_periods(draws: Draws) -> list[tuple[str, pd.Timestamp, pd.Timestamp]]:
-    """Each full year, then the latest complete quarter (also when it closes the last full year: a
-    quarter says where the series stands now, a year does not): the periods page one reports."""
+def headline_periods(draws: Draws, pinned_end: int | None = None) -> list[tuple[str, pd.Timestamp, pd.Timestamp]]:
+    """Each full year, then the latest complete quarter not resting on provisional months (also
+    when it closes the last full year: a quarter says where the series stands now, a year does
+    not): the periods page one reports."""
     periods = [(str(year), pd.Timestamp(year, 1, 1), pd.Timestamp(year, 12, 31)) for year in full_years(draws)]
-    quarter = latest_quarter(draws)
+    quarter = latest_quarter(draws, pinned_end)
     if quarter is not None:
         periods.append((narrative.format_period(*quarter), *quarter))
     return periods
@@ -348,7 +377,7 @@ def headline_table(analysis: TrendAnalysis) -> pd.DataFrame:
     """Page one: cases received in each full year and the latest complete quarter, each with its
     range, beside the number published for that period where there is one."""
     rows = []
-    for label, start, end in headline_periods(analysis.draws):
+    for label, start, end in headline_periods(analysis.draws, analysis.products.fitted.obs.pinned_end):
         estimate = period_estimate(analysis.products, analysis.article, start, end)
         rows.append(
             {
@@ -392,17 +421,26 @@ def key_findings(analysis: TrendAnalysis) -> list[str]:
                 analysis.label, year, period_estimate(analysis.products, article, start, end), ratio
             )
         )
-    quarter = latest_quarter(draws)
+    quarter = latest_quarter(draws, analysis.products.fitted.obs.pinned_end)
     if quarter is not None:
         sentences.append(
             narrative.describe_latest_quarter(
                 narrative.format_period(*quarter), period_estimate(analysis.products, article, *quarter)
             )
         )
+    provisional = provisional_sentence(analysis.products)
+    if provisional:
+        sentences.append(provisional)
     if article != "all_refusal":
         step = effect_value(effects, "level rate ratio at the break")
         sentences.append(
-            narrative.describe_jump(analysis.spec.break_month, step["estimate"], step["lower_95"], step["upper_95"])
+            narrative.describe_jump(
+                analysis.spec.break_month,
+                step["estimate"],
+                step["lower_95"],
+                step["upper_95"],
+                "" if is_estimable(step) else step["not_estimable_because"],
+            )
         )
     excess = effect_value(effects, "excess cases")
     first, last = re.search(r"(\d{4}-\d{2}) to (\d{4}-\d{2})", excess["effect"]).groups()
@@ -423,6 +461,8 @@ def key_findings(analysis: TrendAnalysis) -> list[str]:
                 forecast["month"].iloc[-1],
                 (window["estimate"], window["lower_95"], window["upper_95"]),
                 latest_release(analysis),
+                analysis.spec.forecast_method,
+                level_months(analysis.products),
             )
         )
     if article != "all_refusal":
@@ -523,17 +563,61 @@ def trend_chart(analysis: TrendAnalysis):
     )
 
 
+def level_months(products: FitProducts) -> tuple[str, str] | None:
+    """The months a local-level forecast stays at (observations.design_matrix)."""
+    end = products.fitted.obs.pinned_end
+    if end == 0:
+        return None
+    months = products.fitted.obs.months
+    return str(months[max(0, end - LEVEL_MONTHS)]), str(months[end - 1])
+
+
+def provisional_span(products: FitProducts) -> tuple[str, str, pd.Timestamp] | None:
+    """First and last provisional month and the one release that reaches them, or None."""
+    obs = products.fitted.obs
+    flags = obs.is_provisional
+    if not flags.any():
+        return None
+    index = np.nonzero(flags)[0]
+    releases = np.unique(obs.release_dates[obs.weights[:, index[-1]] > 0])
+    return str(obs.months[index[0]]), str(obs.months[index[-1]]), pd.Timestamp(releases[-1])
+
+
+def release_contradiction(conflicts: pd.DataFrame, release: pd.Timestamp) -> tuple[float, str] | None:
+    """The largest disagreement of a release with itself (inputs.constraints, kind
+    "within_release_disagreement"), as (size in cases, the period it concerns), or None."""
+    if conflicts.empty or "release_date" not in conflicts:
+        return None
+    own = conflicts[
+        (conflicts["kind"] == "within_release_disagreement") & (pd.to_datetime(conflicts["release_date"]) == release)
+    ]
+    if own.empty:
+        return None
+    worst = own.loc[own["excess"].abs().idxmax()]
+    period = narrative.format_period(pd.Timestamp(worst["period_start"]), pd.Timestamp(worst["period_end"]))
+    return float(abs(worst["excess"])), period
+
+
+def provisional_sentence(products: FitProducts) -> str | None:
+    span = provisional_span(products)
+    if span is None:
+        return None
+    return narrative.describe_provisional_months(*span, release_contradiction(products.fitted.conflicts, span[2]))
+
+
 def trend_caption(analysis: TrendAnalysis) -> str:
     windows, running = _published_for_chart(analysis)
     forecast = analysis.monthly[analysis.monthly["is_forecast"]]
     clipped = plotting.forecast_ceiling(analysis.monthly, windows) is not None
-    return narrative.describe_trend_caption(
+    caption = narrative.describe_trend_caption(
         len(windows),
         len(running),
         analysis.spec.break_month,
         forecast["month"].iloc[0] if len(forecast) else None,
         clipped,
     )
+    span = provisional_span(analysis.products)
+    return caption + (" " + narrative.describe_provisional_shading(*span) if span else "")
 
 
 def trend_alt_text(analysis: TrendAnalysis) -> str:
@@ -558,14 +642,14 @@ def residual_alt_text(analysis: TrendAnalysis) -> str:
 
 def _sensitivity_row(label: str, spec: ModelSpec, effects: pd.DataFrame, article: str) -> dict:
     segments = growth_segments(effects)
-    after = segments[segments["first_month"] >= spec.break_month]
+    after = estimable_after(segments, spec.break_month)
     fastest = after.loc[after["estimate"].idxmax()]
     excess = effect_value(effects, "excess cases")
     through = re.search(r"to (\d{4}-\d{2}) versus", excess["effect"]).group(1)
     row = {"model variant": label}
     if article != "all_refusal":
         step = effect_value(effects, "level rate ratio at the break")
-        row["jump at the break (times)"] = narrative.format_times(step["estimate"], step["lower_95"], step["upper_95"])
+        row["jump at the break (times)"] = times_text(step)
     row["fastest growth after the break"] = (
         f"{narrative.format_percent(fastest['estimate'], signed=True)} a month, "
         f"{narrative.format_span(fastest['first_month'], fastest['last_month'])}"
