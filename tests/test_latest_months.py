@@ -177,3 +177,26 @@ def test_the_forecast_is_the_sharpest_calibrated_one():
     assert choose_forecast_method(calibrated) == "local_level"
     none = table([("damped_trend", 0.70, 3400.0), ("local_level", 0.80, 2100.0), ("combination", 0.75, 2500.0)])
     assert choose_forecast_method(none) == "local_level"  # the best-covering one
+
+
+@pytest.mark.slow
+def test_the_awol_forecast_does_not_follow_the_single_release_dip(real_view):
+    """The issue's bar on the real ledger: the forecast starts from the confirmed months, not from
+    the months only the release of 27 December 2024 reaches, and a six-month total of a series of
+    hundreds a month has a 95% range well within a factor of 2."""
+    from milcourts.model.fit import fit_filings_model
+    from milcourts.model.simulate import article_rows, simulate
+
+    fitted = fit_filings_model(real_view)
+    draws = simulate(fitted, n_draws=1000)
+    rows = article_rows("337")
+    mu = draws.mu[:, rows, :].sum(axis=1).mean(axis=0)
+    pinned = fitted.obs.pinned_end
+    provisional_level = mu[draws.n_observed - 3 : draws.n_observed].mean()  # Oct-Dec 2024
+    confirmed_level = mu[pinned - 3 : pinned].mean()
+    forecast_level = mu[draws.n_observed :].mean()
+    assert provisional_level < confirmed_level  # the dip is there, in the provisional months
+    assert forecast_level > provisional_level  # and the forecast does not carry it on
+    totals = draws.counts[:, rows, draws.n_observed :].sum(axis=(1, 2))
+    lower, upper = np.quantile(totals, [0.025, 0.975])
+    assert upper / lower < 1.8

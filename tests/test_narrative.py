@@ -158,9 +158,11 @@ def test_summary_sentences_word_for_word():
 
 
 def test_the_latest_months_are_said_to_be_provisional_with_the_release_and_its_contradiction():
-    text = n.describe_provisional_months("2024-08", "2024-12", pd.Timestamp("2024-12-27"), (801.5, "2024"))
+    text = n.describe_provisional_months(
+        "2024-08", "2024-12", pd.Timestamp("2024-12-27"), (801.5, "all three articles, 2024")
+    )
     assert text.startswith("August 2024 to December 2024 are provisional: only the release of 27 December 2024")
-    assert "disagrees with itself by about 800 cases for 2024" in text
+    assert "disagrees with itself by about 800 cases (all three articles, 2024; see the audit)" in text
     assert "disagrees" not in n.describe_provisional_months("2024-08", "2024-12", pd.Timestamp("2024-12-27"))
 
 

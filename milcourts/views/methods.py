@@ -27,7 +27,7 @@ from milcourts.products import public
 from milcourts.products.needs import methods_requests
 from milcourts.products.stage import FitProducts, load_or_fit
 from milcourts.views import narrative
-from milcourts.vocabulary import ARTICLE_LABELS, ARTICLE_SHORT_LABELS, ARTICLES, COURT_FILINGS
+from milcourts.vocabulary import ALL_ARTICLES, ARTICLE_LABELS, ARTICLE_SHORT_LABELS, ARTICLES, COURT_FILINGS
 
 
 @dataclass
@@ -165,6 +165,10 @@ def identification_table(analysis: MethodsAnalysis) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+# Short enough for a chart's row labels, which otherwise take half its width.
+CHART_ARTICLE_WORDS = {**ARTICLE_SHORT_LABELS, ALL_ARTICLES: "All three"}
+
+
 def validation_scores(analysis: MethodsAnalysis) -> pd.DataFrame:
     """Held-out figures of every article, labelled for the validation chart by what they are."""
     frames = []
@@ -172,13 +176,15 @@ def validation_scores(analysis: MethodsAnalysis) -> pd.DataFrame:
         if key in analysis.validation:
             table = analysis.validation[key].copy()
             table["label"] = [
-                f"{ARTICLE_SHORT_LABELS.get(r.article, r.article)}, "
+                f"{CHART_ARTICLE_WORDS.get(r.article, r.article)}, "
                 f"{narrative.format_period_short(pd.Timestamp(r.period_start), pd.Timestamp(r.period_end))}: "
                 + (f"known {pd.Timestamp(r.origin):%b %Y}" if key == "rolling_origin" else "all others")
                 for r in table.itertuples()
             ]
             frames.append(table)
     columns = ["label", "value", "value_qualifier", "predicted_median", "lower_95", "upper_95", "is_covered"]
+    if frames and all("verdict" in f for f in frames):
+        columns.append("verdict")
     return pd.concat([f[columns] for f in frames], ignore_index=True) if frames else pd.DataFrame(columns=columns)
 
 

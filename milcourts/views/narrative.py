@@ -375,8 +375,8 @@ def describe_provisional_months(
     )
     if contradiction:
         size, period = contradiction
-        text += f"; that release disagrees with itself by about {format_about(size)} cases for {period} (see the audit)"
-    return text + ". The quarter in the table below is the latest that later releases confirmed."
+        text += f"; that release disagrees with itself by about {format_about(size)} cases ({period}; see the audit)"
+    return text + ". The quarter in the table above is the latest that later releases confirmed."
 
 
 def describe_side_by_side_caption(last_month: str, break_month: str) -> str:
@@ -475,11 +475,9 @@ def capitalised(text: str) -> str:
 
 def describe_headline_table_caption(label: str) -> str:
     return (
-        f"Cases of {label} received by military courts: the model's estimate with its {RANGE_WORD} (95 chances in "
-        "100 that the true number lies within it), beside the number published for exactly that period, where "
-        "there is one. Published numbers can differ from the estimate: courts post cases "
-        "late, and some releases count only part "
-        "of an article."
+        f"Cases of {label} received by military courts: the model's estimate and its {RANGE_WORD} (95 chances in "
+        "100), beside the number published for that period. Published numbers can differ: courts post cases late "
+        "and some releases count only part of an article."
     )
 
 

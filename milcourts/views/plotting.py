@@ -429,7 +429,7 @@ def plot_validation(scores: pd.DataFrame) -> plt.Figure:
     colour_of = {CONSISTENT: palette[2], IN_TENSION: palette[1], INCONSISTENT: "#a50f15"}
     words = {
         CONSISTENT: "consistent",
-        IN_TENSION: "in tension (a bound met with less than even odds)",
+        IN_TENSION: "in tension",
         INCONSISTENT: "not consistent",
     }
     markers = scored["value_qualifier"].map({"at_least": ">", "at_most": "<"}).fillna("o")

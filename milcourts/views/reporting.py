@@ -211,7 +211,8 @@ def show_validation(sentence: str | None, scores: pd.DataFrame, plot) -> None:
         plot(scores),
         caption=(
             "Each held-out figure (dot) against the 95% predictive interval the model gave for it before seeing it, "
-            "relative to the predicted median; green dots are covered, orange are not."
+            "relative to the predicted median. Green: inside the range, or a bound (triangle) the model meets more "
+            "likely than not; amber: a bound met with less than even odds; red: outside the range."
         ),
         alt_text=f"Interval chart of {len(scores)} held-out figures with their predictive intervals.",
     )

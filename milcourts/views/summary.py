@@ -280,8 +280,7 @@ def key_findings(analysis: SummaryAnalysis) -> list[str]:
                 first, last, *analysis.requests.growth_percent(), *analysis.filings_growth
             )
         )
-        sentences.append(lag_sentence(analysis))
-    return sentences
+    return sentences  # the lead/lag comparison is said in its own section, with its caveats
 
 
 def reading_box(analysis: SummaryAnalysis) -> tuple[list[str], list[tuple[str, str]]]:

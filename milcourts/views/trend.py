@@ -465,12 +465,17 @@ def key_findings(analysis: TrendAnalysis) -> list[str]:
                 level_months(analysis.products),
             )
         )
-    if article != "all_refusal":
-        correlation = effect_value(effects, "correlation of pre-break slope")["estimate"]
-        identification = narrative.describe_identification(correlation, pre_break_figures(analysis))
-        if identification:
-            sentences.append(identification)
     return sentences
+
+
+def identification_paragraphs(analysis: TrendAnalysis) -> list[str]:
+    """What the figures before the break cannot separate, said beside the effects it concerns
+    (page one keeps to the numbers a reader comes for)."""
+    if analysis.article == "all_refusal":
+        return []
+    correlation = effect_value(analysis.effects, "correlation of pre-break slope")["estimate"]
+    identification = narrative.describe_identification(correlation, pre_break_figures(analysis))
+    return [identification] if identification else []
 
 
 def page_one_heading(analysis: TrendAnalysis) -> str:
@@ -595,7 +600,7 @@ def release_contradiction(conflicts: pd.DataFrame, release: pd.Timestamp) -> tup
         return None
     worst = own.loc[own["excess"].abs().idxmax()]
     period = narrative.format_period(pd.Timestamp(worst["period_start"]), pd.Timestamp(worst["period_end"]))
-    return float(abs(worst["excess"])), period
+    return float(abs(worst["excess"])), f"{ARTICLE_LABELS[worst['article']]}, {period}"
 
 
 def provisional_sentence(products: FitProducts) -> str | None:
