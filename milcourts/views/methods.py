@@ -178,7 +178,7 @@ def validation_scores(analysis: MethodsAnalysis) -> pd.DataFrame:
             table["label"] = [
                 f"{CHART_ARTICLE_WORDS.get(r.article, r.article)}, "
                 f"{narrative.format_period_short(pd.Timestamp(r.period_start), pd.Timestamp(r.period_end))}: "
-                + (f"known {pd.Timestamp(r.origin):%b %Y}" if key == "rolling_origin" else "all others")
+                + (f"model as of {pd.Timestamp(r.origin):%b %Y}" if key == "rolling_origin" else "model without it")
                 for r in table.itertuples()
             ]
             frames.append(table)

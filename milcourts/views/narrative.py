@@ -636,13 +636,13 @@ def reading_box(label: str, article_name: str, vintage: pd.Timestamp, built: pd.
     """How to read and cite these numbers, one short paragraph each."""
     return [
         f"What is counted: cases of {label} received by Russia's military courts, as posted on court websites "
-        "and counted, mostly by Mediazona. It is not the number of soldiers who left their units: a case reaches "
-        "a court weeks to months after the offence, and prosecution practice changed over the period.",
+        "and counted, mostly by Mediazona. It is not the number of soldiers who committed these offences: a case "
+        "reaches a court weeks to months after the offence, and prosecution practice changed over the period.",
         f"Ranges: no monthly count is published, so every number here is a model estimate from the published "
         f"totals. Each comes with a {RANGE_WORD}: the model gives 95 chances in 100 that the true number lies "
         f"within it. Changes (a jump, a ratio, a growth rate) come with a {EFFECT_INTERVAL}, read the same way.",
-        "Rounding: each estimate is rounded to what its range supports, so a figure of about 9,200 means "
-        "somewhere near 9,200, not exactly 9,200.",
+        "Rounding: each estimate is rounded to what its range supports; “about” a number means near it, not "
+        "exactly it.",
         f"Cite as: milcourts research notebooks, “{title}”, built {format_date(built)} from figures published up "
         f"to {format_date(vintage)}. The tables behind this report are published with it.",
     ]
