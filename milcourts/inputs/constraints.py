@@ -315,6 +315,20 @@ def _likely_cause(start: pd.Timestamp) -> str:
     )
 
 
+def _remainder_estimate(figures: pd.DataFrame, article: str, gaps) -> tuple[float, list[str], bool] | None:
+    """Cases in the days no part covers, from earlier figures (per article for all three):
+    (total, the figures used, whether any was pro rata), or None when some day has no figure."""
+    total, ids, prorated = 0.0, [], False
+    for gap_start, gap_end in gaps:
+        for member in ARTICLES if article == ALL_ARTICLES else (article,):
+            found = _covering_estimate(figures, member, gap_start, gap_end)
+            if found is None:
+                return None
+            total, prorated = total + found[0], prorated or found[2]
+            ids.append(found[1])
+    return total, ids, prorated
+
+
 def _within_release_disagreements(figures: pd.DataFrame) -> list[dict]:
     """A release that contradicts itself across counting bases: its running total (for the three
     articles, the sum of its per-article running totals) minus its own period totals inside it
@@ -356,52 +370,43 @@ def _within_release_disagreements(figures: pd.DataFrame) -> list[dict]:
                 if not part_ids:
                     continue
                 parts = own[own["figure_id"].isin(part_ids)]
-                remainder, remainder_ids, prorated = 0.0, [], False
-                for gap_start, gap_end in _gaps(start, end, parts):
-                    for member in ARTICLES if article == ALL_ARTICLES else (article,):
-                        found = _covering_estimate(figures, member, gap_start, gap_end)
-                        if found is None:
-                            break
-                        remainder += found[0]
-                        remainder_ids.append(found[1])
-                        prorated |= found[2]
-                    else:
-                        continue
-                    break
-                else:
-                    implied = parts["value"].sum() + remainder
-                    excess = implied - whole_value
-                    if abs(excess) <= WITHIN_RELEASE_TOLERANCE * whole_value:
-                        continue
-                    latest = parts.loc[parts["period_end"].idxmax()]
-                    listing = " + ".join(f"{r.figure_id} ({r.value:,.0f})" for r in parts.itertuples())
-                    earlier = ", ".join(dict.fromkeys(remainder_ids))
-                    records.append(
-                        {
-                            "kind": "within_release_disagreement",
-                            "article": article,
-                            "whole_figure_id": ",".join(whole_ids),
-                            "part_figure_ids": ",".join([*part_ids, *dict.fromkeys(remainder_ids)]),
-                            "whole_value": whole_value,
-                            "parts_total": implied,
-                            "excess": excess,
-                            "release_date": pd.Timestamp(release).date().isoformat(),
-                            "period_start": latest["period_start"].date().isoformat(),
-                            "period_end": latest["period_end"].date().isoformat(),
-                            "part_value": float(latest["value"]),
-                            "implied_value": float(latest["value"] - excess),
-                            "description": (
-                                f"Release of {pd.Timestamp(release).date()}: running total {whole_value:,.0f} "
-                                f"({'+'.join(whole_ids)}, {_articles(article)}, {_fmt_period(start, end)}) "
-                                "against its own "
-                                f"{listing} plus {remainder:,.0f} for the remaining days from earlier figures "
-                                f"({earlier}{', pro rata by days' if prorated else ''}) = {implied:,.0f}: "
-                                f"{abs(excess):,.0f} cases {'more' if excess > 0 else 'fewer'} than the running total. "
-                                f"Read against the running total, {latest['figure_id']} would be "
-                                f"{latest['value'] - excess:,.0f}. " + _likely_cause(start)
-                            ),
-                        }
-                    )
+                estimate = _remainder_estimate(figures, article, _gaps(start, end, parts))
+                if estimate is None:
+                    continue
+                remainder, remainder_ids, prorated = estimate
+                implied = parts["value"].sum() + remainder
+                excess = implied - whole_value
+                if abs(excess) <= WITHIN_RELEASE_TOLERANCE * whole_value:
+                    continue
+                latest = parts.loc[parts["period_end"].idxmax()]
+                listing = " + ".join(f"{r.figure_id} ({r.value:,.0f})" for r in parts.itertuples())
+                earlier = ", ".join(dict.fromkeys(remainder_ids))
+                records.append(
+                    {
+                        "kind": "within_release_disagreement",
+                        "article": article,
+                        "whole_figure_id": ",".join(whole_ids),
+                        "part_figure_ids": ",".join([*part_ids, *dict.fromkeys(remainder_ids)]),
+                        "whole_value": whole_value,
+                        "parts_total": implied,
+                        "excess": excess,
+                        "release_date": pd.Timestamp(release).date().isoformat(),
+                        "period_start": latest["period_start"].date().isoformat(),
+                        "period_end": latest["period_end"].date().isoformat(),
+                        "part_value": float(latest["value"]),
+                        "implied_value": float(latest["value"] - excess),
+                        "description": (
+                            f"Release of {pd.Timestamp(release).date()}: running total {whole_value:,.0f} "
+                            f"({'+'.join(whole_ids)}, {_articles(article)}, {_fmt_period(start, end)}) "
+                            "against its own "
+                            f"{listing} plus {remainder:,.0f} for the remaining days from earlier figures "
+                            f"({earlier}{', pro rata by days' if prorated else ''}) = {implied:,.0f}: "
+                            f"{abs(excess):,.0f} cases {'more' if excess > 0 else 'fewer'} than the running total. "
+                            f"Read against the running total, {latest['figure_id']} would be "
+                            f"{latest['value'] - excess:,.0f}. " + _likely_cause(start)
+                        ),
+                    }
+                )
     return records
 
 

@@ -74,7 +74,6 @@ def model_sentences(analysis: MethodsAnalysis) -> list[str]:
         100 * np.sqrt(np.exp(params["log_phi"])),
         100 * np.sqrt(np.exp(params["log_alpha"])),
         float(np.exp(params["log_tau_days"])),
-        None,
     )
 
 
@@ -254,17 +253,17 @@ def effect_identification_table(analysis: MethodsAnalysis) -> pd.DataFrame:
     """Every effect of the reports with its identification check: what fitting left of the
     uncertainty assumed beforehand, and whether the reports state it."""
     effects = analysis.products.tables["effects"]
-    checked = effects[effects["posterior_sd_to_prior_sd"].notna()] if "posterior_sd_to_prior_sd" in effects else effects
+    checked = effects[effects["posterior_sd_to_prior_sd"].notna()]
     return pd.DataFrame(
         {
             "article": [narrative.capitalised(ARTICLE_LABELS[a]) for a in checked["article"]],
             "effect": [narrative.plain_effect(e) for e in checked["effect"]],
             "uncertainty left after fitting (share of the assumed)": [
-                f"{100 * v:.0f}%" for v in checked.get("posterior_sd_to_prior_sd", pd.Series(dtype=float))
+                f"{100 * v:.0f}%" for v in checked["posterior_sd_to_prior_sd"]
             ],
             "stated in the reports": [
                 "yes" if ok else f"no: {why}"
-                for ok, why in zip(checked.get("is_estimable", True), checked.get("not_estimable_because", ""))
+                for ok, why in zip(checked["is_estimable"], checked["not_estimable_because"])
             ],
         }
     )

@@ -311,7 +311,6 @@ def describe_trend_methods(
     phi_cv: float,
     alpha_cv: float,
     tau_days: float,
-    train_end: pd.Timestamp | None,
 ) -> list[str]:
     """The modelling choices behind a trend report, as read off its fit."""
     sentences = [
@@ -329,8 +328,6 @@ def describe_trend_methods(
         "counts are drawn conditioned on the published figures, so a month inside a published window cannot "
         "take values the window forbids.",
     ]
-    if train_end is not None:
-        sentences.append(f"Fitted only on figures published by {format_date(train_end)}.")
     return sentences
 
 
@@ -526,12 +523,22 @@ def format_times(ratio: float, lo: float, hi: float, interval: str = "") -> str:
     return f"{two(ratio)} ({interval + ' ' if interval else ''}{two(lo)} to {two(hi)})"
 
 
-def format_period(start: pd.Timestamp, end: pd.Timestamp) -> str:
-    """A calendar year as 2024, a quarter as October to December 2024, otherwise day to day."""
+def _calendar_shape(start, end) -> tuple[pd.Timestamp, pd.Timestamp, str]:
+    """Whether [start, end] is one calendar "year", whole "months", or neither ("days")."""
     start, end = pd.Timestamp(start), pd.Timestamp(end)
     if start == pd.Timestamp(start.year, 1, 1) and end == pd.Timestamp(start.year, 12, 31):
-        return str(start.year)
+        return start, end, "year"
     if start.day == 1 and end == end + pd.offsets.MonthEnd(0):
+        return start, end, "months"
+    return start, end, "days"
+
+
+def format_period(start: pd.Timestamp, end: pd.Timestamp) -> str:
+    """A calendar year as 2024, a quarter as October to December 2024, otherwise day to day."""
+    start, end, shape = _calendar_shape(start, end)
+    if shape == "year":
+        return str(start.year)
+    if shape == "months":
         first, last = start.to_period("M"), end.to_period("M")
         if first.year == last.year:
             return f"{first:%B} to {last:%B %Y}" if first != last else f"{first:%B %Y}"
@@ -541,10 +548,10 @@ def format_period(start: pd.Timestamp, end: pd.Timestamp) -> str:
 
 def format_period_short(start: pd.Timestamp, end: pd.Timestamp) -> str:
     """For chart labels: 2023, Mar 2023, Jan–Mar 2023, or 21 Sep 2022–27 Apr 2023."""
-    start, end = pd.Timestamp(start), pd.Timestamp(end)
-    if start == pd.Timestamp(start.year, 1, 1) and end == pd.Timestamp(start.year, 12, 31):
+    start, end, shape = _calendar_shape(start, end)
+    if shape == "year":
         return str(start.year)
-    if start.day == 1 and end == end + pd.offsets.MonthEnd(0):
+    if shape == "months":
         if start.to_period("M") == end.to_period("M"):
             return f"{start:%b %Y}"
         return f"{start:%b}–{end:%b %Y}" if start.year == end.year else f"{start:%b %Y}–{end:%b %Y}"

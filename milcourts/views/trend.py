@@ -135,9 +135,8 @@ def effects_caption(analysis: TrendAnalysis) -> str:
 
 
 def is_estimable(row: pd.Series) -> bool:
-    """The identification rule's verdict (model.tables.estimability); effects stored before the
-    rule existed count as estimable."""
-    return bool(row.get("is_estimable", True))
+    """The identification rule's verdict (model.tables.estimability)."""
+    return bool(row["is_estimable"])
 
 
 def times_text(row: pd.Series) -> str:
@@ -591,7 +590,7 @@ def provisional_span(products: FitProducts) -> tuple[str, str, pd.Timestamp] | N
 def release_contradiction(conflicts: pd.DataFrame, release: pd.Timestamp) -> tuple[float, str] | None:
     """The largest disagreement of a release with itself (inputs.constraints, kind
     "within_release_disagreement"), as (size in cases, the period it concerns), or None."""
-    if conflicts.empty or "release_date" not in conflicts:
+    if conflicts.empty:
         return None
     own = conflicts[
         (conflicts["kind"] == "within_release_disagreement") & (pd.to_datetime(conflicts["release_date"]) == release)
