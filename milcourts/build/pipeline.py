@@ -16,7 +16,7 @@ import signal
 import subprocess
 import sys
 from collections.abc import Callable
-from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures import as_completed
 from pathlib import Path
 
 import pandas as pd
@@ -31,6 +31,7 @@ from milcourts.build.render import PdfPrinter, find_browser
 from milcourts.build.runfile import Run, RunFileError, check_parameters, load_runs, select_runs
 from milcourts.inputs.ledger import load_ledger
 from milcourts.inputs.provenance import sha256_of, verify_provenance
+from milcourts.model.runtime import process_pool
 from milcourts.products.needs import FitRequest, main_request, requests_for_run
 
 
@@ -117,7 +118,7 @@ def _execute_all(runs: list[Run], staging: Path, settings: BuildSettings, contex
                 finished(execute_run(run, staging, settings, contexts[run.name], progress))
             return done
         with relayed(progress) as events:
-            pool = ProcessPoolExecutor(max_workers=settings.jobs)
+            pool = process_pool(settings.jobs)
             try:
                 futures = []
                 for run in runs:

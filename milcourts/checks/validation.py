@@ -15,7 +15,6 @@ cost by the grid size); that is stated in every output's method column.
 
 from __future__ import annotations
 
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, replace
 
 import numpy as np
@@ -25,8 +24,9 @@ from scipy import special
 from milcourts.checks.synthetic import Truth, publish, simulate_counts
 from milcourts.inputs.constraints import ConstraintView, build_constraint_view
 from milcourts.inputs.ledger import published_by
-from milcourts.model.fit import fit_filings_model
+from milcourts.model.fit import FittedModel, fit_filings_model
 from milcourts.model.observations import supported_knots
+from milcourts.model.runtime import process_pool
 from milcourts.model.simulate import published_figure_draws, simulate
 from milcourts.model.spec import (
     FORECAST_METHODS,
@@ -47,6 +47,9 @@ class ValidationSettings:
     n_draws: int = 1000
     seed: int = 20240301
     condition: bool = True  # predictive draws conditioned on the other published figures
+    # the fit on the whole ledger: every refit starts from its optimum (the refit's optimum is its
+    # own; only the optimiser's path is shorter)
+    full_fit: FittedModel | None = None
 
 
 def _spec_for(settings: ValidationSettings, base: ModelSpec = ModelSpec(), **changes) -> ModelSpec:
@@ -104,7 +107,7 @@ def leave_one_out(ledger: pd.DataFrame, settings: ValidationSettings) -> pd.Data
     records = []
     for target in targets.itertuples():
         kept = ledger[ledger["figure_id"] != target.figure_id]
-        fitted = fit_filings_model(build_constraint_view(kept), _spec_for(settings))
+        fitted = fit_filings_model(build_constraint_view(kept), _spec_for(settings), warm_start=settings.full_fit)
         draws = simulate(fitted, seed=settings.seed, condition=settings.condition)
         predictive = published_figure_draws(
             draws,
@@ -229,7 +232,7 @@ def rolling_origin(ledger: pd.DataFrame, settings: ValidationSettings) -> pd.Dat
         if targets.empty or known_view.figures.empty:
             continue
         spec = _spec_for(settings, forecast_months=_months_needed(known_view, targets["period_end"].max()) + 1)
-        fitted = fit_filings_model(known_view, spec)
+        fitted = fit_filings_model(known_view, spec, warm_start=settings.full_fit)
         last_day = known_view.months[-1].end_time.normalize()
         predictions = {}
         for method in FORECAST_METHODS:
@@ -490,7 +493,7 @@ def simulation_study(
     warm_start = fit_filings_model(build_constraint_view(first), spec)
     jobs = [(pattern, truth, spec, settings.seed + i, warm_start) for i in range(replicates)]
     if workers > 1:
-        with ProcessPoolExecutor(max_workers=workers) as pool:
+        with process_pool(workers) as pool:
             rows = list(pool.map(_one_replicate, jobs, chunksize=max(1, replicates // (4 * workers))))
     else:
         rows = [_one_replicate(job) for job in jobs]
@@ -547,7 +550,8 @@ VALIDATION_FILES = {
 def run_validation(ledger: pd.DataFrame, replicates: int = 200, workers: int = 2) -> dict[str, pd.DataFrame]:
     """Everything `make validate` writes; the penalty is the one chosen on the full ledger."""
     view = build_constraint_view(ledger)
-    settings = ValidationSettings(penalty=fit_filings_model(view).penalty)
+    full_fit = fit_filings_model(view)
+    settings = ValidationSettings(penalty=full_fit.penalty, full_fit=full_fit)
     loo = leave_one_out(ledger, settings)
     rolling = rolling_origin(ledger, settings)
     simulation = pd.concat(

@@ -18,6 +18,8 @@ a fourth free series. Counting base: a total "since mobilisation" (from 21 Sep 2
 the share of each month's cases that its base includes (spec.MOBILISATION_BASE_START).
 
 The modules follow the model's own sections: spec (choices, priors, parameter layout),
-observations (figures to arrays, design), likelihood, fit, simulate (draws and prediction),
+observations (figures to arrays, design), likelihood (written once for numpy and JAX), derivatives
+(its exact gradient and Hessian, compiled), fit (trust region and Newton steps on them, the
+penalty by marginal likelihood), simulate (draws and prediction),
 tables (output tables); requests is the separate small model of help requests.
 """

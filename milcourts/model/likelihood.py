@@ -14,176 +14,236 @@ Reporting lag: a case received on day d appears in a release published on day s 
 earlier vintage of a period enters as Binomial(later value, E_early / E_late), conditioned on the
 later one, so revised pairs inform tau without counting any case twice.
 
-Every function takes parameters as (B, P) (a single vector is promoted), so that derivatives by
-finite differences and draws are one vectorised pass.
+Every function takes parameters as (B, P) (a single vector is promoted) and is written once for
+two array backends: numpy (draws: thousands of parameter vectors in one vectorised pass) and JAX
+(model.derivatives: exact gradients and Hessians for the fit). Hence no in-place assignment: masks
+and `where` instead, which both backends trace the same way.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any, NamedTuple
+
 import numpy as np
 from scipy import special
 
-from milcourts.model.observations import Observations
-from milcourts.model.spec import APPROX_RELATIVE_SD, PRIOR_LOG_PHI, ParameterLayout
+from milcourts.model.spec import APPROX_RELATIVE_SD, COMPLETE_AFTER_DAYS, PRIOR_LOG_PHI, ParameterLayout
 
 
-def base_shares(params: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Batched: params (B, P) -> rho (B, 3) and sigma (B, 3) of the mobilisation counting base."""
-    params = np.atleast_2d(params)
-    layout = ParameterLayout((params.shape[1] - 18) // 3)
-    return special.expit(params[:, layout.base_shares]), special.expit(params[:, layout.early_shares])
+class Backend(NamedTuple):
+    """The array namespace and the special functions the likelihood needs."""
+
+    xp: Any
+    gammaln: Callable
+    expit: Callable
+    betainc: Callable
+    inverse_and_logdet: Callable  # of symmetric positive definite matrices, batched over the leading axis
 
 
-def base_share_by_month(rho: np.ndarray, sigma: np.ndarray, is_early: np.ndarray) -> np.ndarray:
-    """(B, 3, months): share of each article-month's cases a "since mobilisation" total counts."""
-    return rho[:, :, None] * np.where(is_early[None, None, :], sigma[:, :, None], 1.0)
+def _inverse_and_logdet(matrix: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """By Cholesky; raises LinAlgError unless every matrix is positive definite."""
+    chol = np.linalg.cholesky(matrix)
+    lower_inverse = np.linalg.solve(chol, np.broadcast_to(np.eye(matrix.shape[-1]), matrix.shape))
+    logdet = 2 * np.log(np.diagonal(chol, axis1=-2, axis2=-1)).sum(axis=-1)
+    return np.swapaxes(lower_inverse, -1, -2) @ lower_inverse, logdet
 
 
-def unpack(params: np.ndarray, n_knots: int):
-    """Batched: params (B, P) -> coefficients (B, 3, 3+K) and phi, alpha, tau (B,)."""
-    params = np.atleast_2d(params)
-    layout = ParameterLayout(n_knots)
-    base = params[:, layout.trend].reshape(-1, 3, 3)
-    coef = np.zeros((params.shape[0], 3, 3 + n_knots))
-    coef[:, :, :3] = base
-    coef[:, 1:, 1] += base[:, :1, 1]  # small series' pre-slope = 337's + shrunk deviation
-    if n_knots:  # an early training origin may support no knot at all
-        coef[:, :, 3:] = params[:, None, layout.knots]
-        coef[:, 1:, 3:] += params[:, layout.knot_deviations].reshape(-1, 2, n_knots)
-    return (
-        coef,
-        np.exp(params[:, layout.log_phi]),
-        np.exp(params[:, layout.log_alpha]),
-        np.exp(params[:, layout.log_tau]),
+NUMPY = Backend(np, special.gammaln, special.expit, special.betainc, _inverse_and_logdet)
+
+
+class FigureRoles(NamedTuple):
+    """How each figure enters the likelihood, as arrays (J = figures, T = months).
+
+    Masks rather than index lists: JAX compiles the likelihood once per array shape, so every data
+    set of the same size (simulated replicates, leave-one-out refits, rolling origins padded to
+    the same size) reuses one compilation, whatever its figures' kinds.
+    """
+
+    is_point: np.ndarray  # (J,) exact or approximate values, joint normal
+    is_approx: np.ndarray  # (J,) rounded ("about"), as 0/1
+    is_bound: np.ndarray  # (J,) "at least" / "at most"
+    is_lower: np.ndarray  # (J,) "at least"
+    is_revision: np.ndarray  # (J,) earlier vintage, conditioned on its later one
+    partner: np.ndarray  # (J,) int: the later vintage of a revision (itself otherwise)
+    is_based: np.ndarray  # (J,) "since mobilisation" totals (counting base shares)
+    is_early_month: np.ndarray  # (T,) Sep-Dec 2022, the early counting base
+
+
+def figure_roles(obs) -> FigureRoles:
+    revision = obs.later_partner >= 0
+    own = np.arange(len(obs.later_partner))
+    return FigureRoles(
+        is_point=~revision & np.isin(obs.qualifier, ("exact", "approx")),
+        is_approx=(obs.qualifier == "approx").astype(float),
+        is_bound=~revision & np.isin(obs.qualifier, ("at_least", "at_most")),
+        is_lower=obs.qualifier == "at_least",
+        is_revision=revision,
+        partner=np.where(revision, obs.later_partner, own),
+        is_based=np.asarray(obs.is_mobilisation_base, bool),
+        is_early_month=np.asarray(obs.is_early_base_month, bool),
     )
 
 
-def monthly_means(coef: np.ndarray, design: np.ndarray, days: np.ndarray) -> np.ndarray:
+def base_shares(params, backend: Backend = NUMPY):
+    """Batched: params (B, P) -> rho (B, 3) and sigma (B, 3) of the mobilisation counting base."""
+    params = backend.xp.atleast_2d(params)
+    layout = ParameterLayout((params.shape[1] - 18) // 3)
+    return backend.expit(params[:, layout.base_shares]), backend.expit(params[:, layout.early_shares])
+
+
+def base_share_by_month(rho, sigma, is_early, xp=np):
+    """(B, 3, months): share of each article-month's cases a "since mobilisation" total counts."""
+    return rho[:, :, None] * xp.where(xp.asarray(is_early)[None, None, :], sigma[:, :, None], 1.0)
+
+
+# Art. 338's and 332's pre-break slopes are 337's plus a shrunk deviation: coefficient (article,
+# term) gets this multiple of 337's pre-slope parameter added.
+_SHARED_PRE_SLOPE = np.array([[0.0, 0.0, 0.0], [0.0, 1.0, 0.0], [0.0, 1.0, 0.0]])
+
+
+def unpack(params, n_knots: int, xp=np):
+    """Batched: params (B, P) -> coefficients (B, 3, 3+K) and phi, alpha, tau (B,)."""
+    params = xp.atleast_2d(params)
+    layout = ParameterLayout(n_knots)
+    base = params[:, layout.trend].reshape(-1, 3, 3) + params[:, layout.pre_slope, None, None] * _SHARED_PRE_SLOPE
+    knots = params[:, None, layout.knots] + xp.concatenate(
+        [xp.zeros((params.shape[0], 1, n_knots)), params[:, layout.knot_deviations].reshape(-1, 2, n_knots)], axis=1
+    )
+    return (
+        xp.concatenate([base, knots], axis=2),
+        xp.exp(params[:, layout.log_phi]),
+        xp.exp(params[:, layout.log_alpha]),
+        xp.exp(params[:, layout.log_tau]),
+    )
+
+
+def monthly_means(coef, design, days, xp=np):
     """Expected cases, (B, articles, months)."""
-    return np.exp(coef @ design.T) * days
+    return xp.exp(coef @ design.T) * days
 
 
-def completeness(obs: Observations, tau: np.ndarray) -> np.ndarray:
+def completeness(obs, tau, xp=np):
     """(B, figures, months): average over covered days of 1 - exp(-lag/tau), closed form.
 
-    Only cells published within COMPLETE_AFTER_DAYS are computed; older ones are complete (the
-    fitted lag is days to weeks, and exp(-365/tau) is below 1e-6 for any tau under 26 days).
+    Cells published COMPLETE_AFTER_DAYS or more after their last day are complete (the fitted lag
+    is days to weeks, and exp(-365/tau) is below 1e-6 for any tau under 26 days).
     """
-    tau = np.asarray(tau, dtype=float)
-    out = np.broadcast_to((obs.covered_days > 0).astype(float), (len(tau), *obs.covered_days.shape)).copy()
-    rows, cols = obs.recent_cells
-    if len(rows):
-        n = obs.covered_days[rows, cols]
-        t = tau[:, None]
-        q = np.exp(-1.0 / t)
-        out[:, rows, cols] = 1 - np.exp(-obs.lag_first[rows, cols] / t) * (1 - q**n) / (1 - q) / n
-    return out
+    covered, lag = obs.covered_days, obs.lag_first
+    t = xp.asarray(tau)[:, None, None]
+    n = xp.where(covered > 0, covered, 1.0)
+    q = xp.exp(-1.0 / t)
+    partial = 1 - xp.exp(-lag / t) * (1 - q**n) / (1 - q) / n
+    recent = (covered > 0) & (lag < COMPLETE_AFTER_DAYS)
+    return xp.where(recent, partial, (covered > 0) * 1.0)
 
 
-def _nb_size(mean, var):
-    return mean**2 / np.maximum(var - mean, 1e-9 * mean)
+def _nb_size(mean, var, xp=np):
+    return mean**2 / xp.maximum(var - mean, 1e-9 * mean)
 
 
-def _binom_logpmf(k, n, p):
-    return (
-        special.gammaln(n + 1)
-        - special.gammaln(k + 1)
-        - special.gammaln(n - k + 1)
-        + k * np.log(p)
-        + (n - k) * np.log1p(-p)
-    )
-
-
-def figure_loadings(params, obs, design):
+def figure_loadings(params, obs, design, backend: Backend = NUMPY, roles: FigureRoles | None = None):
     """Share of each article-month's cases that each figure counts: (B, figures, articles, months)."""
+    xp = backend.xp
+    roles = figure_roles(obs) if roles is None else roles
     n_knots = design.shape[1] - 3
-    coef, phi, alpha, tau = unpack(params, n_knots)
-    mu = monthly_means(coef, design[: len(obs.months)], obs.days)  # B x articles x months
-    seen = obs.weights[None] * completeness(obs, tau)  # B x figures x months
+    coef, phi, alpha, tau = unpack(params, n_knots, xp)
+    n_months = obs.weights.shape[1]
+    mu = monthly_means(coef, design[:n_months], obs.days, xp)  # B x articles x months
+    seen = obs.weights[None] * completeness(obs, tau, xp)  # B x figures x months
     loadings = obs.article_mask[None, :, :, None] * seen[:, :, None, :]
-    based = np.nonzero(obs.is_mobilisation_base)[0]
-    if len(based):
-        rho, sigma = base_shares(params)
-        loadings[:, based] *= base_share_by_month(rho, sigma, obs.is_early_base_month)[:, None]
+    rho, sigma = base_shares(params, backend)
+    share = base_share_by_month(rho, sigma, roles.is_early_month, xp)  # B x articles x months
+    loadings = loadings * xp.where(roles.is_based[None, :, None, None], share[:, None], 1.0)
     return loadings, mu, phi, alpha
 
 
-def figure_expectations(params, obs, design):
+def figure_expectations(params, obs, design, backend: Backend = NUMPY):
     """Each figure's expectation as published (with its vintage's completeness) and its variance parts."""
-    loadings, mu, phi, alpha = figure_loadings(params, obs, design)
+    xp = backend.xp
+    loadings, mu, phi, alpha = figure_loadings(params, obs, design, backend)
     per_cell = loadings * mu[:, None]
-    expected = np.maximum(per_cell.sum(axis=(2, 3)), 1e-9)
+    expected = xp.maximum(per_cell.sum(axis=(2, 3)), 1e-9)
     month_var = phi[:, None] * (per_cell**2).sum(axis=(2, 3))
     return expected, month_var, alpha
 
 
-def point_covariance(loadings, mu, phi, alpha, expected, approx_mask):
+def point_covariance(loadings, mu, phi, alpha, expected, approx_mask, xp=np):
     """Joint covariance of point figures: overlapping windows share the same months' counts.
 
     Cov(y_j, y_k) = sum over article-months of L_j L_k (mu + phi mu^2), plus the Poisson part of
     thinning on the diagonal (a figure that sees a share L of a month counts L mu on average), plus
     each figure's own release discrepancy alpha E^2 and rounding error of approximate figures.
     """
-    month_variance = (mu + phi[:, None, None] * mu**2).reshape(len(mu), 1, -1)  # B x 1 x (A*T)
+    month_variance = (mu + phi[:, None, None] * mu**2).reshape(mu.shape[0], 1, -1)  # B x 1 x (A*T)
     flat = loadings.reshape(loadings.shape[0], loadings.shape[1], -1)  # B x J x (A*T)
-    cov = (flat * month_variance) @ flat.transpose(0, 2, 1)  # batched GEMM
-    thinning = ((flat - flat**2) * mu.reshape(len(mu), 1, -1)).sum(axis=2)
+    cov = (flat * month_variance) @ xp.swapaxes(flat, 1, 2)  # batched GEMM
+    thinning = ((flat - flat**2) * mu.reshape(mu.shape[0], 1, -1)).sum(axis=2)
     own = alpha[:, None] * expected**2 + approx_mask * (APPROX_RELATIVE_SD * expected) ** 2
-    index = np.arange(cov.shape[1])
-    cov[:, index, index] += thinning + own
-    return cov
+    return cov + (thinning + own)[:, :, None] * xp.eye(cov.shape[1])
 
 
-def _mvn_logpdf(residual, cov):
-    chol = np.linalg.cholesky(cov)
-    solved = np.linalg.solve(chol, residual[..., None])[..., 0]
-    logdet = 2 * np.log(np.diagonal(chol, axis1=1, axis2=2)).sum(axis=1)
-    return -0.5 * ((solved**2).sum(axis=1) + logdet + residual.shape[1] * np.log(2 * np.pi))
+def _mvn_logpdf(residual, cov, backend: Backend):
+    """Without the 2 pi constant. Through the inverse rather than triangular solves: its derivative
+    is two matrix products (-S^-1 dS S^-1), which JAX differentiates twice cheaply."""
+    inverse, logdet = backend.inverse_and_logdet(cov)
+    quadratic = (residual[:, :, None] * inverse * residual[:, None, :]).sum(axis=(1, 2))
+    return -0.5 * (quadratic + logdet)
 
 
-def total_loglik(params, obs, design) -> np.ndarray:
+def total_loglik(params, obs, design, backend: Backend = NUMPY, roles: FigureRoles | None = None):
     """(B,) log-likelihood: joint normal for point figures (their windows overlap), negative
-    binomial tails for bounds, binomial for earlier vintages given the later one."""
-    params = np.atleast_2d(params)
-    loadings, mu, phi, alpha = figure_loadings(params, obs, design)
+    binomial tails for bounds, binomial for earlier vintages given the later one. -inf (numpy) or
+    nan (JAX) where the point figures' covariance is not positive definite.
+
+    Every term is computed for every figure and masked by its role, with harmless stand-in values
+    where a term does not apply (a nan there would still poison a derivative through `where`).
+    """
+    xp = backend.xp
+    params = xp.atleast_2d(params)
+    roles = figure_roles(obs) if roles is None else roles
+    loadings, mu, phi, alpha = figure_loadings(params, obs, design, backend, roles)
     per_cell = loadings * mu[:, None]
-    expected = np.maximum(per_cell.sum(axis=(2, 3)), 1e-9)
-    y = np.round(obs.value)[None]
-    revision = obs.later_partner >= 0
-    total = np.zeros(len(params))
-    point = ~revision & np.isin(obs.qualifier, ("exact", "approx"))
-    if point.any():
-        approx_mask = (obs.qualifier[point] == "approx").astype(float)[None]
-        cov = point_covariance(loadings[:, point], mu, phi, alpha, expected[:, point], approx_mask)
-        try:
-            total += _mvn_logpdf(y[:, point] - expected[:, point], cov)
-        except np.linalg.LinAlgError:
-            return np.full(len(params), -np.inf)
-    bounds = ~revision & np.isin(obs.qualifier, ("at_least", "at_most"))
-    if bounds.any():
-        month_var = phi[:, None] * (per_cell[:, bounds] ** 2).sum(axis=(2, 3))
-        e = expected[:, bounds]
-        var = e + month_var + alpha[:, None] * e**2
-        size = _nb_size(e, var)
-        prob = size / (size + e)
-        yb = y[:, bounds]
-        lower = obs.qualifier[bounds] == "at_least"
-        tail = np.where(
-            lower,
-            special.betainc(np.maximum(yb, 1e-9), size, 1 - prob),  # P(Y >= y)
-            special.betainc(size, yb + 1, prob),
-        )  # P(Y <= y)
-        total += np.log(np.maximum(tail, 1e-300)).sum(axis=1)
-    if revision.any():
-        later = obs.later_partner[revision]
-        share = np.clip(expected[:, revision] / expected[:, later], 1e-9, 1 - 1e-9)
-        total += _binom_logpmf(y[:, revision], np.round(obs.value)[later][None], share).sum(axis=1)
-    return total
+    expected = xp.maximum(per_cell.sum(axis=(2, 3)), 1e-9)
+    y = xp.round(obs.value)[None]
+    # point figures: joint normal; other figures' rows and columns become the identity, residual 0
+    point = roles.is_point
+    both = point[:, None] & point[None, :]
+    cov = point_covariance(loadings, mu, phi, alpha, expected, roles.is_approx[None], xp)
+    cov = xp.where(both[None], cov, xp.eye(len(point))[None])
+    try:
+        total = _mvn_logpdf(xp.where(point[None], y - expected, 0.0), cov, backend)
+    except np.linalg.LinAlgError:
+        return np.full(params.shape[0], -np.inf)
+    total = total - 0.5 * point.sum() * np.log(2 * np.pi)
+    # bounds: negative binomial tails
+    bound = roles.is_bound[None]
+    month_var = phi[:, None] * (per_cell**2).sum(axis=(2, 3))
+    e = xp.where(bound, expected, 1.0)
+    var = e + xp.where(bound, month_var + alpha[:, None] * e**2, 1.0)
+    size = _nb_size(e, var, xp)
+    prob = size / (size + e)
+    yb = xp.where(bound, y, 1.0)
+    tail = xp.where(
+        roles.is_lower[None],
+        backend.betainc(xp.maximum(yb, 1e-9), size, 1 - prob),  # P(Y >= y)
+        backend.betainc(size, yb + 1, prob),  # P(Y <= y)
+    )
+    total = total + xp.where(bound, xp.log(xp.maximum(tail, 1e-300)), 0.0).sum(axis=1)
+    # earlier vintages: binomial thinning of the later value
+    revision = roles.is_revision[None]
+    share = xp.clip(expected / expected[:, roles.partner], 1e-9, 1 - 1e-9)
+    k, n = y, y[:, roles.partner]
+    k = xp.where(revision, k, 0.0)
+    n = xp.where(revision, n, 0.0)
+    log_choose = backend.gammaln(n + 1) - backend.gammaln(k + 1) - backend.gammaln(n - k + 1)
+    binomial = log_choose + k * xp.log(share) + (n - k) * xp.log1p(-share)
+    return total + xp.where(revision, binomial, 0.0).sum(axis=1)
 
 
-def penalty_terms(params, n_knots: int, penalty: float, log_phi_prior=PRIOR_LOG_PHI) -> np.ndarray:
+def penalty_terms(params, n_knots: int, penalty: float, log_phi_prior=PRIOR_LOG_PHI, xp=np):
     """(B,) the penalties and priors: every one is quadratic, 0.5 * precision * (x - mean)^2."""
-    params = np.atleast_2d(params)
+    params = xp.atleast_2d(params)
     layout = ParameterLayout(n_knots)
     precision = layout.prior_precision(penalty, log_phi_prior)
     return 0.5 * ((params - layout.prior_mean(log_phi_prior)) ** 2 * precision).sum(axis=1)

@@ -103,7 +103,8 @@ def prepare_observations(
     # Earlier vintages of a period become revision terms conditioned on the next later vintage.
     figures["later_figure_id"] = ""
     used = figures[figures["is_used"]]
-    for _, group in used.groupby("revision_group"):
+    revised = used[used.duplicated("revision_group", keep=False)]  # single vintages need no pairing
+    for _, group in revised.groupby("revision_group"):
         group = group.sort_values(["is_vintage_known", "vintage_date", "value"])
         ordered = list(group.itertuples())
         for early, late in zip(ordered, ordered[1:]):

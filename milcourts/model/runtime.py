@@ -15,6 +15,8 @@ import contextlib
 import ctypes
 import ctypes.util
 import functools
+import multiprocessing
+from concurrent.futures import ProcessPoolExecutor
 
 from threadpoolctl import threadpool_limits
 
@@ -41,3 +43,9 @@ def model_numerics():
     fix_malloc_thresholds()
     with threadpool_limits(limits=1):
         yield
+
+
+def process_pool(max_workers: int) -> ProcessPoolExecutor:
+    """Worker processes started by a fork server, never forked from this process: JAX runs threads
+    once it has compiled anything, and a fork copies their locks mid-use (the workers deadlocked)."""
+    return ProcessPoolExecutor(max_workers=max_workers, mp_context=multiprocessing.get_context("forkserver"))

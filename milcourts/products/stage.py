@@ -19,7 +19,7 @@ import shutil
 import sys
 import time
 from collections.abc import Callable
-from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures import as_completed
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -38,7 +38,7 @@ from milcourts.checks.breakdate import (
 from milcourts.inputs.constraints import build_constraint_view
 from milcourts.inputs.provenance import code_fingerprint
 from milcourts.model.fit import FittedModel, fit_filings_model
-from milcourts.model.runtime import model_numerics
+from milcourts.model.runtime import model_numerics, process_pool
 from milcourts.model.simulate import Draws, simulate
 from milcourts.model.tables import (
     effects_table,
@@ -226,7 +226,7 @@ def distinct_with_checks(requests: list[FitRequest]) -> list[FitRequest]:
 
 
 def _fit_in_parallel(todo: list[FitRequest], processed_dir: Path, checks: set[str], jobs: int, say) -> None:
-    pool = ProcessPoolExecutor(max_workers=min(jobs, len(todo)))
+    pool = process_pool(min(jobs, len(todo)))
     try:
         futures = {
             pool.submit(_fit_and_store, request, processed_dir, request.key in checks): request for request in todo
