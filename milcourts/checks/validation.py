@@ -26,7 +26,7 @@ from milcourts.inputs.constraints import ConstraintView, build_constraint_view
 from milcourts.inputs.ledger import published_by
 from milcourts.model.fit import FittedModel, fit_filings_model
 from milcourts.model.observations import supported_knots
-from milcourts.model.runtime import process_pool
+from milcourts.model.runtime import model_numerics, process_pool
 from milcourts.model.simulate import published_figure_draws, simulate
 from milcourts.model.spec import (
     FORECAST_METHODS,
@@ -440,7 +440,11 @@ def truth_for(view: ConstraintView, spec: ModelSpec, with_break: bool, phi: floa
 
 
 def _one_replicate(args) -> dict:
-    pattern, truth, spec, seed, warm_start = args
+    with model_numerics():  # a worker from the fork server does not inherit the parent's limits
+        return _replicate(*args)
+
+
+def _replicate(pattern, truth, spec, seed, warm_start) -> dict:
     rng = np.random.default_rng(seed)
     if truth.phi is None:
         # phi is not identified by the ledger (model.PRIOR_LOG_PHI): each replicate's month-level
