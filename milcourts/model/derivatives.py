@@ -198,10 +198,12 @@ class ExactObjective:
     the padded one (see likelihood_data).
     """
 
+    INFEASIBLE = INFEASIBLE
+
     def __init__(self, obs, design: np.ndarray, prior_mean: np.ndarray, prior_precision: np.ndarray):
         n_knots = design.shape[1] - 3
         self.positions = padded_positions(n_knots)
-        self.size = max(n_knots, MIN_KNOTS) * 3 + 18
+        self.size = ParameterLayout(max(n_knots, MIN_KNOTS)).size
         self.data = jax.device_put(likelihood_data(obs, design))
         self.prior_mean = jnp.asarray(self._embed(prior_mean, 0.0))
         self.prior_precision = jnp.asarray(self._embed(prior_precision, 1.0))

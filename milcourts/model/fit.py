@@ -8,16 +8,19 @@ Laplace approximation every interval is drawn from).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
 from scipy import optimize
 
 from milcourts.inputs.constraints import ConstraintView
-from milcourts.model.derivatives import INFEASIBLE, ExactObjective
 from milcourts.model.likelihood import penalty_hessian, total_loglik
 from milcourts.model.observations import Observations, design_matrix, month_index, prepare_observations, supported_knots
 from milcourts.model.spec import PRIOR_LOG_PHI, ModelSpec, ParameterLayout, phi_prior
+
+if TYPE_CHECKING:
+    from milcourts.model.derivatives import ExactObjective
 
 # Largest absolute gradient of the penalised log-likelihood accepted as an optimum (the gradient is
 # exact: finite differences needed 0.05).
@@ -51,6 +54,10 @@ def _start_values(n_knots: int, obs: Observations, log_phi_prior=PRIOR_LOG_PHI) 
 
 
 def _objective(obs, design, penalty: float, log_phi_prior) -> ExactObjective:
+    # imported here: JAX loads (about a second) only in a process that fits, not in every report
+    # kernel that imports this module for FittedModel
+    from milcourts.model.derivatives import ExactObjective
+
     layout = ParameterLayout(design.shape[1] - 3)
     return ExactObjective(obs, design, layout.prior_mean(log_phi_prior), layout.prior_precision(penalty, log_phi_prior))
 
@@ -74,7 +81,7 @@ def _minimise(
             method="BFGS",
             options={"maxiter": 3000, "gtol": NEWTON_GRADIENT, "hess_inv0": inverse},
         )
-        if np.isfinite(result.fun) and result.fun < INFEASIBLE:
+        if np.isfinite(result.fun) and result.fun < objective.INFEASIBLE:
             return result
     return optimize.minimize(
         objective.value_and_gradient,
