@@ -224,10 +224,14 @@ def total_loglik(params, obs, design, backend: Backend = NUMPY, roles: FigureRol
     size = _nb_size(e, var, xp)
     prob = size / (size + e)
     yb = xp.where(bound, y, 1.0)
-    tail = xp.where(
-        roles.is_lower[None],
-        backend.betainc(xp.maximum(yb, 1e-9), size, 1 - prob),  # P(Y >= y)
-        backend.betainc(size, yb + 1, prob),  # P(Y <= y)
+    # P(Y >= y) = I_{1-p}(y, size) for "at least", P(Y <= y) = I_p(size, y + 1) for "at most":
+    # one call with the arguments chosen per figure (each call is an evaluation of a continued
+    # fraction, and its derivatives several)
+    lower = roles.is_lower[None]
+    tail = backend.betainc(
+        xp.where(lower, xp.maximum(yb, 1e-9), size),
+        xp.where(lower, size, yb + 1),
+        xp.where(lower, 1 - prob, prob),
     )
     total = total + xp.where(bound, xp.log(xp.maximum(tail, 1e-300)), 0.0).sum(axis=1)
     # earlier vintages: binomial thinning of the later value
