@@ -93,7 +93,9 @@ class Progress:
 @contextlib.contextmanager
 def relayed(progress: Progress):
     """A queue worker processes can put cell events on, drained into `progress` by a thread."""
-    manager = multiprocessing.Manager()
+    # from the fork server, like the worker pool: the build process may have run a fit (JAX
+    # threads), and forking a threaded process can deadlock the child
+    manager = multiprocessing.get_context("forkserver").Manager()
     events = manager.Queue()
     stop = threading.Event()
 
