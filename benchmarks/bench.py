@@ -23,6 +23,7 @@ from milcourts.build.execute import KERNEL_ENVIRONMENT
 from milcourts.build.incremental import BuildSettings
 from milcourts.build.pipeline import build, collect_fit_requests, run_ledgers
 from milcourts.build.runfile import load_runs
+from milcourts.checks.posterior import run_posterior_check, sample_posterior
 from milcourts.checks.validation import run_validation
 from milcourts.inputs.constraints import build_constraint_view
 from milcourts.inputs.ledger import load_ledger
@@ -37,6 +38,7 @@ GOALS_SECONDS = {
     "predict one window: fit and 2,000 conditioned draws": 1.0,
     "make validate": 30.0,
     "warm rebuild, nothing changed (CLI, imports included)": 1.0,
+    "full-posterior check (NUTS, 4 chains, with its tables)": 180.0,
 }
 
 # A fit in a fresh process also compiles the likelihood's derivatives (once per process and shape):
@@ -160,6 +162,9 @@ def _bench_model(ledger) -> dict[str, float]:
             "simulation of 2000 draws with conditioning": _timed(lambda: simulate(fitted), 3),
             "predict: fit, draws and tables with no stored fit": _timed(lambda: compute(main_request(ledger)), 1),
             "make validate": _timed(lambda: run_validation(ledger), 1),
+            "full-posterior check (NUTS, 4 chains, with its tables)": _timed(
+                lambda: run_posterior_check(fitted, simulate(fitted), sample_posterior(fitted)), 1
+            ),
         }
 
 

@@ -89,6 +89,20 @@ def test_trend_sentences_word_for_word():
         "From October 2022 to December 2024 the courts received about 12,200 (10,000 to 14,000) more cases than "
         "the trend before mobilisation would have produced"
     )
+    # the full posterior's interval, where it differs: the cautious reading leads when only it includes 1
+    cautious = n.describe_jump("2022-10", 1.798, 1.124, 3.034, sampled=(0.82, 3.21))
+    assert "cannot tell whether the monthly count jumped" in cautious
+    assert cautious.endswith(
+        "A quick approximation puts the change at a factor of 1.8 (95% interval 1.1 to 3.0), but sampled in "
+        "full the model's uncertainty is wider, 0.8 to 3.2, and includes no change at all."
+    )
+    assert n.describe_jump("2022-10", 1.798, 1.124, 3.034, sampled=(1.05, 3.5)).endswith(
+        "jumped by a factor of 1.8 (95% interval 1.1 to 3.0). Sampled in full rather than approximated, the "
+        "model's uncertainty is wider: 1.1 to 3.5."
+    )
+    assert "(sampled in full rather than approximated, the model's uncertainty is wider: 7,200 to 14,600)" in (
+        n.describe_excess_for_readers("2022-10", "2024-12", 12242.1, 10069.2, 13943.7, sampled=(7208.1, 14540.3))
+    )
     assert n.describe_identification(-0.5, 3) is None
     assert n.describe_identification(-0.81, 3) == (
         "Before the break the ledger has only 3 figures for this article, so the published figures cannot fully "
@@ -197,3 +211,29 @@ def test_the_forecast_says_how_it_continues_the_series():
         "2025-01", "2025-06", (100, 80, 120), pd.Timestamp("2024-12-27"), "damped_trend"
     )
     assert "if the trend of the last 6 months carries on, flattening out" in damped
+
+
+def test_posterior_check_says_how_it_was_run_and_where_the_ranges_differ():
+    how, finding = n.describe_posterior_check(
+        chains=4,
+        draws_per_chain=1000,
+        max_rhat=1.0052,
+        min_ess=1513.3,
+        divergences=0,
+        is_converged=True,
+        n_agree=20,
+        n_total=62,
+        agreement_share=0.1,
+        median_width_ratio=1.16,
+        widest=("AWOL (Art. 337)", "cases beyond the pre-break trend, October 2022 to December 2024", 2.15),
+        understated=[("how much releases disagree beyond late posting", 2.21)],
+    )
+    assert "4 independent chains of 1,000 draws" in how
+    assert "(largest R-hat 1.005, at most 1.01 is required; at least 1,513 effectively independent draws" in how
+    assert finding.startswith("Of the 62 ranges compared (effects, yearly totals and single months), 20 agree")
+    assert "typically by 16%, at most by 115% (AWOL (Art. 337), cases beyond the pre-break trend, October 2022" in (
+        finding
+    )
+    assert "how much releases disagree beyond late posting (2.2 times wider when sampled)" in finding
+    _, failed = n.describe_posterior_check(4, 1000, 1.08, 90.0, 3, False, 60, 62, 0.1, 1.0, ("x", "y", 1.1), [])
+    assert "did not pass its own checks" in _ and "Typical widths agree within a tenth." in failed

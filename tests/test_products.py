@@ -19,6 +19,7 @@ import pytest
 from milcourts import paths
 from milcourts.build.incremental import BuildSettings, run_parameters
 from milcourts.build.runfile import load_runs
+from milcourts.checks.posterior import compare_intervals
 from milcourts.checks.synthetic import aggregate_pattern, default_truth, publish, simulate_counts
 from milcourts.inputs.ledger import load_ledger
 from milcourts.model.spec import ModelSpec
@@ -26,6 +27,19 @@ from milcourts.products import public, stage
 from milcourts.products.needs import FitRequest, main_request, requests_for_run, summary_requests, trend_requests
 
 TINY = ModelSpec(penalty_grid=(1.0,), n_draws=50)
+
+
+_QUANTITY = pd.DataFrame(
+    {
+        "kind": ["effect"],
+        "article": ["337"],
+        "quantity": ["level rate ratio at the break"],
+        "estimate": [2.0],
+        "lower_95": [1.0],
+        "upper_95": [3.0],
+        "is_estimable": [True],
+    }
+)
 
 
 @pytest.fixture(scope="module")
@@ -72,6 +86,9 @@ def counted(monkeypatch, tiny):
                         "method": ["m"],
                     }
                 ),
+                posterior_summary=pd.DataFrame({"chains": [4], "is_converged": [True]}),
+                posterior_intervals=compare_intervals(*[_QUANTITY] * 2),
+                posterior_parameters=pd.DataFrame({"parameter": ["337:step"], "sd_ratio": [1.0]}),
             )
         fitted = dataclasses.replace(tiny.fitted, spec=request.spec)
         draws = dataclasses.replace(tiny.draws, is_conditioned=request.condition)

@@ -73,17 +73,26 @@ def _full_design(fitted: FittedModel, months: pd.PeriodIndex) -> np.ndarray:
     )
 
 
-def simulate(fitted: FittedModel, n_draws: int | None = None, seed: int | None = None, condition: bool = True) -> Draws:
+def simulate(
+    fitted: FittedModel,
+    n_draws: int | None = None,
+    seed: int | None = None,
+    condition: bool = True,
+    params: np.ndarray | None = None,
+) -> Draws:
     """Draws from the Laplace approximation of the penalised likelihood, then month counts:
     for modelled months conditioned on the published figures (reconstruct), for forecast months
-    negative binomial with the fitted month-level dispersion. Prediction, not just mean, uncertainty."""
+    negative binomial with the fitted month-level dispersion. Prediction, not just mean, uncertainty.
+
+    `params` (draws x parameters) replaces the Laplace draws with draws from elsewhere (the
+    full-posterior check's sampler), so both go through the same tables."""
     spec = fitted.spec
     rng = np.random.default_rng(spec.seed if seed is None else seed)
-    n_draws = n_draws or spec.n_draws
     months = all_months(fitted)
     days = month_exposure(months, spec.exposure)
     design = _full_design(fitted, months)
-    params = rng.multivariate_normal(fitted.params, fitted.cov, size=n_draws, method="eigh")
+    if params is None:
+        params = rng.multivariate_normal(fitted.params, fitted.cov, size=n_draws or spec.n_draws, method="eigh")
     coef, phi, alpha, tau = unpack(params, len(fitted.knots))
     mu = monthly_means(coef, design, days)
     flat = coef.copy()

@@ -271,7 +271,41 @@ ALTERNATIVES = Table(
     ),
 )
 
-MAIN_TABLES = (*FIT_TABLES, MODEL_SELECTION, BREAK_PROFILE, ALTERNATIVES)
+POSTERIOR_CHECK = Table(
+    "posterior_check",
+    "posterior_intervals",
+    "The reports' 95% intervals against the full posterior",
+    "Each effect, full year's total and sampled month twice: from the normal (Laplace) approximation the "
+    "reports use, and from the full posterior of the same model sampled by NUTS (4 chains). Widths and shifts "
+    "are on the log scale where every end is positive.",
+    (
+        Field("kind", "kind", "string", "effect, yearly total or month"),
+        ARTICLE,
+        Field("quantity", "quantity", "string", "What is estimated"),
+        Field("laplace_estimate", "estimate_laplace", "number", "Estimate from the approximation"),
+        Field("laplace_lower_95", "lower_95_laplace", "number", "Lower end of its 95% interval"),
+        Field("laplace_upper_95", "upper_95_laplace", "number", "Upper end of its 95% interval"),
+        Field("posterior_estimate", "estimate_posterior", "number", "Estimate from the sampled posterior"),
+        Field("posterior_lower_95", "lower_95_posterior", "number", "Lower end of its 95% interval"),
+        Field("posterior_upper_95", "upper_95_posterior", "number", "Upper end of its 95% interval"),
+        Field("width_ratio", "width_ratio", "number", "Width of the sampled interval over the approximation's"),
+        Field(
+            "lower_shift_in_widths",
+            "lower_shift_in_widths",
+            "number",
+            "How far the lower end moved, in widths of the approximation's interval",
+        ),
+        Field(
+            "upper_shift_in_widths",
+            "upper_shift_in_widths",
+            "number",
+            "How far the upper end moved, in widths of the approximation's interval",
+        ),
+        Field("agrees", "agrees", "boolean", "Both ends within a tenth of the approximation's width"),
+    ),
+)
+
+MAIN_TABLES = (*FIT_TABLES, MODEL_SELECTION, BREAK_PROFILE, ALTERNATIVES, POSTERIOR_CHECK)
 
 CROSS_CHECK = Table(
     "cross_check",

@@ -35,6 +35,7 @@ from milcourts.checks.breakdate import (
     profile_break_month,
     ruptures_break_month,
 )
+from milcourts.checks.posterior import run_posterior_check, sample_posterior
 from milcourts.inputs.constraints import build_constraint_view
 from milcourts.inputs.provenance import code_fingerprint
 from milcourts.model.fit import FittedModel, fit_filings_model
@@ -64,7 +65,14 @@ from milcourts.vocabulary import COURT_FILINGS
 FITS_FOLDER = "fits"
 # Tables every fit stores; the main fit adds the checks. Names are the CSV files' stems.
 FIT_TABLES = ("monthly_filings", "yearly_totals", "effects", "fit_to_ledger", "model_selection")
-CHECK_TABLES = ("break_effects", "break_profile", "alternatives")
+CHECK_TABLES = (
+    "break_effects",
+    "break_profile",
+    "alternatives",
+    "posterior_summary",
+    "posterior_intervals",
+    "posterior_parameters",
+)
 # What a fit depends on: the model, its inputs and checks, this stage, the vocabulary (not the
 # views or the build, whose edits must not refit anything).
 FIT_CODE = ("inputs", "model", "checks", "products", "vocabulary.py", "atomic.py")
@@ -112,6 +120,9 @@ def _tables(request: FitRequest, fitted: FittedModel, draws: Draws, with_checks:
         )
         tables["break_profile"] = profile
         tables["alternatives"] = comparison_table(fitted, draws, effects)
+        # the full-posterior check of the Laplace intervals (about a minute of sampling)
+        check = run_posterior_check(fitted, draws, sample_posterior(fitted))
+        tables.update({f"posterior_{name}": table for name, table in check.items()})
     return tables
 
 

@@ -14,6 +14,7 @@ import numpy as np
 import pandas as pd
 
 from milcourts import paths
+from milcourts.checks.posterior import AGREEMENT_SHARE
 from milcourts.checks.validation import COVERAGE_TARGET, VALIDATION_FILES
 from milcourts.inputs.ledger import load_ledger
 from milcourts.inputs.provenance import sha256_of
@@ -35,6 +36,12 @@ class MethodsAnalysis:
     products: FitProducts  # the main fit, with its checks
     ledger: pd.DataFrame
     validation: dict[str, pd.DataFrame]  # make validate's tables, when they were made for this ledger
+
+    @property
+    def posterior(self) -> dict[str, pd.DataFrame]:
+        """The full-posterior check of the main fit (its summary, intervals and parameters)."""
+        tables = self.products.tables
+        return {name: tables[f"posterior_{name}"] for name in ("summary", "intervals", "parameters")}
 
 
 def read_validation(ledger_csv: Path, directory: Path | None = None) -> dict[str, pd.DataFrame]:
@@ -269,6 +276,73 @@ def effect_identification_table(analysis: MethodsAnalysis) -> pd.DataFrame:
     )
 
 
+# What the parameters the approximation understates most are, for readers.
+PARAMETER_WORDS = {
+    "log_phi": "how much the monthly counts vary around the trend",
+    "log_alpha": "how much releases disagree beyond late posting",
+    "log_tau_days": "how late cases are posted",
+}
+
+
+def posterior_paragraphs(analysis: MethodsAnalysis) -> list[str]:
+    """Whether the sampler converged, how many intervals agree, and where and how much they differ."""
+    summary = analysis.posterior["summary"].iloc[0]
+    comparison = analysis.posterior["intervals"].dropna(subset=["width_ratio"])
+    parameters = analysis.posterior["parameters"].sort_values("sd_ratio", ascending=False)
+    worst = comparison.loc[comparison["width_ratio"].idxmax()]
+    understated = [
+        (PARAMETER_WORDS[p], r) for p, r in zip(parameters["parameter"], parameters["sd_ratio"]) if p in PARAMETER_WORDS
+    ]
+    return narrative.describe_posterior_check(
+        chains=int(summary["chains"]),
+        draws_per_chain=int(summary["draws_per_chain"]),
+        max_rhat=float(summary["max_rhat"]),
+        min_ess=float(min(summary["min_ess_bulk"], summary["min_ess_tail"])),
+        divergences=int(summary["divergences"]),
+        is_converged=bool(summary["is_converged"]),
+        n_agree=int(comparison["agrees"].sum()),
+        n_total=len(comparison),
+        agreement_share=AGREEMENT_SHARE,
+        median_width_ratio=float(comparison["width_ratio"].median()),
+        widest=(
+            narrative.capitalised(ARTICLE_LABELS[worst["article"]]),
+            narrative.plain_effect(worst["quantity"]),
+            float(worst["width_ratio"]),
+        ),
+        understated=[u for u in understated if u[1] > 1 + AGREEMENT_SHARE][:2],
+    )
+
+
+def posterior_table(analysis: MethodsAnalysis) -> pd.DataFrame:
+    """The headline quantities: each article's jump at the break, the extra cases since, and the
+    latest complete year's total, with the reports' interval beside the sampled one."""
+    comparison = analysis.posterior["intervals"]
+    jump = comparison["quantity"].str.startswith("level rate ratio")
+    excess = comparison["quantity"].str.startswith("excess cases")
+    years = comparison.loc[comparison["kind"] == "yearly total", "quantity"]
+    latest_year = comparison["quantity"] == years.max() if len(years) else False
+    shown = comparison[jump | excess | latest_year]
+
+    def interval(row, which: str) -> str:
+        value, lo, hi = row[f"estimate_{which}"], row[f"lower_95_{which}"], row[f"upper_95_{which}"]
+        if row["quantity"].startswith("level rate ratio"):
+            return narrative.format_times(value, lo, hi)
+        return narrative.format_estimate(value, lo, hi).removeprefix("about ")
+
+    return pd.DataFrame(
+        {
+            "article": [narrative.capitalised(ARTICLE_LABELS[a]) for a in shown["article"]],
+            "quantity": [
+                narrative.plain_effect(q) + ("" if ok else " (not stated in the reports: too uncertain)")
+                for q, ok in zip(shown["quantity"], shown["is_estimable"].astype(bool))
+            ],
+            "in the reports (normal approximation)": [interval(r, "laplace") for _, r in shown.iterrows()],
+            "full posterior (sampled)": [interval(r, "posterior") for _, r in shown.iterrows()],
+            "width of the sampled range / reports' range": [f"{v:.2f}" for v in shown["width_ratio"]],
+        }
+    )
+
+
 def simulation_table(analysis: MethodsAnalysis) -> pd.DataFrame:
     if "simulation_summary" not in analysis.validation:
         return pd.DataFrame()
@@ -292,11 +366,11 @@ def data_package(analysis: MethodsAnalysis) -> public.DataPackage:
     return public.DataPackage(
         name="milcourts-methods",
         title="How the numbers are estimated and checked",
-        description="The model's choice of smoothing, the break-date profile and the other estimators of the "
-        "break, from the main fit of the project's ledger.",
+        description="The model's choice of smoothing, the break-date profile, the other estimators of the "
+        "break and the full-posterior check of the intervals, from the main fit of the project's ledger.",
         tables=tuple(
             (table, public.public_frame(table, tables))
-            for table in (public.MODEL_SELECTION, public.BREAK_PROFILE, public.ALTERNATIVES)
+            for table in (public.MODEL_SELECTION, public.BREAK_PROFILE, public.ALTERNATIVES, public.POSTERIOR_CHECK)
         ),
         sources=tuple(public.sources_of(analysis.ledger[analysis.ledger["series"] == COURT_FILINGS])),
     )

@@ -516,11 +516,12 @@ def format_estimate(value: float, lo: float, hi: float) -> str:
 def format_times(ratio: float, lo: float, hi: float, interval: str = "") -> str:
     """A ratio as a reader repeats it: 1.8 (1.1 to 3.0), two significant figures; `interval`
     names the interval inside the brackets ("1.8 (95% interval 1.1 to 3.0)")."""
+    return f"{format_ratio(ratio)} ({interval + ' ' if interval else ''}{format_ratio(lo)} to {format_ratio(hi)})"
 
-    def two(x: float) -> str:
-        return f"{x:.1f}" if x < 10 else f"{x:,.0f}"
 
-    return f"{two(ratio)} ({interval + ' ' if interval else ''}{two(lo)} to {two(hi)})"
+def format_ratio(x: float) -> str:
+    """Two significant figures as a reader repeats them: 1.8, 25, 241."""
+    return f"{x:.1f}" if x < 10 else f"{x:,.0f}"
 
 
 def _calendar_shape(start, end) -> tuple[pd.Timestamp, pd.Timestamp, str]:
@@ -581,9 +582,22 @@ def describe_latest_quarter(period: str, total: tuple[float, float, float]) -> s
     return f"In the latest complete quarter, {period}, they received {format_estimate(*total)}."
 
 
-def describe_jump(break_month: str, ratio: float, lo: float, hi: float, not_estimable_because: str = "") -> str:
+# Said where the full posterior's interval of a headline effect differs from the printed one.
+SAMPLED_IN_FULL = "Sampled in full rather than approximated, the model's uncertainty is"
+
+
+def describe_jump(
+    break_month: str,
+    ratio: float,
+    lo: float,
+    hi: float,
+    not_estimable_because: str = "",
+    sampled: tuple[float, float] | None = None,
+) -> str:
     """The change at the mobilisation, or plainly that the figures cannot show one (and why, when
-    the effect fails the identification rule: then no number is given)."""
+    the effect fails the identification rule: then no number is given). `sampled`: the full
+    posterior's interval where it differs from (lo, hi); said after, and if it includes no change
+    while (lo, hi) does not, the jump is called uncertain."""
     when = (
         f"In {format_month(break_month)}, the first month after mobilisation was announced "
         f"({format_date(MOBILISATION)}) and the Criminal Code was amended to punish these offences harder in wartime "
@@ -594,20 +608,43 @@ def describe_jump(break_month: str, ratio: float, lo: float, hi: float, not_esti
             f"{when}: how much the monthly count changed in that month cannot be estimated from the published "
             f"figures ({not_estimable_because}); read the change over the months that followed instead."
         )
+    cannot_tell = (
+        f"{when}, the published figures cannot tell whether the monthly count jumped: the rise came in the "
+        "months that followed"
+    )
     if lo <= 1 <= hi:
+        return cannot_tell + "."
+    if sampled is not None and sampled[0] <= 1 <= sampled[1]:
+        # the quick approximation excludes no change, the full posterior does not: say the cautious one
         return (
-            f"{when}, the published figures cannot tell whether the monthly count jumped: the rise came in the "
-            "months that followed."
+            f"{cannot_tell}. A quick approximation puts the change at a factor of "
+            f"{format_times(ratio, lo, hi, EFFECT_INTERVAL)}, "
+            f"but sampled in full the model's uncertainty is wider, {format_ratio(sampled[0])} to "
+            f"{format_ratio(sampled[1])}, and includes no change at all."
         )
     verb = "jumped" if ratio > 1 else "fell"
-    return f"{when}, the monthly count {verb} by a factor of {format_times(ratio, lo, hi, EFFECT_INTERVAL)}."
+    sentence = f"{when}, the monthly count {verb} by a factor of {format_times(ratio, lo, hi, EFFECT_INTERVAL)}."
+    if sampled is None:
+        return sentence
+    wider = "wider" if sampled[1] / sampled[0] > hi / lo else "different"
+    return f"{sentence} {SAMPLED_IN_FULL} {wider}: {format_ratio(sampled[0])} to {format_ratio(sampled[1])}."
 
 
-def describe_excess_for_readers(first: str, last: str, excess: float, lo: float, hi: float) -> str:
-    return (
+def describe_excess_for_readers(
+    first: str, last: str, excess: float, lo: float, hi: float, sampled: tuple[float, float] | None = None
+) -> str:
+    """`sampled`: the full posterior's interval, where it differs from (lo, hi)."""
+    sentence = (
         f"From {format_span(first, last)} the courts received {format_estimate(excess, lo, hi)} more cases than "
-        "the trend before mobilisation would have produced; the amended Criminal Code counts towards this: part "
-        "of the rise is new offences, not only more soldiers prosecuted."
+        "the trend before mobilisation would have produced"
+    )
+    if sampled is not None:
+        _, low, high = round_estimate(excess, *sampled)
+        wider = "wider" if sampled[1] - sampled[0] > hi - lo else "different"
+        sentence += f" ({SAMPLED_IN_FULL[:1].lower()}{SAMPLED_IN_FULL[1:]} {wider}: {low:,} to {high:,})"
+    return sentence + (
+        "; the amended Criminal Code counts towards this: part of the rise is new offences, not only more soldiers "
+        "prosecuted."
     )
 
 
@@ -752,6 +789,9 @@ def plain_effect(effect: str) -> str:
     growth = re.match(r"monthly growth (\d{4}-\d{2}) to (\d{4}-\d{2})", effect)
     if growth:
         return f"change per month, {format_span(*growth.groups())}"
+    excess = re.match(r"excess cases (\d{4}-\d{2}) to (\d{4}-\d{2})", effect)
+    if excess:
+        return f"cases beyond the pre-break trend, {format_span(*excess.groups())}"
     for technical, plain in _PLAIN_EFFECTS:
         if effect.startswith(technical):
             return plain
@@ -883,3 +923,61 @@ def describe_methods_pointer() -> str:
         "The model, its assumptions and how well it predicts figures it had not seen are set out in the methods "
         "and validation report."
     )
+
+
+def describe_posterior_check(
+    chains: int,
+    draws_per_chain: int,
+    max_rhat: float,
+    min_ess: float,
+    divergences: int,
+    is_converged: bool,
+    n_agree: int,
+    n_total: int,
+    agreement_share: float,
+    median_width_ratio: float,
+    widest: tuple[str, str, float],
+    understated: list[tuple[str, float]],
+) -> list[str]:
+    """The full-posterior check in words: how it was run, whether the sampler can be trusted, how
+    many ranges agree, and where and by how much the sampled ones differ."""
+    how = (
+        "Every range in the reports comes from a normal approximation around the best fit, which is quick "
+        "but can be too narrow where the uncertainty is lopsided. As a check, the model's uncertainty was "
+        f"also sampled in full: {chains} independent chains of {draws_per_chain:,} draws each after a warm-up "
+        "(the No-U-Turn sampler, on exactly the probability the fit maximises, with the same smoothing)."
+    )
+    if is_converged:
+        how += (
+            f" The chains agree with one another (largest R-hat {max_rhat:.3f}, at most 1.01 is required; at "
+            f"least {min_ess:,.0f} effectively independent draws for every parameter; "
+            f"{'no' if divergences == 0 else divergences} failed steps)."
+        )
+    else:
+        how += (
+            f" The sampler did not pass its own checks (largest R-hat {max_rhat:.3f}, fewest effectively "
+            f"independent draws {min_ess:,.0f}, {divergences} failed steps): the comparison below is indicative only."
+        )
+    name, quantity, ratio = widest
+    finding = (
+        f"Of the {n_total} ranges compared (effects, yearly totals and single months), {n_agree} agree: each end "
+        f"within {100 * agreement_share:.0f}% of the range's width."
+    )
+    if median_width_ratio > 1 + agreement_share:
+        finding += (
+            f" The sampled ranges are wider: typically by {100 * (median_width_ratio - 1):.0f}%, at most by "
+            f"{100 * (ratio - 1):.0f}% ({name}, {quantity}). The ranges in the reports are too narrow by "
+            "about that much."
+        )
+    elif median_width_ratio < 1 - agreement_share:
+        finding += f" The sampled ranges are narrower: typically by {100 * (1 - median_width_ratio):.0f}%."
+    else:
+        finding += " Typical widths agree within a tenth."
+    if understated:
+        finding += (
+            " The approximation understates most the uncertainty of "
+            + format_list([f"{words} ({ratio:.1f} times wider when sampled)" for words, ratio in understated])
+            + ": it treats them as spread evenly around their most likely values, while the figures also allow "
+            "much larger ones."
+        )
+    return [how, finding]

@@ -115,6 +115,18 @@ def effect_value(effects: pd.DataFrame, starts: str) -> pd.Series:
     return rows.iloc[0]
 
 
+def sampled_interval(products: FitProducts, article: str, starts: str) -> tuple[float, float] | None:
+    """The full-posterior 95% interval of an effect, when the main fit's check sampled it and it
+    does not agree with the approximation the report prints (None otherwise)."""
+    intervals = products.tables.get("posterior_intervals")
+    if intervals is None:
+        return None
+    rows = intervals[(intervals["article"] == article) & intervals["quantity"].str.startswith(starts)]
+    if len(rows) != 1 or bool(rows["agrees"].iloc[0]):
+        return None
+    return float(rows["lower_95_posterior"].iloc[0]), float(rows["upper_95_posterior"].iloc[0])
+
+
 def estimable_after(segments: pd.DataFrame, break_month: str) -> pd.DataFrame:
     """Growth periods from the break on that pass the identification rule (a headline such as
     "the fastest growth" is chosen among those only)."""
@@ -439,12 +451,20 @@ def key_findings(analysis: TrendAnalysis) -> list[str]:
                 step["lower_95"],
                 step["upper_95"],
                 "" if is_estimable(step) else step["not_estimable_because"],
+                sampled_interval(analysis.products, article, "level rate ratio at the break"),
             )
         )
     excess = effect_value(effects, "excess cases")
     first, last = re.search(r"(\d{4}-\d{2}) to (\d{4}-\d{2})", excess["effect"]).groups()
     sentences.append(
-        narrative.describe_excess_for_readers(first, last, excess["estimate"], excess["lower_95"], excess["upper_95"])
+        narrative.describe_excess_for_readers(
+            first,
+            last,
+            excess["estimate"],
+            excess["lower_95"],
+            excess["upper_95"],
+            sampled_interval(analysis.products, article, "excess cases"),
+        )
     )
     forecast = analysis.monthly[analysis.monthly["is_forecast"]]
     if len(forecast):

@@ -1,0 +1,90 @@
+"""The full-posterior check: interval comparison by hand, the whitened density, and the sampler
+recovering a posterior that the Laplace approximation already describes well."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from milcourts.checks.posterior import _whitened_log_density, compare_intervals, run_posterior_check, sample_posterior
+from milcourts.checks.synthetic import aggregate_pattern, default_truth, publish, simulate_counts
+from milcourts.inputs.constraints import build_constraint_view
+from milcourts.model.fit import _objective, fit_filings_model
+from milcourts.model.observations import design_matrix, month_index
+from milcourts.model.simulate import simulate
+from milcourts.model.spec import ModelSpec, phi_prior
+
+
+def _quantities(rows: list[tuple[str, float, float, float]]) -> pd.DataFrame:
+    return pd.DataFrame(
+        {
+            "kind": "effect",
+            "article": "337",
+            "quantity": [r[0] for r in rows],
+            "estimate": [r[1] for r in rows],
+            "lower_95": [r[2] for r in rows],
+            "upper_95": [r[3] for r in rows],
+            "is_estimable": True,
+        }
+    )
+
+
+def test_intervals_compared_on_the_log_scale_when_positive_and_linearly_otherwise():
+    laplace = _quantities([("ratio", 2.0, 1.0, 4.0), ("growth", 1.0, -2.0, 4.0)])
+    posterior = _quantities([("ratio", 2.0, 0.5, 8.0), ("growth", 1.0, -2.3, 4.3)])
+    table = compare_intervals(laplace, posterior).set_index("quantity")
+    # ratio: log widths log(16) against log(4); each end moved by half the approximation's width
+    assert table.loc["ratio", "width_ratio"] == pytest.approx(2.0)
+    assert table.loc["ratio", "lower_shift_in_widths"] == pytest.approx(-0.5)
+    assert table.loc["ratio", "upper_shift_in_widths"] == pytest.approx(0.5)
+    assert not table.loc["ratio", "agrees"]
+    # growth (crosses zero): linear widths 6.6 against 6, ends moved by 0.05 of the width: agree
+    assert table.loc["growth", "width_ratio"] == pytest.approx(1.1)
+    assert table.loc["growth", "lower_shift_in_widths"] == pytest.approx(-0.05)
+    assert table.loc["growth", "agrees"]
+    assert not table.loc["growth", "log_scale"] and table.loc["ratio", "log_scale"]
+
+
+@pytest.fixture(scope="module")
+def synthetic_fit():
+    """A fit to a ledger simulated from a known series, with many figures: close to normal."""
+    truth = default_truth()
+    ledger = publish(truth, simulate_counts(truth, np.random.default_rng(11)), aggregate_pattern())
+    return fit_filings_model(build_constraint_view(ledger), ModelSpec(penalty_grid=(1.0,), n_draws=400))
+
+
+def test_whitened_density_is_the_fit_objective_and_flat_at_the_mode(synthetic_fit):
+    import jax
+
+    log_density, chol = _whitened_log_density(synthetic_fit)
+    obs = synthetic_fit.obs
+    design = design_matrix(
+        len(obs.months), month_index(obs.months, synthetic_fit.spec.break_month), synthetic_fit.knots
+    )
+    objective = _objective(obs, design, synthetic_fit.penalty, phi_prior(synthetic_fit.spec.likelihood))
+    zero = np.zeros(len(synthetic_fit.params))
+    assert float(log_density(zero)) == pytest.approx(-objective(synthetic_fit.params), abs=1e-9)
+    # the optimum in whitened coordinates: gradient L' g, which vanishes with g
+    assert np.abs(np.asarray(jax.jit(jax.grad(log_density))(zero))).max() < 1e-4
+    np.testing.assert_allclose(chol @ chol.T, synthetic_fit.cov, atol=1e-10)
+
+
+def test_sampler_recovers_the_laplace_spread_where_the_posterior_is_nearly_normal(synthetic_fit):
+    sample = sample_posterior(synthetic_fit, chains=2, warmup=150, draws=300, seed=5)
+    assert sample.params.shape == (2, 300, len(synthetic_fit.params))
+    assert sample.divergences == 0
+    flat = sample.params.reshape(-1, sample.params.shape[-1])
+    sd = np.sqrt(np.diag(synthetic_fit.cov))
+    names = synthetic_fit.names
+    # the trend terms of the article with most figures: the figures pin them down, so the full
+    # posterior and its normal approximation should agree closely (a whitening that mis-scaled
+    # the draws would not)
+    for name in ("337:intercept", "337:step"):
+        i = names.index(name)
+        assert flat[:, i].std() / sd[i] == pytest.approx(1.0, abs=0.3), name
+        assert abs(np.median(flat[:, i]) - synthetic_fit.params[i]) < 0.5 * sd[i], name
+    check = run_posterior_check(synthetic_fit, simulate(synthetic_fit), sample)
+    assert set(check) == {"summary", "intervals", "parameters"}
+    step = check["intervals"].set_index("quantity").loc["level rate ratio at the break"].iloc[0]
+    assert step["width_ratio"] == pytest.approx(1.0, abs=0.35)
