@@ -88,3 +88,32 @@ def test_sampler_recovers_the_laplace_spread_where_the_posterior_is_nearly_norma
     assert set(check) == {"summary", "intervals", "parameters"}
     step = check["intervals"].set_index("quantity").loc["level rate ratio at the break"].iloc[0]
     assert step["width_ratio"] == pytest.approx(1.0, abs=0.35)
+
+
+def test_page_one_names_the_sampled_interval_only_when_it_differs_materially():
+    from types import SimpleNamespace
+
+    from milcourts.views.trend import sampled_interval
+
+    laplace = pd.concat(
+        [
+            _quantities([("level rate ratio at the break", 1.8, 1.12, 3.03)]).assign(article="337"),
+            _quantities([("excess cases 2022-10 to 2024-12", 607.0, 454.0, 748.0)]).assign(article="338"),
+            _quantities([("excess cases 2022-10 to 2024-12", 12240.0, 10066.0, 13944.0)]).assign(article="337"),
+        ]
+    )
+    posterior = pd.concat(
+        [
+            _quantities([("level rate ratio at the break", 1.7, 0.82, 3.21)]).assign(article="337"),
+            _quantities([("excess cases 2022-10 to 2024-12", 607.0, 428.0, 781.0)]).assign(article="338"),
+            _quantities([("excess cases 2022-10 to 2024-12", 12071.0, 7208.0, 14540.0)]).assign(article="337"),
+        ]
+    )
+    products = SimpleNamespace(tables={"posterior_intervals": compare_intervals(laplace, posterior)})
+    # the jump: only the sampled interval includes no change (and it is more than a quarter wider)
+    assert sampled_interval(products, "337", "level rate ratio at the break") == (0.82, 3.21)
+    # desertion's extra cases: ends moved by a tenth of the width, 1.2 times as wide: methods report only
+    assert sampled_interval(products, "338", "excess cases") is None
+    # AWOL's extra cases: twice as wide
+    assert sampled_interval(products, "337", "excess cases") == (7208.0, 14540.0)
+    assert sampled_interval(SimpleNamespace(tables={}), "337", "excess cases") is None
