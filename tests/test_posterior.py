@@ -30,10 +30,10 @@ def _quantities(rows: list[tuple[str, float, float, float]]) -> pd.DataFrame:
     )
 
 
-def test_intervals_compared_on_the_log_scale_when_positive_and_linearly_otherwise():
-    laplace = _quantities([("ratio", 2.0, 1.0, 4.0), ("growth", 1.0, -2.0, 4.0)])
-    posterior = _quantities([("ratio", 2.0, 0.5, 8.0), ("growth", 1.0, -2.3, 4.3)])
-    table = compare_intervals(laplace, posterior).set_index("quantity")
+def test_rate_ratios_compared_on_the_log_scale_everything_else_linearly():
+    laplace = _quantities([("rate ratio", 2.0, 1.0, 4.0), ("growth", 1.0, -2.0, 4.0), ("cases", 10, 5, 20)])
+    posterior = _quantities([("rate ratio", 2.0, 0.5, 8.0), ("growth", 1.0, -2.3, 4.3), ("cases", 10, 5, 35)])
+    table = compare_intervals(laplace, posterior).set_index("quantity").rename(index={"rate ratio": "ratio"})
     # ratio: log widths log(16) against log(4); each end moved by half the approximation's width
     assert table.loc["ratio", "width_ratio"] == pytest.approx(2.0)
     assert table.loc["ratio", "lower_shift_in_widths"] == pytest.approx(-0.5)
@@ -44,6 +44,8 @@ def test_intervals_compared_on_the_log_scale_when_positive_and_linearly_otherwis
     assert table.loc["growth", "lower_shift_in_widths"] == pytest.approx(-0.05)
     assert table.loc["growth", "agrees"]
     assert not table.loc["growth", "log_scale"] and table.loc["ratio", "log_scale"]
+    # counts on their own scale, as a reader compares them: 5 to 35 is twice as wide as 5 to 20
+    assert table.loc["cases", "width_ratio"] == pytest.approx(2.0) and not table.loc["cases", "log_scale"]
 
 
 @pytest.fixture(scope="module")
@@ -111,9 +113,9 @@ def test_page_one_names_the_sampled_interval_only_when_it_differs_materially():
     )
     products = SimpleNamespace(tables={"posterior_intervals": compare_intervals(laplace, posterior)})
     # the jump: only the sampled interval includes no change (and it is more than a quarter wider)
-    assert sampled_interval(products, "337", "level rate ratio at the break") == (0.82, 3.21)
+    assert sampled_interval(products, "337", "level rate ratio at the break") == (1.7, 0.82, 3.21)
     # desertion's extra cases: ends moved by a tenth of the width, 1.2 times as wide: methods report only
     assert sampled_interval(products, "338", "excess cases") is None
     # AWOL's extra cases: twice as wide
-    assert sampled_interval(products, "337", "excess cases") == (7208.0, 14540.0)
+    assert sampled_interval(products, "337", "excess cases") == (12071.0, 7208.0, 14540.0)
     assert sampled_interval(SimpleNamespace(tables={}), "337", "excess cases") is None

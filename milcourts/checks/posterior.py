@@ -40,11 +40,13 @@ SEED = 20220921  # the day mobilisation was announced
 MAX_RHAT = 1.01
 MIN_ESS = 400
 # Two 95% intervals "agree" when each end differs by less than this share of the Laplace
-# interval's width (on the log scale for quantities that are positive: ratios and counts). The
-# Monte Carlo error of a 2.5% quantile from a few thousand draws is about 3-5% of the width.
+# interval's width (on the log scale for rate ratios, where 1 to 3 is as wide as 2 to 6; counts,
+# growth rates and shares on their own scale). The Monte Carlo error of a 2.5% quantile from a few
+# thousand draws is about 3-5% of the width.
 AGREEMENT_SHARE = 0.1
 # Monthly values compared: every this many months from the break, within the modelled months.
 MONTH_STRIDE = 12
+RATIO_QUANTITY = "rate ratio"  # quantities compared on the log scale
 
 
 @dataclass
@@ -188,7 +190,8 @@ def _compared_quantities(fitted: FittedModel, draws) -> pd.DataFrame:
 
 def compare_intervals(laplace: pd.DataFrame, posterior: pd.DataFrame) -> pd.DataFrame:
     """Each quantity's Laplace and full-posterior 95% intervals; how much wider the posterior's is
-    and how far each end moved, in widths of the Laplace interval."""
+    and how far each end moved, in widths of the Laplace interval (of its logarithm for a rate
+    ratio)."""
     table = laplace.merge(
         posterior[["kind", "article", "quantity", "estimate", "lower_95", "upper_95"]],
         on=["kind", "article", "quantity"],
@@ -196,10 +199,10 @@ def compare_intervals(laplace: pd.DataFrame, posterior: pd.DataFrame) -> pd.Data
         validate="one_to_one",
     )
     ends = table[["lower_95_laplace", "upper_95_laplace", "lower_95_posterior", "upper_95_posterior"]]
-    positive = (ends > 0).all(axis=1)
-    scaled = ends.where(~positive, np.log(ends.where(positive, 1.0)))
+    ratio = table["quantity"].str.contains(RATIO_QUANTITY) & (ends > 0).all(axis=1)
+    scaled = ends.where(~ratio, np.log(ends.where(ratio, 1.0)))
     width = scaled["upper_95_laplace"] - scaled["lower_95_laplace"]
-    table["log_scale"] = positive
+    table["log_scale"] = ratio
     table["width_ratio"] = (scaled["upper_95_posterior"] - scaled["lower_95_posterior"]) / width
     table["lower_shift_in_widths"] = (scaled["lower_95_posterior"] - scaled["lower_95_laplace"]) / width
     table["upper_shift_in_widths"] = (scaled["upper_95_posterior"] - scaled["upper_95_laplace"]) / width

@@ -331,16 +331,20 @@ def posterior_table(analysis: MethodsAnalysis) -> pd.DataFrame:
 
     return pd.DataFrame(
         {
-            "article": [narrative.capitalised(ARTICLE_LABELS[a]) for a in shown["article"]],
+            "article": [narrative.capitalised(ARTICLE_LABELS[a].split(" (")[0]) for a in shown["article"]],
             "quantity": [
                 narrative.plain_effect(q) + ("" if ok else " (not stated in the reports: too uncertain)")
                 for q, ok in zip(shown["quantity"], shown["is_estimable"].astype(bool))
             ],
             "in the reports (normal approximation)": [interval(r, "laplace") for _, r in shown.iterrows()],
             "full posterior (sampled)": [interval(r, "posterior") for _, r in shown.iterrows()],
-            "width of the sampled range / reports' range": [f"{v:.2f}" for v in shown["width_ratio"]],
+            "times as wide when sampled": [f"{v:.1f}" for v in shown["width_ratio"]],
         }
     )
+
+
+def posterior_caption() -> str:
+    return narrative.describe_posterior_table_caption()
 
 
 def simulation_table(analysis: MethodsAnalysis) -> pd.DataFrame:

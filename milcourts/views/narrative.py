@@ -582,8 +582,10 @@ def describe_latest_quarter(period: str, total: tuple[float, float, float]) -> s
     return f"In the latest complete quarter, {period}, they received {format_estimate(*total)}."
 
 
-# Said where the full posterior's interval of a headline effect differs from the printed one.
-SAMPLED_IN_FULL = "Sampled in full rather than approximated, the model's uncertainty is"
+# Said where page one gives the full posterior's interval instead of the tables' approximation.
+APPROXIMATION_NOTE = (
+    "the model's uncertainty sampled in full; the quicker approximation behind this report's tables gives"
+)
 
 
 def describe_jump(
@@ -592,12 +594,12 @@ def describe_jump(
     lo: float,
     hi: float,
     not_estimable_because: str = "",
-    sampled: tuple[float, float] | None = None,
+    sampled: tuple[float, float, float] | None = None,
 ) -> str:
     """The change at the mobilisation, or plainly that the figures cannot show one (and why, when
     the effect fails the identification rule: then no number is given). `sampled`: the full
-    posterior's interval where it differs from (lo, hi); said after, and if it includes no change
-    while (lo, hi) does not, the jump is called uncertain."""
+    posterior's estimate and interval, where they differ materially from (ratio, lo, hi): then
+    they lead, the approximation in brackets."""
     when = (
         f"In {format_month(break_month)}, the first month after mobilisation was announced "
         f"({format_date(MOBILISATION)}) and the Criminal Code was amended to punish these offences harder in wartime "
@@ -608,43 +610,44 @@ def describe_jump(
             f"{when}: how much the monthly count changed in that month cannot be estimated from the published "
             f"figures ({not_estimable_because}); read the change over the months that followed instead."
         )
-    cannot_tell = (
-        f"{when}, the published figures cannot tell whether the monthly count jumped: the rise came in the "
-        "months that followed"
-    )
+    note = ""
+    if sampled is not None:
+        note = f"{APPROXIMATION_NOTE} {format_ratio(lo)} to {format_ratio(hi)}"
+        ratio, lo, hi = sampled
     if lo <= 1 <= hi:
-        return cannot_tell + "."
-    if sampled is not None and sampled[0] <= 1 <= sampled[1]:
-        # the quick approximation excludes no change, the full posterior does not: say the cautious one
+        if not note:
+            return (
+                f"{when}, the published figures cannot tell whether the monthly count jumped: the rise came in the "
+                "months that followed."
+            )
         return (
-            f"{cannot_tell}. A quick approximation puts the change at a factor of "
-            f"{format_times(ratio, lo, hi, EFFECT_INTERVAL)}, "
-            f"but sampled in full the model's uncertainty is wider, {format_ratio(sampled[0])} to "
-            f"{format_ratio(sampled[1])}, and includes no change at all."
+            f"{when}, the published figures show no clear jump in the monthly count: the best estimate is a factor "
+            f"of {format_ratio(ratio)}, but anything from {format_ratio(lo)} to {format_ratio(hi)} fits them (95% "
+            f"interval, {note}). The rise came in the months that followed."
         )
     verb = "jumped" if ratio > 1 else "fell"
-    sentence = f"{when}, the monthly count {verb} by a factor of {format_times(ratio, lo, hi, EFFECT_INTERVAL)}."
-    if sampled is None:
-        return sentence
-    wider = "wider" if sampled[1] / sampled[0] > hi / lo else "different"
-    return f"{sentence} {SAMPLED_IN_FULL} {wider}: {format_ratio(sampled[0])} to {format_ratio(sampled[1])}."
+    if not note:
+        return f"{when}, the monthly count {verb} by a factor of {format_times(ratio, lo, hi, EFFECT_INTERVAL)}."
+    return (
+        f"{when}, the monthly count {verb} by a factor of {format_ratio(ratio)} ({EFFECT_INTERVAL} "
+        f"{format_ratio(lo)} to {format_ratio(hi)}, {note})."
+    )
 
 
 def describe_excess_for_readers(
-    first: str, last: str, excess: float, lo: float, hi: float, sampled: tuple[float, float] | None = None
+    first: str, last: str, excess: float, lo: float, hi: float, sampled: tuple[float, float, float] | None = None
 ) -> str:
-    """`sampled`: the full posterior's interval, where it differs from (lo, hi)."""
-    sentence = (
-        f"From {format_span(first, last)} the courts received {format_estimate(excess, lo, hi)} more cases than "
-        "the trend before mobilisation would have produced"
-    )
+    """`sampled`: the full posterior's estimate and interval, where they differ materially from
+    (excess, lo, hi): then they lead, the approximation in brackets."""
+    note = ""
     if sampled is not None:
-        _, low, high = round_estimate(excess, *sampled)
-        wider = "wider" if sampled[1] - sampled[0] > hi - lo else "different"
-        sentence += f" ({SAMPLED_IN_FULL[:1].lower()}{SAMPLED_IN_FULL[1:]} {wider}: {low:,} to {high:,})"
-    return sentence + (
-        "; the amended Criminal Code counts towards this: part of the rise is new offences, not only more soldiers "
-        "prosecuted."
+        _, low, high = round_estimate(excess, lo, hi)
+        note = f" ({APPROXIMATION_NOTE} {low:,} to {high:,})"
+        excess, lo, hi = sampled
+    return (
+        f"From {format_span(first, last)} the courts received {format_estimate(excess, lo, hi)} more cases than "
+        f"the trend before mobilisation would have produced{note}; the amended Criminal Code counts towards this: "
+        "part of the rise is new offences, not only more soldiers prosecuted."
     )
 
 
@@ -949,7 +952,8 @@ def describe_posterior_check(
     )
     if is_converged:
         how += (
-            f" The chains agree with one another (largest R-hat {max_rhat:.3f}, at most 1.01 is required; at "
+            f" The chains agree with one another (largest R-hat, the usual measure of that, {max_rhat:.3f}; at most "
+            f"1.01 is required; at "
             f"least {min_ess:,.0f} effectively independent draws for every parameter; "
             f"{'no' if divergences == 0 else divergences} failed steps)."
         )
@@ -960,24 +964,32 @@ def describe_posterior_check(
         )
     name, quantity, ratio = widest
     finding = (
-        f"Of the {n_total} ranges compared (effects, yearly totals and single months), {n_agree} agree: each end "
-        f"within {100 * agreement_share:.0f}% of the range's width."
+        f"Of the {n_total} ranges compared (effects, yearly totals and single months; all are in this report's "
+        f"data), {n_agree} agree: each end within {100 * agreement_share:.0f}% of the range's width."
     )
     if median_width_ratio > 1 + agreement_share:
         finding += (
-            f" The sampled ranges are wider: typically by {100 * (median_width_ratio - 1):.0f}%, at most by "
-            f"{100 * (ratio - 1):.0f}% ({name}, {quantity}). The ranges in the reports are too narrow by "
-            "about that much."
+            f" Sampled in full, the ranges are typically {100 * (median_width_ratio - 1):.0f}% wider than the "
+            f"reports', and up to {ratio:.1f} times as wide ({name}, {quantity}): the reports' ranges understate "
+            "the uncertainty by that much. Where that changes what a headline says, the report's first page gives "
+            "the sampled range."
         )
     elif median_width_ratio < 1 - agreement_share:
-        finding += f" The sampled ranges are narrower: typically by {100 * (1 - median_width_ratio):.0f}%."
+        finding += f" Sampled in full, the ranges are typically {100 * (1 - median_width_ratio):.0f}% narrower."
     else:
         finding += " Typical widths agree within a tenth."
     if understated:
         finding += (
             " The approximation understates most the uncertainty of "
-            + format_list([f"{words} ({ratio:.1f} times wider when sampled)" for words, ratio in understated])
+            + format_list([f"{words} (spread {ratio:.1f} times as wide when sampled)" for words, ratio in understated])
             + ": it treats them as spread evenly around their most likely values, while the figures also allow "
             "much larger ones."
         )
     return [how, finding]
+
+
+def describe_posterior_table_caption() -> str:
+    return (
+        "The reports' 95% ranges beside the fully sampled ones, for the headline numbers. Widths of the jumps are "
+        "compared as ratios (1 to 3 is as wide as 2 to 6), every other range as it reads."
+    )

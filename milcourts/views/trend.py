@@ -121,9 +121,9 @@ def effect_value(effects: pd.DataFrame, starts: str) -> pd.Series:
 PAGE_ONE_DIFFERENCE = 0.25
 
 
-def sampled_interval(products: FitProducts, article: str, starts: str) -> tuple[float, float] | None:
-    """The full-posterior 95% interval of an effect, when the main fit's check sampled it and it
-    differs materially from the approximation the report prints (None otherwise)."""
+def sampled_interval(products: FitProducts, article: str, starts: str) -> tuple[float, float, float] | None:
+    """The full posterior's estimate and 95% interval of an effect, when the main fit's check
+    sampled it and it differs materially from the approximation the report's tables print."""
     intervals = products.tables.get("posterior_intervals")
     if intervals is None:
         return None
@@ -135,7 +135,8 @@ def sampled_interval(products: FitProducts, article: str, starts: str) -> tuple[
     moved = max(abs(row["lower_shift_in_widths"]), abs(row["upper_shift_in_widths"]), row["width_ratio"] - 1)
     is_ratio = starts.startswith("level rate ratio")
     verdict_changes = is_ratio and (lower <= 1 <= upper) != (row["lower_95_laplace"] <= 1 <= row["upper_95_laplace"])
-    return (lower, upper) if moved >= PAGE_ONE_DIFFERENCE or verdict_changes else None
+    sampled = (float(row["estimate_posterior"]), lower, upper)
+    return sampled if moved >= PAGE_ONE_DIFFERENCE or verdict_changes else None
 
 
 def estimable_after(segments: pd.DataFrame, break_month: str) -> pd.DataFrame:
