@@ -277,7 +277,7 @@ POSTERIOR_CHECK = Table(
     "The reports' 95% intervals against the full posterior",
     "Each effect, full year's total and sampled month twice: from the normal (Laplace) approximation the "
     "reports use, and from the full posterior of the same model sampled by NUTS (4 chains). Widths and shifts "
-    "are on the log scale where every end is positive.",
+    "of rate ratios are on the log scale, all others on the scale of the quantity.",
     (
         Field("kind", "kind", "string", "effect, yearly total or month"),
         ARTICLE,
