@@ -12,7 +12,7 @@ setup: ## install what is missing: Chromium + fonts (apt), the locked Python env
 	@bash scripts/setup.sh
 
 # The trend reports show the validation results; they are recomputed only when the ledger or the
-# package changed since the last `make validate` (about 2 minutes).
+# package changed since the last `make validate` (about a minute).
 VALIDATION := data/processed/validation_inputs.csv
 $(VALIDATION): data/raw/published_figures.csv $(shell find milcourts -name "*.py") | setup
 	$(PY) -m milcourts validate

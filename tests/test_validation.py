@@ -71,3 +71,22 @@ def test_rolling_origin_summary_compares_with_naive():
     assert summary["origins"] == 2 and summary["targets"] == 3
     assert summary["coverage_95"] == 2 / 3
     assert summary["relative_mae"] == 15.0 / 20.0  # rows without a model error are not scored
+
+
+def test_a_replicate_view_from_the_template_equals_one_built_from_scratch():
+    """Replicates reuse the first replicate's view with their own values (with_values): the same
+    figures, weights and months as building the view of the replicate's ledger."""
+    from milcourts.checks.validation import pattern_of, with_values
+
+    pattern = pattern_of(build_constraint_view(synthetic_ledger(3, quarters_around_break=True)))
+    truth = default_truth()
+    template = build_constraint_view(
+        publish(truth, simulate_counts(truth, np.random.default_rng(4)), pattern), with_conflicts=False
+    )
+    ledger = publish(truth, simulate_counts(truth, np.random.default_rng(5)), pattern)
+    built = build_constraint_view(ledger, with_conflicts=False)
+    reused = with_values(template, ledger)
+    pd.testing.assert_frame_equal(reused.figures, built.figures)
+    pd.testing.assert_frame_equal(reused.month_weights, built.month_weights)
+    assert reused.months.equals(built.months) and len(reused.revisions) == len(built.revisions) == 0
+    assert not reused.figures["value"].equals(template.figures["value"])
