@@ -242,3 +242,13 @@ def test_posterior_check_says_how_it_was_run_and_where_the_ranges_differ():
     assert "how much releases disagree beyond late posting (spread 2.2 times as wide when sampled)" in finding
     _, failed = n.describe_posterior_check(4, 1000, 1.08, 90.0, 3, False, 60, 62, 0.1, 1.0, ("x", "y", 1.1), [])
     assert "did not pass its own checks" in _ and "Typical widths agree within a tenth." in failed
+
+
+def test_a_table_caption_names_the_ranges_that_are_wider_when_sampled():
+    assert n.describe_sampled_notes([]) == ""
+    notes = [("the jump at the break for AWOL (Art. 337)", "0.8 to 3.2"), ("the cases beyond it", "7,200 to 14,600")]
+    assert n.describe_sampled_notes(notes) == (
+        " Sampled in full rather than approximated, the model's uncertainty is materially wider for the jump at the "
+        "break for AWOL (Art. 337): 0.8 to 3.2; the cases beyond it: 7,200 to 14,600 (see the report on how the "
+        "numbers are estimated and checked)."
+    )

@@ -119,3 +119,14 @@ def test_page_one_names_the_sampled_interval_only_when_it_differs_materially():
     # AWOL's extra cases: twice as wide
     assert sampled_interval(products, "337", "excess cases") == (12071.0, 7208.0, 14540.0)
     assert sampled_interval(SimpleNamespace(tables={}), "337", "excess cases") is None
+
+
+def test_table_captions_list_the_effects_whose_sampled_range_page_one_gives():
+    from types import SimpleNamespace
+
+    from milcourts.views.trend import sampled_notes
+
+    laplace = _quantities([("level rate ratio at the break", 1.8, 1.12, 3.03)]).assign(article="337")
+    posterior = _quantities([("level rate ratio at the break", 1.7, 0.82, 3.21)]).assign(article="337")
+    products = SimpleNamespace(tables={"posterior_intervals": compare_intervals(laplace, posterior)})
+    assert sampled_notes(products, ["337", "338"]) == [("the jump at the break for AWOL (Art. 337)", "0.8 to 3.2")]

@@ -993,3 +993,15 @@ def describe_posterior_table_caption() -> str:
         "The reports' 95% ranges beside the fully sampled ones, for the headline numbers. Widths of the jumps are "
         "compared as ratios (1 to 3 is as wide as 2 to 6), every other range as it reads."
     )
+
+
+def describe_sampled_notes(notes: list[tuple[str, str]]) -> str:
+    """Appended to a table caption: the effects whose range, sampled in full, is materially wider
+    than the approximation the table prints ("" when there are none)."""
+    if not notes:
+        return ""
+    return (
+        " Sampled in full rather than approximated, the model's uncertainty is materially wider for "
+        + "; ".join(f"{what}: {sampled}" for what, sampled in notes)
+        + " (see the report on how the numbers are estimated and checked)."
+    )

@@ -241,7 +241,9 @@ def changes_table(analysis: SummaryAnalysis) -> pd.DataFrame:
 
 
 def changes_caption(analysis: SummaryAnalysis) -> str:
-    return narrative.describe_changes_caption(analysis.spec.n_draws)
+    return narrative.describe_changes_caption(analysis.spec.n_draws) + narrative.describe_sampled_notes(
+        trend.sampled_notes(analysis.products, list(ARTICLES))
+    )
 
 
 def key_findings(analysis: SummaryAnalysis) -> list[str]:

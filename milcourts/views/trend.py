@@ -139,6 +139,26 @@ def sampled_interval(products: FitProducts, article: str, starts: str) -> tuple[
     return sampled if moved >= PAGE_ONE_DIFFERENCE or verdict_changes else None
 
 
+def sampled_notes(products: FitProducts, articles: list[str]) -> list[tuple[str, str]]:
+    """(which effect, its sampled range) for every headline effect whose first-page sentence gives
+    the full posterior's range: the tables, which print the approximation, say so in their caption."""
+    notes = []
+    for article in articles:
+        jump = sampled_interval(products, article, "level rate ratio at the break")
+        if jump is not None:
+            notes.append(
+                (
+                    f"the jump at the break for {ARTICLE_LABELS[article]}",
+                    f"{narrative.format_ratio(jump[1])} to {narrative.format_ratio(jump[2])}",
+                )
+            )
+        excess = sampled_interval(products, article, "excess cases")
+        if excess is not None:
+            _, low, high = narrative.round_estimate(*excess)
+            notes.append((f"the cases beyond the earlier trend for {ARTICLE_LABELS[article]}", f"{low:,} to {high:,}"))
+    return notes
+
+
 def estimable_after(segments: pd.DataFrame, break_month: str) -> pd.DataFrame:
     """Growth periods from the break on that pass the identification rule (a headline such as
     "the fastest growth" is chosen among those only)."""
@@ -155,7 +175,9 @@ def growth_segments(effects: pd.DataFrame) -> pd.DataFrame:
 
 
 def effects_caption(analysis: TrendAnalysis) -> str:
-    return narrative.describe_effects_caption_for_readers(analysis.spec.n_draws)
+    return narrative.describe_effects_caption_for_readers(analysis.spec.n_draws) + narrative.describe_sampled_notes(
+        sampled_notes(analysis.products, [analysis.article])
+    )
 
 
 def is_estimable(row: pd.Series) -> bool:
