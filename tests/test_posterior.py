@@ -119,6 +119,9 @@ def test_page_one_names_the_sampled_interval_only_when_it_differs_materially():
     # AWOL's extra cases: twice as wide
     assert sampled_interval(products, "337", "excess cases") == (12071.0, 7208.0, 14540.0)
     assert sampled_interval(SimpleNamespace(tables={}), "337", "excess cases") is None
+    # an effect the reports do not state (identification rule) gets no sampled number either
+    hidden = compare_intervals(laplace.assign(is_estimable=False), posterior)
+    assert sampled_interval(SimpleNamespace(tables={"posterior_intervals": hidden}), "337", "excess cases") is None
 
 
 def test_table_captions_list_the_effects_whose_sampled_range_page_one_gives():

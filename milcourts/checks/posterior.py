@@ -56,7 +56,6 @@ class PosteriorSample:
     params: np.ndarray
     warmup: int  # adaptation steps per chain, discarded
     divergences: int
-    step_sizes: list[float]
     seconds: float
 
     def diagnostics(self) -> pd.DataFrame:
@@ -123,17 +122,16 @@ def sample_posterior(
             return state, (state.position, info.is_divergent)
 
         _, (positions, divergent) = jax.lax.scan(step, state, jax.random.split(sample_key, draws))
-        return positions, divergent.sum(), tuned["step_size"]
+        return positions, divergent.sum()
 
     started = time.perf_counter()
-    whitened, divergences, step_sizes = [], 0, []
+    whitened, divergences = [], 0
     for key in jax.random.split(jax.random.key(seed), chains):
-        positions, divergent, step_size = one_chain(key)
+        positions, divergent = one_chain(key)
         whitened.append(np.asarray(positions))
         divergences += int(divergent)
-        step_sizes.append(float(step_size))
     params = np.asarray(fitted.params) + np.stack(whitened) @ chol.T
-    return PosteriorSample(params, warmup, divergences, step_sizes, time.perf_counter() - started)
+    return PosteriorSample(params, warmup, divergences, time.perf_counter() - started)
 
 
 def _compared_quantities(fitted: FittedModel, draws) -> pd.DataFrame:

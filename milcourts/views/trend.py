@@ -131,10 +131,13 @@ def sampled_interval(products: FitProducts, article: str, starts: str) -> tuple[
     if len(rows) != 1:
         return None
     row = rows.iloc[0]
+    if not bool(row["is_estimable"]):  # the report states no number for it: none sampled either
+        return None
     lower, upper = float(row["lower_95_posterior"]), float(row["upper_95_posterior"])
     moved = max(abs(row["lower_shift_in_widths"]), abs(row["upper_shift_in_widths"]), row["width_ratio"] - 1)
-    is_ratio = starts.startswith("level rate ratio")
-    verdict_changes = is_ratio and (lower <= 1 <= upper) != (row["lower_95_laplace"] <= 1 <= row["upper_95_laplace"])
+    verdict_changes = bool(row["log_scale"]) and (
+        (lower <= 1 <= upper) != (row["lower_95_laplace"] <= 1 <= row["upper_95_laplace"])
+    )
     sampled = (float(row["estimate_posterior"]), lower, upper)
     return sampled if moved >= PAGE_ONE_DIFFERENCE or verdict_changes else None
 
