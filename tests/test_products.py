@@ -22,6 +22,7 @@ from milcourts.build.runfile import load_runs
 from milcourts.checks.posterior import compare_intervals
 from milcourts.checks.synthetic import aggregate_pattern, default_truth, publish, simulate_counts
 from milcourts.inputs.ledger import load_ledger
+from milcourts.model.releases import release_completeness_table
 from milcourts.model.spec import ModelSpec
 from milcourts.products import public, stage
 from milcourts.products.needs import FitRequest, main_request, requests_for_run, summary_requests, trend_requests
@@ -89,6 +90,7 @@ def counted(monkeypatch, tiny):
                 posterior_summary=pd.DataFrame({"chains": [4], "is_converged": [True]}),
                 posterior_intervals=compare_intervals(*[_QUANTITY] * 2),
                 posterior_parameters=pd.DataFrame({"parameter": ["337:step"], "sd_ratio": [1.0]}),
+                release_completeness=release_completeness_table(tiny.fitted, tiny.draws),
             )
         fitted = dataclasses.replace(tiny.fitted, spec=request.spec)
         draws = dataclasses.replace(tiny.draws, is_conditioned=request.condition)

@@ -305,7 +305,52 @@ POSTERIOR_CHECK = Table(
     ),
 )
 
-MAIN_TABLES = (*FIT_TABLES, MODEL_SELECTION, BREAK_PROFILE, ALTERNATIVES, POSTERIOR_CHECK)
+
+def _share(prefix: str, what: str) -> tuple[Field, ...]:
+    return (
+        Field(prefix, prefix, "number", what, "share"),
+        Field(f"{prefix}_lower_95", f"{prefix}_lower_95", "number", f"{what}: lower end of the 95% interval", "share"),
+        Field(f"{prefix}_upper_95", f"{prefix}_upper_95", "number", f"{what}: upper end of the 95% interval", "share"),
+    )
+
+
+RELEASE_COMPLETENESS = Table(
+    "release_completeness",
+    "release_completeness",
+    "How complete each release was when published",
+    "For each release of the figures the model uses: the share of the cases received in the last 30 days it "
+    "counts that courts had already posted, under the model's reporting lag (one for all releases). For a "
+    "release whose figures were published again later, also the share it had actually shown (its figures over "
+    "the later ones), the share the model expects for the same pairs, and the release's own lag estimated from "
+    "those pairs alone under a prior that allows weeks (median 7 days, 95% from 1 to 50).",
+    (
+        Field("release_date", "release_date", "date", "Publication date of the release (assumed when unknown)"),
+        Field("is_date_known", "is_date_known", "boolean", "Whether the publication date is known"),
+        Field("figures", "figures", "integer", "Figures of this release the model uses"),
+        Field("last_day_counted", "last_day_counted", "date", "The latest day any of its figures counts"),
+        Field("days_after_last_day", "days_after_last_day", "integer", "Days from that day to the release", "days"),
+        *_share("share_posted", "Share of the last 30 days' cases already posted, under the model's lag"),
+        Field("revised_pairs", "revised_pairs", "integer", "Its figures published again for the same period later"),
+        Field("later_release_date", "later_release_date", "string", "When they were published again"),
+        Field("cases_first_published", "cases_first_published", "number", "Those figures as first published", "cases"),
+        Field("cases_published_later", "cases_published_later", "number", "The same figures published later", "cases"),
+        *_share("observed_share_of_later", "First published over later, pooled (exact binomial interval)"),
+        Field(
+            "expected_share_of_later",
+            "expected_share_of_later",
+            "number",
+            "The same share as the fitted model expects it (reporting lag and the windows' own days)",
+            "share",
+        ),
+        Field("own_lag_days", "own_lag_days", "number", "The release's own lag from its pairs alone", "days"),
+        Field("own_lag_lower_95", "own_lag_lower_95", "number", "Lower end of its 95% interval", "days"),
+        Field("own_lag_upper_95", "own_lag_upper_95", "number", "Upper end of its 95% interval", "days"),
+        *_share("own_share_posted", "Share of the last 30 days' cases already posted, under its own lag"),
+    ),
+    ("release_date",),
+)
+
+MAIN_TABLES = (*FIT_TABLES, MODEL_SELECTION, BREAK_PROFILE, ALTERNATIVES, POSTERIOR_CHECK, RELEASE_COMPLETENESS)
 
 CROSS_CHECK = Table(
     "cross_check",

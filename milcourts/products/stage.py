@@ -39,6 +39,7 @@ from milcourts.checks.posterior import run_posterior_check, sample_posterior
 from milcourts.inputs.constraints import build_constraint_view
 from milcourts.inputs.provenance import code_fingerprint
 from milcourts.model.fit import FittedModel, fit_filings_model
+from milcourts.model.releases import release_completeness_table
 from milcourts.model.runtime import model_numerics, process_pool
 from milcourts.model.simulate import Draws, simulate
 from milcourts.model.tables import (
@@ -72,6 +73,7 @@ CHECK_TABLES = (
     "posterior_summary",
     "posterior_intervals",
     "posterior_parameters",
+    "release_completeness",
 )
 # What a fit depends on: the model, its inputs and checks, this stage, the vocabulary (not the
 # views or the build, whose edits must not refit anything).
@@ -120,6 +122,7 @@ def _tables(request: FitRequest, fitted: FittedModel, draws: Draws, with_checks:
         )
         tables["break_profile"] = profile
         tables["alternatives"] = comparison_table(fitted, draws, effects)
+        tables["release_completeness"] = release_completeness_table(fitted, draws)
         # the full-posterior check of the Laplace intervals (about a minute of sampling)
         check = run_posterior_check(fitted, draws, sample_posterior(fitted))
         tables.update({f"posterior_{name}": table for name, table in check.items()})
