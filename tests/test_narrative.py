@@ -178,9 +178,54 @@ def test_the_latest_months_are_said_to_be_provisional_with_the_release_and_its_c
     text = n.describe_provisional_months(
         "2024-08", "2024-12", pd.Timestamp("2024-12-27"), (801.5, "all three articles, 2024")
     )
-    assert text.startswith("August 2024 to December 2024 are provisional: only the release of 27 December 2024")
+    assert text.startswith("August to December 2024 are provisional: only the release of 27 December 2024")
     assert "disagrees with itself by about 800 cases (all three articles, 2024; see the audit)" in text
+    assert text.endswith("Later releases confirmed the months up to July 2024.")
     assert "disagrees" not in n.describe_provisional_months("2024-08", "2024-12", pd.Timestamp("2024-12-27"))
+
+
+def test_a_span_of_months_names_a_shared_year_once():
+    assert n.format_span("2024-08", "2024-12") == "August to December 2024"
+    assert n.format_span("2024-11", "2025-02") == "November 2024 to February 2025"
+    assert n.format_span("2024-08", "2024-08") == "August 2024"
+
+
+def test_release_completeness_says_what_the_pairs_measured_and_where_the_shared_delay_stands_in():
+    revised = n.RevisedRelease(
+        release=pd.Timestamp("2023-12-29"),
+        later="2024-03-04",
+        pairs=3,
+        observed=(0.98538, 0.98190, 0.98834),
+        expected=0.98447,
+        own_lag_days=(1.61, 0.81, 2.53),
+        own_share_posted=(0.928, 0.898, 0.953),
+    )
+    first, latest = n.describe_release_completeness(
+        [revised],
+        n_releases=17,
+        last_days=30,
+        shared_lag_days=1.78,
+        prior_days=(7.07, 1.0, 50.0),
+        latest=(pd.Timestamp("2024-12-27"), (0.922, 0.877, 0.947)),
+        provisional=("2024-08", "2024-12"),
+    )
+    assert first == (
+        "The release of 29 December 2023 is the only one whose figures were published again for the same periods "
+        "(3 figures, on 4 March 2024): it had shown 98.5% (98.2% to 98.8%) of the later count, and the model expects "
+        "98.4%. From those figures alone, under a prior that allows weeks (about 7 days, 95 in 100 between 1 and 50), "
+        "its delay is about 1.6 days (0.8 to 2.5), against 1.8 days for the model's single delay: when it was "
+        "published, courts had posted 93% (90% to 95%) of the cases of its last 30 days."
+    )
+    assert latest == (
+        "For every other release the model's single delay stands in. The latest, of 27 December 2024, had by that "
+        "delay posted 92% (88% to 95%) of its last 30 days' cases. Cases posted later than the second release of a "
+        "pair (66 days after the first here) show in no pair, and no later release has covered August to December "
+        "2024: those months stay provisional in every report."
+    )
+    (alone,) = n.describe_release_completeness(
+        [], 5, 30, 3.0, (7.07, 1.0, 50.0), latest=(pd.Timestamp("2024-12-27"), (0.9, 0.8, 0.95)), provisional=None
+    )[-1:]
+    assert "months late would show in no figure yet." in alone
 
 
 def test_a_release_that_contradicts_itself_in_words():
@@ -208,8 +253,8 @@ def test_the_forecast_says_how_it_continues_the_series():
     local = n.describe_forecast_for_readers(
         "2025-01", "2025-06", (4806, 3986, 5659), pd.Timestamp("2024-12-27"), "local_level", ("2024-05", "2024-07")
     )
-    assert "at the rate of May 2024 to July 2024, the latest months later releases have confirmed" in local
-    assert "about 4,800 (3,900 to 5,700) cases from January 2025 to June 2025" in local
+    assert "at the rate of May to July 2024, the latest months later releases have confirmed" in local
+    assert "about 4,800 (3,900 to 5,700) cases from January to June 2025" in local
     damped = n.describe_forecast_for_readers(
         "2025-01", "2025-06", (100, 80, 120), pd.Timestamp("2024-12-27"), "damped_trend"
     )

@@ -18,6 +18,7 @@ from milcourts.checks.posterior import AGREEMENT_SHARE
 from milcourts.checks.validation import COVERAGE_TARGET, VALIDATION_FILES
 from milcourts.inputs.ledger import load_ledger
 from milcourts.inputs.provenance import sha256_of
+from milcourts.model.releases import LAST_DAYS, OWN_LAG_PRIOR_LOG_DAYS
 from milcourts.model.spec import (
     APPROX_RELATIVE_SD,
     PRIOR_LOG_PHI,
@@ -100,6 +101,43 @@ def assumption_sentences(analysis: MethodsAnalysis | None = None) -> list[str]:
         base_share=float(1 / (1 + np.exp(-PRIOR_LOGIT_BASE_SHARE[0]))),
         approx_pct=100 * APPROX_RELATIVE_SD,
         fitted_lag=fitted_lag,
+    )
+
+
+def release_paragraphs(analysis: MethodsAnalysis) -> list[str]:
+    """How complete each release was (model.releases): measured where pairs exist, the shared lag
+    elsewhere, and the provisional months that follow."""
+    table = analysis.products.tables["release_completeness"]
+    fitted = analysis.products.fitted
+    revised = [
+        narrative.RevisedRelease(
+            release=pd.Timestamp(r["release_date"]),
+            later=str(r["later_release_date"]),
+            pairs=int(r["revised_pairs"]),
+            observed=tuple(float(r[f"observed_share_of_later{s}"]) for s in ("", "_lower_95", "_upper_95")),
+            expected=float(r["expected_share_of_later"]),
+            own_lag_days=tuple(float(r[f"own_lag{s}"]) for s in ("_days", "_lower_95", "_upper_95")),
+            own_share_posted=tuple(float(r[f"own_share_posted{s}"]) for s in ("", "_lower_95", "_upper_95")),
+        )
+        for _, r in table[table["revised_pairs"] > 0].iterrows()
+    ]
+    latest = table.loc[pd.to_datetime(table["release_date"]).idxmax()]
+    flags = fitted.obs.is_provisional
+    months = fitted.obs.months[flags]
+    return narrative.describe_release_completeness(
+        revised,
+        n_releases=len(table),
+        last_days=LAST_DAYS,
+        shared_lag_days=float(np.exp(fitted.params[fitted.names.index("log_tau_days")])),
+        prior_days=(
+            float(np.exp(OWN_LAG_PRIOR_LOG_DAYS[0])),
+            *(float(np.exp(OWN_LAG_PRIOR_LOG_DAYS[0] + z * OWN_LAG_PRIOR_LOG_DAYS[1])) for z in (-1.96, 1.96)),
+        ),
+        latest=(
+            pd.Timestamp(latest["release_date"]),
+            tuple(float(latest[f"share_posted{s}"]) for s in ("", "_lower_95", "_upper_95")),
+        ),
+        provisional=(str(months[0]), str(months[-1])) if len(months) else None,
     )
 
 
@@ -371,10 +409,17 @@ def data_package(analysis: MethodsAnalysis) -> public.DataPackage:
         name="milcourts-methods",
         title="How the numbers are estimated and checked",
         description="The model's choice of smoothing, the break-date profile, the other estimators of the "
-        "break and the full-posterior check of the intervals, from the main fit of the project's ledger.",
+        "break, the full-posterior check of the intervals and how complete each release was, from the main fit "
+        "of the project's ledger.",
         tables=tuple(
             (table, public.public_frame(table, tables))
-            for table in (public.MODEL_SELECTION, public.BREAK_PROFILE, public.ALTERNATIVES, public.POSTERIOR_CHECK)
+            for table in (
+                public.MODEL_SELECTION,
+                public.BREAK_PROFILE,
+                public.ALTERNATIVES,
+                public.POSTERIOR_CHECK,
+                public.RELEASE_COMPLETENESS,
+            )
         ),
         sources=tuple(public.sources_of(analysis.ledger[analysis.ledger["series"] == COURT_FILINGS])),
     )

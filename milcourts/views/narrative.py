@@ -7,6 +7,7 @@ tests pin the exact wording for given inputs.
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
@@ -152,7 +153,11 @@ def format_month(month: str | pd.Period) -> str:
 
 
 def format_span(first: str, last: str) -> str:
-    return format_month(first) if first == last else f"{format_month(first)} to {format_month(last)}"
+    """2024-08, 2024-12 -> August to December 2024 (the year once when both months share it)."""
+    a, b = pd.Period(first, "M"), pd.Period(last, "M")
+    if a == b:
+        return format_month(a)
+    return f"{a:%B} to {format_month(b)}" if a.year == b.year else f"{format_month(a)} to {format_month(b)}"
 
 
 def describe_identification(correlation: float, n_pre_break: int) -> str | None:
@@ -361,11 +366,16 @@ def describe_provisional_shading(first: str, last: str, release: pd.Timestamp) -
 
 
 def describe_provisional_months(
-    first: str, last: str, release: pd.Timestamp, contradiction: tuple[float, str] | None = None
+    first: str,
+    last: str,
+    release: pd.Timestamp,
+    contradiction: tuple[float, str] | None = None,
 ) -> str:
     """Page one: the latest months said plainly to be provisional (methods.md section 8, point 4).
     `contradiction`: the size of the largest disagreement inside that release and the period it
-    concerns, when there is one."""
+    concerns, when there is one. Ends with the last confirmed month, named (a reader asked about a
+    month neither in the latest confirmed quarter nor provisional; "the table above" could be on
+    another page)."""
     text = (
         f"{format_span(first, last)} are provisional: only the release of {format_date(release)} covers them, "
         "and no later one has checked them"
@@ -373,7 +383,7 @@ def describe_provisional_months(
     if contradiction:
         size, period = contradiction
         text += f"; that release disagrees with itself by about {format_about(size)} cases ({period}; see the audit)"
-    return text + ". The quarter in the table above is the latest that later releases confirmed."
+    return text + f". Later releases confirmed the months up to {format_month(pd.Period(first, 'M') - 1)}."
 
 
 def describe_side_by_side_caption(last_month: str, break_month: str) -> str:
@@ -801,6 +811,79 @@ def plain_effect(effect: str) -> str:
     return effect
 
 
+def _pct_range(est: float, lo: float, hi: float, decimals: int = 0) -> str:
+    return f"{100 * est:.{decimals}f}% ({100 * lo:.{decimals}f}% to {100 * hi:.{decimals}f}%)"
+
+
+@dataclass(frozen=True)
+class RevisedRelease:
+    """A release whose figures were published again later (model.releases), as the report says it."""
+
+    release: pd.Timestamp
+    later: str  # when they were published again, as the table has it (ISO dates)
+    pairs: int
+    observed: tuple[float, float, float]  # first published over later, with its exact 95% interval
+    expected: float  # the same share as the fitted model expects it
+    own_lag_days: tuple[float, float, float]
+    own_share_posted: tuple[float, float, float]  # of its last days' cases, under its own lag
+
+
+def describe_release_completeness(
+    revised: list[RevisedRelease],
+    n_releases: int,
+    last_days: int,
+    shared_lag_days: float,
+    prior_days: tuple[float, float, float],
+    latest: tuple[pd.Timestamp, tuple[float, float, float]],
+    provisional: tuple[str, str] | None,
+) -> list[str]:
+    """How complete each release was: measured where a later release republished its figures,
+    the model's shared lag elsewhere (model.releases). `prior_days`: the own-lag prior's median
+    and 95% range; `latest`: the newest release and its share of the last days' cases posted."""
+    paragraphs = []
+    if not revised:
+        paragraphs.append(
+            f"None of the {plural(n_releases, 'release')} was published again later for the same period, so the "
+            "ledger cannot measure how complete any release was; the model's lag is its prior."
+        )
+    for r in revised:
+        later = format_list([format_date(pd.Timestamp(d)) for d in r.later.split(", ")])
+        paragraphs.append(
+            f"The release of {format_date(r.release)} is the only one whose figures were published again for the "
+            f"same periods ({plural(r.pairs, 'figure')}, on {later})"
+            if len(revised) == 1
+            else f"The release of {format_date(r.release)} had {plural(r.pairs, 'figure')} published again on {later}"
+        )
+        paragraphs[-1] += (
+            f": it had shown {_pct_range(*r.observed, decimals=1)} of the later count, and the model expects "
+            f"{100 * r.expected:.1f}%. From those figures alone, under a prior that allows weeks (about "
+            f"{prior_days[0]:.0f} days, 95 in 100 between {prior_days[1]:.0f} and {prior_days[2]:.0f}), its delay is "
+            f"about {r.own_lag_days[0]:.1f} days ({r.own_lag_days[1]:.1f} to {r.own_lag_days[2]:.1f}), against "
+            f"{shared_lag_days:.1f} days for the model's single delay: when it was published, courts had posted "
+            f"{_pct_range(*r.own_share_posted)} of the cases of its last {last_days} days."
+        )
+    release, share = latest
+    text = (
+        f"For every other release the model's single delay stands in. The latest, of {format_date(release)}, had "
+        f"by that delay posted {_pct_range(*share)} of its last {last_days} days' cases."
+    )
+    if revised:
+        gap = max((pd.Timestamp(r.later.split(", ")[-1]) - r.release).days for r in revised)
+        text += (
+            f" Cases posted later than the second release of a pair ({plural(gap, 'day')} after the first here) show "
+            "in no pair"
+        )
+    else:
+        text += " Cases posted months late would show in no figure yet"
+    if provisional:
+        text += (
+            f", and no later release has covered {format_span(*provisional)}: those months stay provisional in "
+            "every report"
+        )
+    paragraphs.append(text + ".")
+    return paragraphs
+
+
 def describe_assumptions(
     month_cv_pct: float,
     lag_days: float,
@@ -812,7 +895,7 @@ def describe_assumptions(
     """What the published figures cannot tell, so the model assumes it, and how. `fitted_lag`: the
     delay the fit found (days, with its 95% interval)."""
     learnt = (
-        f"; periods published more than once put it at about {fitted_lag[0]:.0f} days ({fitted_lag[1]:.1f} to "
+        f"; periods published more than once put it at about {fitted_lag[0]:.1f} days ({fitted_lag[1]:.1f} to "
         f"{fitted_lag[2]:.1f}). Cases posted months late would not show in those pairs, so the months only one "
         "release reaches are marked provisional in every report."
         if fitted_lag
