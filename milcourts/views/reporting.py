@@ -198,7 +198,10 @@ def show_paragraphs(sentences: list[str], links: dict[str, str] | None = None) -
             text = text.replace(html.escape(phrase), f'<a href="{html.escape(href)}">{html.escape(phrase)}</a>')
         return text
 
-    display(HTML("".join(f"<p>{linked(s)}</p>" for s in sentences)))
+    # one output per paragraph: the PDF printer breaks pages between outputs, never inside one, so
+    # a long block of findings would otherwise move whole to the next page and leave a blank one
+    for sentence in sentences:
+        display(HTML(f"<p>{linked(sentence)}</p>"))
 
 
 def show_validation(sentence: str | None, scores: pd.DataFrame, plot) -> None:
