@@ -58,8 +58,8 @@ def _quantiles(values: np.ndarray) -> tuple[float, float, float]:
 
 
 def _grid_quantiles(log_density: np.ndarray, grid: np.ndarray) -> tuple[float, float, float]:
-    """Median and 95% interval of a density known on a log-spaced grid (trapezoid-free: the grid is
-    fine, 600 points over 8 log units)."""
+    """Median and 95% interval of a density known up to a constant on a log-spaced grid, as point
+    masses (the grid is fine: 600 points over 8 log units, so no quadrature rule is needed)."""
     weights = np.exp(log_density - log_density.max())
     cdf = np.cumsum(weights) / weights.sum()
     log_grid = np.log(grid)

@@ -322,7 +322,7 @@ RELEASE_COMPLETENESS = Table(
     "counts that courts had already posted, under the model's reporting lag (one for all releases). For a "
     "release whose figures were published again later, also the share it had actually shown (its figures over "
     "the later ones), the share the model expects for the same pairs, and the release's own lag estimated from "
-    "those pairs alone under a prior that allows weeks (median 7 days, 95% from 1 to 50).",
+    "those pairs alone under a prior that allows weeks (median about 7 days, 95% from 1 to 50).",
     (
         Field("release_date", "release_date", "date", "Publication date of the release (assumed when unknown)"),
         Field("is_date_known", "is_date_known", "boolean", "Whether the publication date is known"),
