@@ -864,7 +864,8 @@ def describe_release_completeness(
         )
     release, share = latest
     text = (
-        f"For every other release the model's single delay stands in. The latest, of {format_date(release)}, had "
+        f"For every {'other ' if revised else ''}release the model's single delay stands in. The latest, of "
+        f"{format_date(release)}, had "
         f"by that delay posted {_pct_range(*share)} of its last {last_days} days' cases."
     )
     if revised:
