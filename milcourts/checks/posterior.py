@@ -26,7 +26,7 @@ import numpy as np
 import pandas as pd
 
 from milcourts.model.fit import FittedModel, _objective
-from milcourts.model.observations import design_matrix, month_index
+from milcourts.model.observations import month_index
 from milcourts.model.simulate import simulate
 from milcourts.model.spec import phi_prior
 from milcourts.model.tables import effects_table, monthly_filings_table, yearly_totals_table
@@ -78,7 +78,7 @@ def _whitened_log_density(fitted: FittedModel):
     from milcourts.model import derivatives
 
     obs = fitted.obs
-    design = design_matrix(len(obs.months), month_index(obs.months, fitted.spec.break_month), fitted.knots)
+    design = fitted.observed_design()
     objective = _objective(obs, design, fitted.penalty, phi_prior(fitted.spec.likelihood))
     positions = jnp.asarray(objective.positions)
     chol = jnp.asarray(np.linalg.cholesky(fitted.cov))

@@ -43,6 +43,10 @@ class FittedModel:
     conflicts: pd.DataFrame = field(default_factory=pd.DataFrame, repr=False)
     hess_lik: np.ndarray | None = field(default=None, repr=False)
 
+    def observed_design(self) -> np.ndarray:
+        """The design matrix of the modelled months (no forecast rows), as the fit used it."""
+        return design_matrix(len(self.obs.months), month_index(self.obs.months, self.spec.break_month), self.knots)
+
 
 def _start_values(n_knots: int, obs: Observations, log_phi_prior=PRIOR_LOG_PHI) -> np.ndarray:
     """Prior means, with intercepts at the average daily rate the figures imply."""

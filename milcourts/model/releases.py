@@ -26,7 +26,6 @@ from scipy import stats
 
 from milcourts.model.fit import FittedModel
 from milcourts.model.likelihood import figure_expectations, figure_roles
-from milcourts.model.observations import design_matrix, month_index
 from milcourts.model.simulate import Draws
 from milcourts.model.spec import ParameterLayout
 
@@ -37,6 +36,21 @@ LAST_DAYS = 30
 # describe (court cards appear late), and wider than the model's shared prior (spec.PRIOR_LOG_TAU_DAYS,
 # 0.7 to 13 days), so what this estimate finds comes from the pairs rather than from the prior.
 OWN_LAG_PRIOR_LOG_DAYS = (float(np.log(50.0) / 2), float(np.log(50.0) / (2 * 1.96)))
+# What a release with revised pairs adds to its row (empty for the others).
+PAIR_COLUMNS = (
+    "cases_first_published",
+    "cases_published_later",
+    "observed_share_of_later",
+    "observed_share_of_later_lower_95",
+    "observed_share_of_later_upper_95",
+    "expected_share_of_later",
+    "own_lag_days",
+    "own_lag_lower_95",
+    "own_lag_upper_95",
+    "own_share_posted",
+    "own_share_posted_lower_95",
+    "own_share_posted_upper_95",
+)
 # Grid of the own lag (days, log-spaced): from a tenth of a day to a year.
 OWN_LAG_GRID_DAYS = np.exp(np.linspace(np.log(0.1), np.log(365.0), 600))
 
@@ -66,20 +80,17 @@ def _grid_quantiles(log_density: np.ndarray, grid: np.ndarray) -> tuple[float, f
     return tuple(float(np.exp(np.interp(p, cdf, log_grid))) for p in (0.5, 0.025, 0.975))
 
 
-def own_lag_estimate(fitted: FittedModel, early: np.ndarray) -> tuple[float, float, float]:
+def own_lag_estimate(fitted: FittedModel, early: np.ndarray, expected: np.ndarray) -> tuple[float, float, float]:
     """The lag (days) of the release of the earlier vintages `early` (indices of fit figures), from
     those pairs alone: binomial likelihood of each earlier value given the later one (as in the fit),
-    with the earlier vintages' expectations under each lag of the grid and the later ones at the fit,
-    times the wide prior. Median and 95% interval."""
+    with the earlier vintages' expectations under each lag of the grid and the later ones at the fit
+    (`expected`, every figure's), times the wide prior. Median and 95% interval."""
     obs = fitted.obs
-    layout = ParameterLayout(len(fitted.knots))
-    design = design_matrix(len(obs.months), month_index(obs.months, fitted.spec.break_month), fitted.knots)
     later = figure_roles(obs).partner[early]
     params = np.repeat(fitted.params[None], len(OWN_LAG_GRID_DAYS), axis=0)
-    params[:, layout.log_tau] = np.log(OWN_LAG_GRID_DAYS)
-    expected_early = figure_expectations(params, obs, design)[0][:, early]
-    expected_later = figure_expectations(fitted.params, obs, design)[0][:, later]
-    share = np.clip(expected_early / expected_later, 1e-12, 1 - 1e-12)
+    params[:, ParameterLayout(len(fitted.knots)).log_tau] = np.log(OWN_LAG_GRID_DAYS)
+    expected_early = figure_expectations(params, obs, fitted.observed_design())[0][:, early]
+    share = np.clip(expected_early / expected[later], 1e-12, 1 - 1e-12)
     k, n = np.round(obs.value[early]), np.round(obs.value[later])
     loglik = stats.binom.logpmf(k, n, share).sum(axis=1)
     prior = stats.norm.logpdf(np.log(OWN_LAG_GRID_DAYS), *OWN_LAG_PRIOR_LOG_DAYS)
@@ -91,8 +102,7 @@ def release_completeness_table(fitted: FittedModel, draws: Draws) -> pd.DataFram
     obs = fitted.obs
     figures = obs.figures[obs.figures["is_used"]].reset_index(drop=True)
     roles = figure_roles(obs)
-    design = design_matrix(len(obs.months), month_index(obs.months, fitted.spec.break_month), fitted.knots)
-    expected = figure_expectations(fitted.params, obs, design)[0][0]
+    expected = figure_expectations(fitted.params, obs, fitted.observed_design())[0][0]
     releases = np.unique(obs.release_dates)
     last_day = np.array(
         [figures.loc[obs.release_dates == r, "period_end"].max().to_datetime64() for r in releases], "datetime64[D]"
@@ -113,23 +123,12 @@ def release_completeness_table(fitted: FittedModel, draws: Draws) -> pd.DataFram
             **dict(zip(("share_posted", "share_posted_lower_95", "share_posted_upper_95"), _quantiles(shared[:, j]))),
             "revised_pairs": len(early),
             "later_release_date": "",
-            "cases_first_published": np.nan,
-            "cases_published_later": np.nan,
-            "observed_share_of_later": np.nan,
-            "observed_share_of_later_lower_95": np.nan,
-            "observed_share_of_later_upper_95": np.nan,
-            "expected_share_of_later": np.nan,
-            "own_lag_days": np.nan,
-            "own_lag_lower_95": np.nan,
-            "own_lag_upper_95": np.nan,
-            "own_share_posted": np.nan,
-            "own_share_posted_lower_95": np.nan,
-            "own_share_posted_upper_95": np.nan,
+            **dict.fromkeys(PAIR_COLUMNS, np.nan),  # filled below where the release has pairs
         }
         if len(early):
             k, n = int(np.round(obs.value[early]).sum()), int(np.round(obs.value[later]).sum())
             interval = stats.binomtest(k, n).proportion_ci(0.95, method="exact")
-            lag = own_lag_estimate(fitted, early)
+            lag = own_lag_estimate(fitted, early, expected)
             own_share = share_posted(np.array([days_after[j]]), np.array(lag))[:, 0]
             record.update(
                 later_release_date=", ".join(

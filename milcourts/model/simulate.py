@@ -137,7 +137,7 @@ def reconstruct(fitted: FittedModel, params: np.ndarray, rng: np.random.Generato
     integers, floored at 0.
     """
     obs = fitted.obs
-    design = design_matrix(len(obs.months), month_index(obs.months, fitted.spec.break_month), fitted.knots)
+    design = fitted.observed_design()
     point = (obs.later_partner < 0) & np.isin(obs.qualifier, ("exact", "approx"))
     y = np.round(obs.value[point])
     approx_mask = (obs.qualifier[point] == "approx").astype(float)[None]

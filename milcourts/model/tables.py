@@ -11,7 +11,7 @@ import pandas as pd
 
 from milcourts.model.fit import FittedModel
 from milcourts.model.likelihood import figure_expectations
-from milcourts.model.observations import MONTHS_PER_YEAR, design_matrix, month_index
+from milcourts.model.observations import MONTHS_PER_YEAR, month_index
 from milcourts.model.simulate import Draws, article_rows, window_draws
 from milcourts.model.spec import MOBILISATION_BASE_EARLY_MONTHS, ParameterLayout, phi_prior
 from milcourts.vocabulary import ALL_ARTICLES, ARTICLES
@@ -259,7 +259,7 @@ def fit_to_ledger_table(fitted: FittedModel, draws: Draws) -> pd.DataFrame:
     figures["fitted_complete"] = np.round(fitted_mean, 1)
     figures["lower_95"] = lower
     figures["upper_95"] = upper
-    design = design_matrix(len(obs.months), month_index(obs.months, fitted.spec.break_month), fitted.knots)
+    design = fitted.observed_design()
     expected, month_var, alpha = figure_expectations(fitted.params, obs, design)
     expected, month_var = expected[0], month_var[0]
     var = expected + month_var + alpha[0] * expected**2
