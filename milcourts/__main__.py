@@ -284,7 +284,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     command.add_argument("--ledger", type=_path, default=paths.LEDGER_CSV, help="ledger CSV")
     command.add_argument("--replicates", type=int, default=200, help="simulation replicates per scenario")
-    command.add_argument("--workers", type=int, default=2, help="processes for the simulation")
+    command.add_argument("--workers", type=int, default=2, help="processes in all (this one included) for the checks")
     command.set_defaults(handler=_validate)
     return parser
 

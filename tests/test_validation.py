@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+import pytest
 
 from milcourts.checks.synthetic import aggregate_pattern, default_truth, publish, simulate_counts
 from milcourts.checks.validation import (
@@ -14,6 +15,7 @@ from milcourts.checks.validation import (
     summarise_simulation,
 )
 from milcourts.inputs.constraints import build_constraint_view
+from milcourts.vocabulary import ALL_ARTICLES
 
 SETTINGS = ValidationSettings(penalty=0.3, n_draws=400)
 
@@ -73,20 +75,46 @@ def test_rolling_origin_summary_compares_with_naive():
     assert summary["relative_mae"] == 15.0 / 20.0  # rows without a model error are not scored
 
 
-def test_a_replicate_view_from_the_template_equals_one_built_from_scratch():
-    """Replicates reuse the first replicate's view with their own values (with_values): the same
-    figures, weights and months as building the view of the replicate's ledger."""
-    from milcourts.checks.validation import pattern_of, with_values
+def test_replicate_observations_from_the_template_equal_ones_prepared_from_scratch():
+    """Replicates reuse the first replicate's observations with their own values
+    (Observations.with_values): the same arrays as preparing the replicate's ledger from scratch."""
+    from milcourts.checks.validation import pattern_of
+    from milcourts.model.observations import prepare_observations
 
     pattern = pattern_of(build_constraint_view(synthetic_ledger(3, quarters_around_break=True)))
     truth = default_truth()
-    template = build_constraint_view(
-        publish(truth, simulate_counts(truth, np.random.default_rng(4)), pattern), with_conflicts=False
+    template = prepare_observations(
+        build_constraint_view(
+            publish(truth, simulate_counts(truth, np.random.default_rng(4)), pattern), with_conflicts=False
+        )
     )
     ledger = publish(truth, simulate_counts(truth, np.random.default_rng(5)), pattern)
-    built = build_constraint_view(ledger, with_conflicts=False)
-    reused = with_values(template, ledger)
+    built = prepare_observations(build_constraint_view(ledger, with_conflicts=False))
+    reused = template.with_values(built.value)
+    assert not np.array_equal(template.value, built.value)
     pd.testing.assert_frame_equal(reused.figures, built.figures)
-    pd.testing.assert_frame_equal(reused.month_weights, built.month_weights)
-    assert reused.months.equals(built.months) and len(reused.revisions) == len(built.revisions) == 0
-    assert not reused.figures["value"].equals(template.figures["value"])
+    for name in ("weights", "article_mask", "lag_first", "covered_days", "value", "qualifier", "later_partner"):
+        np.testing.assert_array_equal(getattr(reused, name), getattr(built, name), err_msg=name)
+    with pytest.raises(ValueError, match="one per fitted figure"):
+        template.with_values(built.value[:-1])
+
+
+def test_published_values_are_the_true_counts_each_figure_covers():
+    """Worked by hand: a whole month, half of a 30-day month, a quarter of all three articles."""
+    from milcourts.checks.synthetic import publication_weights, published_values
+
+    truth = default_truth()
+    counts = np.arange(3 * len(truth.months), dtype=float).reshape(3, -1) * 10 + 4
+    pattern = pd.DataFrame(
+        [
+            ("337", "2021-03-01", "2021-03-31", "2025-06-30"),
+            ("338", "2021-04-01", "2021-04-15", "2025-06-30"),
+            (ALL_ARTICLES, "2021-01-01", "2021-03-31", "2025-06-30"),
+        ],
+        columns=["article", "period_start", "period_end", "source_date"],
+    )
+    values = published_values(publication_weights(truth, pattern), counts)
+    assert values[0] == counts[0, 2]
+    assert values[1] == np.round(counts[1, 3] / 2)
+    assert values[2] == counts[:, :3].sum()
+    assert publish(truth, counts, pattern)["value"].tolist() == values.tolist()

@@ -67,11 +67,13 @@ def simulate_counts(truth: Truth, rng: np.random.Generator) -> np.ndarray:
     return rng.negative_binomial(size, size / (size + mu)).astype(float)
 
 
-def publish(truth: Truth, counts: np.ndarray, pattern: pd.DataFrame) -> pd.DataFrame:
-    """The pattern's figures (article, period_start, period_end, source_date, qualifier) with the
-    values the true counts imply; a partial month contributes its share of the month's count."""
-    rows = []
-    for i, spec in enumerate(pattern.itertuples(), start=1):
+def publication_weights(truth: Truth, pattern: pd.DataFrame) -> np.ndarray:
+    """(figures, articles, months): what each figure of the pattern counts of each true
+    article-month: the share of the month its period covers (a partial month its share of the
+    month's count), times the counting base of a "since mobilisation" total. A figure's value is
+    then the weighted sum of the true counts, so replicates of one pattern need this only once."""
+    weights = np.zeros((len(pattern), len(ARTICLES), len(truth.months)))
+    for i, spec in enumerate(pattern.itertuples()):
         start, end = pd.Timestamp(spec.period_start), pd.Timestamp(spec.period_end)
         shares = month_weights(start, end)
         idx = [truth.months.get_loc(m) for m in shares]
@@ -80,7 +82,23 @@ def publish(truth: Truth, counts: np.ndarray, pattern: pd.DataFrame) -> pd.DataF
         if start == MOBILISATION_BASE_START:
             rho, sigma = truth.mobilisation_base_share
             counted = np.array([rho * (sigma if m in MOBILISATION_BASE_EARLY_MONTHS else 1.0) for m in shares])
-        value = sum(counts[a, j] * w * c for a in articles for j, w, c in zip(idx, shares.values(), counted))
+        for a in articles:
+            weights[i, a, idx] = np.array(list(shares.values())) * counted
+    return weights
+
+
+def published_values(weights: np.ndarray, counts: np.ndarray) -> np.ndarray:
+    """Each figure's value given the true counts (articles x months), rounded as published."""
+    return np.round(np.einsum("jat,at->j", weights, counts))
+
+
+def publish(truth: Truth, counts: np.ndarray, pattern: pd.DataFrame) -> pd.DataFrame:
+    """The pattern's figures (article, period_start, period_end, source_date, qualifier) with the
+    values the true counts imply (publication_weights)."""
+    values = published_values(publication_weights(truth, pattern), counts)
+    rows = []
+    for i, (spec, value) in enumerate(zip(pattern.itertuples(), values), start=1):
+        start, end = pd.Timestamp(spec.period_start), pd.Timestamp(spec.period_end)
         rows.append(
             {
                 "figure_id": f"F{i:03d}",
@@ -89,7 +107,7 @@ def publish(truth: Truth, counts: np.ndarray, pattern: pd.DataFrame) -> pd.DataF
                 "measure": "cumulative" if start.day != 1 else "count",
                 "period_start": start,
                 "period_end": end,
-                "value": float(round(value)),
+                "value": float(value),
                 "value_qualifier": getattr(spec, "value_qualifier", "exact"),
                 "source_publisher": "Synthetic",
                 "source_title": "synthetic",

@@ -21,11 +21,12 @@ import numpy as np
 import pandas as pd
 from scipy import special
 
-from milcourts.checks.synthetic import Truth, publish, simulate_counts
+from milcourts.checks.synthetic import Truth, publication_weights, publish, published_values, simulate_counts
 from milcourts.inputs.constraints import ConstraintView, build_constraint_view
 from milcourts.inputs.ledger import published_by
-from milcourts.model.fit import FittedModel, fit_filings_model
-from milcourts.model.observations import supported_knots
+from milcourts.model.fit import FittedModel, fit_filings_model, fit_observations
+from milcourts.model.likelihood import unpack
+from milcourts.model.observations import Observations, supported_knots
 from milcourts.model.runtime import model_numerics, process_pool
 from milcourts.model.simulate import published_figure_draws, simulate
 from milcourts.model.spec import (
@@ -444,26 +445,36 @@ def _one_replicate(args) -> dict:
         return _replicate(*args)
 
 
-def with_values(template: ConstraintView, ledger: pd.DataFrame) -> ConstraintView:
-    """The view of a ledger that differs from the template's only in its values (a replicate of
-    the same pattern): the pattern fixes the windows, vintages and weights, and building the view
-    again took a third of a replicate's time."""
-    values = ledger.set_index("figure_id")["value"]
-    figures = template.figures.assign(value=template.figures["figure_id"].map(values).to_numpy())
-    return replace(template, figures=figures)
+@dataclass(frozen=True)
+class ReplicatePlan:
+    """What every replicate of one scenario shares: the truth (its phi drawn per replicate), the
+    fitted figures' publication weights (fitted figures x articles x months), the template's
+    observations (a replicate changes only their values) and the fit every replicate starts from.
+    Computed once: publishing and preparing observations again took a quarter of a replicate."""
+
+    truth: Truth
+    spec: ModelSpec
+    weights: np.ndarray
+    template: Observations
+    warm_start: FittedModel
 
 
-def _replicate(pattern, truth, spec, seed, warm_start, template) -> dict:
+def _replicate(plan: ReplicatePlan, seed: int) -> dict:
     rng = np.random.default_rng(seed)
+    truth = plan.truth
     if truth.phi is None:
         # phi is not identified by the ledger (model.PRIOR_LOG_PHI): each replicate's month-level
         # dispersion is drawn from that prior, so coverage is measured over the range of
         # dispersions the model admits, not at one value that happens to suit it
         truth = replace(truth, phi=float(np.exp(rng.normal(*PRIOR_LOG_PHI))))
-    ledger = publish(truth, simulate_counts(truth, rng), pattern)
-    fitted = fit_filings_model(with_values(template, ledger), spec, warm_start=warm_start)
-    draws = simulate(fitted, seed=seed, condition=False)  # only parameter draws are scored
-    c = draws.coef[:, ARTICLES.index("337"), :]
+    values = published_values(plan.weights, simulate_counts(truth, rng))
+    fitted = fit_observations(plan.template.with_values(values), plan.spec, warm_start=plan.warm_start)
+    # only the effects' parameter draws are scored: drawn as simulate() draws them (same seed,
+    # same stream), without the month counts it would add
+    params = np.random.default_rng(seed).multivariate_normal(
+        fitted.params, fitted.cov, size=plan.spec.n_draws, method="eigh"
+    )
+    c = unpack(params, len(fitted.knots))[0][:, ARTICLES.index("337"), :]
     true = truth.coef[ARTICLES.index("337")]
     step_lo, step_hi = np.quantile(c[:, 2], [0.025, 0.975])
     change_lo, change_hi = np.quantile(c[:, 3], [0.025, 0.975])
@@ -486,9 +497,9 @@ def _replicate(pattern, truth, spec, seed, warm_start, template) -> dict:
     }
 
 
-def _simulation_jobs(
-    view: ConstraintView, settings: ValidationSettings, replicates: int, with_break: bool, phi: float | None
-) -> list[tuple]:
+def replicate_plan(
+    view: ConstraintView, settings: ValidationSettings, with_break: bool, phi: float | None
+) -> ReplicatePlan:
     spec = _spec_for(settings, n_draws=400)
     truth = truth_for(view, spec, with_break, phi)
     pattern = pattern_of(view)
@@ -498,7 +509,17 @@ def _simulation_jobs(
     first = publish(typical, simulate_counts(typical, np.random.default_rng(settings.seed - 1)), pattern)
     template = build_constraint_view(first, with_conflicts=False)
     warm_start = fit_filings_model(template, spec)
-    return [(pattern, truth, spec, settings.seed + i, warm_start, template) for i in range(replicates)]
+    # the pattern's rows are the ledger's figures F001, F002, ... in order (synthetic.publish)
+    fitted_rows = warm_start.obs.figures.loc[warm_start.obs.figures["is_used"], "figure_id"].str[1:].astype(int) - 1
+    weights = publication_weights(truth, pattern)[fitted_rows.to_numpy()]
+    return ReplicatePlan(truth, spec, weights, warm_start.obs, warm_start)
+
+
+def _simulation_jobs(
+    view: ConstraintView, settings: ValidationSettings, replicates: int, with_break: bool, phi: float | None
+) -> list[tuple]:
+    plan = replicate_plan(view, settings, with_break, phi)
+    return [(plan, settings.seed + i) for i in range(replicates)]
 
 
 def _simulation_frame(rows: list[dict], with_break: bool, phi: float | None) -> pd.DataFrame:
@@ -571,24 +592,56 @@ VALIDATION_FILES = {
 }
 
 
+# Replicates per task handed to a worker: small enough that this process and the worker finish
+# within about half a second of each other (one replicate takes about 0.1 s), large enough that
+# sending the scenario's plan with each task costs nothing to speak of.
+REPLICATES_PER_TASK = 5
+
+
+def _replicate_task(jobs: list[tuple]) -> list[dict]:
+    return [_one_replicate(job) for job in jobs]
+
+
+def _run_shared(pool, tasks: list[list[tuple]], own_work) -> tuple[object, list[list[dict]]]:
+    """`own_work()` in this process while the pool takes tasks from the front of the queue; then
+    this process takes them from the back (every task not yet started is cancelled there and run
+    here) until the two meet. Each process compiles the likelihood once (about 12 s), so two
+    processes sharing the work beat three (a pool of two beside this one) on two cores."""
+    futures = [pool.submit(_replicate_task, task) for task in tasks]
+    own = own_work()
+    results: list[list[dict] | None] = [None] * len(tasks)
+    for i in reversed(range(len(tasks))):
+        results[i] = _replicate_task(tasks[i]) if futures[i].cancel() else futures[i].result()
+    return own, results
+
+
 def run_validation(ledger: pd.DataFrame, replicates: int = 200, workers: int = 2) -> dict[str, pd.DataFrame]:
-    """Everything `make validate` writes; the penalty is the one chosen on the full ledger."""
+    """Everything `make validate` writes; the penalty is the one chosen on the full ledger.
+    `workers`: processes in all, this one included (the simulation's replicates are shared
+    between them; leave-one-out and the rolling origin run here)."""
     view = build_constraint_view(ledger)
     full_fit = fit_filings_model(view)
     settings = ValidationSettings(penalty=full_fit.penalty, full_fit=full_fit)
     scenarios = (True, False)  # with a break, without
-    jobs = {with_break: _simulation_jobs(view, settings, replicates, with_break, None) for with_break in scenarios}
-    with process_pool(max(workers, 1)) as pool:
-        # the replicates run in the workers (one compilation each, shared by both scenarios) while
-        # this process refits for leave-one-out and the rolling origin
-        chunk = max(1, replicates // (4 * max(workers, 1)))
-        pending = {with_break: pool.map(_one_replicate, jobs[with_break], chunksize=chunk) for with_break in scenarios}
-        loo = leave_one_out(ledger, settings)
-        rolling = rolling_origin(ledger, settings)
-        simulation = pd.concat(
-            [_simulation_frame(list(pending[with_break]), with_break, None) for with_break in scenarios],
-            ignore_index=True,
-        )
+    jobs = [job for with_break in scenarios for job in _simulation_jobs(view, settings, replicates, with_break, None)]
+    tasks = [jobs[i : i + REPLICATES_PER_TASK] for i in range(0, len(jobs), REPLICATES_PER_TASK)]
+
+    def refits():
+        return leave_one_out(ledger, settings), rolling_origin(ledger, settings)
+
+    if workers > 1:
+        with process_pool(workers - 1) as pool:
+            (loo, rolling), results = _run_shared(pool, tasks, refits)
+    else:
+        (loo, rolling), results = refits(), [_replicate_task(task) for task in tasks]
+    rows = [row for task in results for row in task]
+    simulation = pd.concat(
+        [
+            _simulation_frame(rows[k * replicates : (k + 1) * replicates], with_break, None)
+            for k, with_break in enumerate(scenarios)
+        ],
+        ignore_index=True,
+    )
     return {
         "leave_one_out": loo,
         "rolling_origin": rolling,

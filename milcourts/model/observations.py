@@ -8,7 +8,7 @@ break, and hinges at the knots after it; forecast months continue a damped slope
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import pandas as pd
@@ -51,6 +51,17 @@ class Observations:
         """(months,) reached by the figures of a single release, published within
         PROVISIONAL_WITHIN_DAYS of the month's end: a nowcast no later release has checked."""
         return provisional_months(self.months, self.weights, self.release_dates)
+
+    def with_values(self, values: np.ndarray) -> Observations:
+        """The same figures with other values (one per fitted figure, in this order): a simulated
+        replicate of the pattern. How each figure enters the likelihood (observed, earlier vintage,
+        set aside) is decided by its dates, qualifier and period, never by its value, so it stays."""
+        values = np.asarray(values, float)
+        if values.shape != self.value.shape:
+            raise ValueError(f"expected {self.value.shape[0]} values (one per fitted figure), got {values.shape}")
+        figures = self.figures.copy()
+        figures.loc[figures["is_used"].to_numpy(), "value"] = values
+        return replace(self, figures=figures, value=values)
 
     @property
     def pinned_end(self) -> int:
