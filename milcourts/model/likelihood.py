@@ -130,6 +130,15 @@ def completeness(obs, tau, xp=np):
     is days to weeks, and exp(-365/tau) is below 1e-6 for any tau under 26 days).
     """
     covered, lag = obs.covered_days, obs.lag_first
+    if xp is np and len(getattr(obs, "recent_cells", ())) == 2:
+        # numpy (draws): the same expression on the recent cells alone, a few percent of them
+        # (every cell took a quarter of the draws' time)
+        out = np.repeat(((covered > 0) * 1.0)[None], np.size(tau), axis=0)
+        j, m = obs.recent_cells
+        tt = np.asarray(tau, float).reshape(-1, 1)
+        n, q = covered[j, m], np.exp(-1.0 / tt)
+        out[:, j, m] = 1 - np.exp(-lag[j, m] / tt) * (1 - q**n) / (1 - q) / n
+        return out
     t = xp.asarray(tau)[:, None, None]
     n = xp.where(covered > 0, covered, 1.0)
     q = xp.exp(-1.0 / t)

@@ -153,12 +153,13 @@ def reconstruct(fitted: FittedModel, params: np.ndarray, rng: np.random.Generato
         variance = (mu + phi[:, None, None] * mu**2).reshape(len(chunk), -1)  # B x C
         mean = mu.reshape(len(chunk), -1)
         # the figures' own noise e: Cov(y) less the part the months explain, L D L'
-        explained = np.einsum("bjc,bkc->bjk", flat * variance[:, None, :], flat)
+        # batched matrix products, not einsum: einsum's own loops took a third of the draws' time
+        explained = (flat * variance[:, None, :]) @ np.swapaxes(flat, 1, 2)
         own_sd = np.sqrt(np.clip(np.diagonal(cov_y - explained, axis1=1, axis2=2), 0, None))
         unconditional = mean + np.sqrt(variance) * rng.standard_normal(mean.shape)
-        published = np.einsum("bjc,bc->bj", flat, unconditional) + own_sd * rng.standard_normal(own_sd.shape)
+        published = (flat @ unconditional[..., None])[..., 0] + own_sd * rng.standard_normal(own_sd.shape)
         gap = np.linalg.solve(cov_y, (y[None] - published)[..., None])[..., 0]  # S^-1 (y - y*)
-        conditioned = unconditional + variance * np.einsum("bjc,bj->bc", flat, gap)
+        conditioned = unconditional + variance * (gap[:, None, :] @ flat)[:, 0, :]
         out[first : first + len(chunk)] = np.clip(np.round(conditioned), 0, None).reshape(
             len(chunk), n_articles, n_months
         )
