@@ -20,8 +20,8 @@ $(VALIDATION): data/raw/published_figures.csv $(shell find milcourts -name "*.py
 reports: setup $(VALIDATION) ## build every report in reports.yaml into reports/ (validates the model first if stale)
 	$(PY) -m milcourts build
 
-test: setup ## run the whole test suite
-	$(PY) -m pytest
+test: setup ## run the whole test suite on every core (`.venv/bin/python -m pytest tests/x.py` runs one file alone)
+	$(PY) -m pytest -n auto --dist worksteal
 
 model: setup ## fit the monthly filings model; write data/processed/*.csv
 	$(PY) -m milcourts fit

@@ -144,3 +144,10 @@ def build_report_on_ledger(tmp_path: Path, ledger, notebook: str, name: str, par
     )
     build(settings=settings)
     return (settings.reports_dir / f"{name}.html").read_text(encoding="utf-8")
+
+
+def pytest_collection_modifyitems(items):
+    """Longest first: under `make test` (pytest-xdist, work stealing) the smoke build of every report,
+    minutes on its own, starts at once on one worker while the others share the rest of the suite;
+    last in the queue it ran alone at the end."""
+    items.sort(key=lambda item: item.path.name != "test_reports_smoke.py")
