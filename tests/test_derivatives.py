@@ -72,7 +72,7 @@ def test_hessian_matches_differences_of_the_exact_gradient(ledger_problem):
 def test_padding_to_block_sizes_changes_nothing(ledger_problem):
     _, obs, design, _, _, reference = ledger_problem
     data = likelihood_data(obs, design)
-    assert data.weights.shape[0] > obs.weights.shape[0]  # the real ledger is padded (49 -> 64 figures)
+    assert data.weights.shape[0] > obs.weights.shape[0]  # the real ledger is padded (49 -> 56 figures)
     unpadded = total_loglik(reference, obs, design)[0]
     # six knots on the real ledger: the parameters need no padding, only figures and months
     assert total_loglik(reference, data, data.design, roles=data.roles)[0] == pytest.approx(unpadded, abs=1e-9)
