@@ -118,3 +118,25 @@ def test_published_values_are_the_true_counts_each_figure_covers():
     assert values[1] == np.round(counts[1, 3] / 2)
     assert values[2] == counts[:, :3].sum()
     assert publish(truth, counts, pattern)["value"].tolist() == values.tolist()
+
+
+def test_work_shared_with_a_pool_comes_back_in_order_with_this_process_doing_its_own_first():
+    from concurrent.futures import ThreadPoolExecutor
+
+    from milcourts.checks.validation import _run_shared
+
+    done_here = []
+
+    def square(x):
+        return x * x
+
+    with ThreadPoolExecutor(1) as pool:
+        own, results = _run_shared(pool, square, list(range(40)), lambda: done_here.append("own") or "own result")
+    assert own == "own result" and done_here == ["own"]
+    assert results == [x * x for x in range(40)]
+
+    def fails():
+        raise RuntimeError("own work failed")
+
+    with ThreadPoolExecutor(1) as pool, pytest.raises(RuntimeError, match="own work failed"):
+        _run_shared(pool, square, list(range(5)), fails)
