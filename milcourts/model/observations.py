@@ -54,8 +54,9 @@ class Observations:
 
     def with_values(self, values: np.ndarray) -> Observations:
         """The same figures with other values (one per fitted figure, in this order): a simulated
-        replicate of the pattern. How each figure enters the likelihood (observed, earlier vintage,
-        set aside) is decided by its dates, qualifier and period, never by its value, so it stays."""
+        replicate of the pattern. How each figure enters the likelihood stays the template's: for
+        one consistent series (no conflicts to set anything aside) it follows from the figures'
+        dates, qualifiers and periods; a test checks it against preparing a replicate from scratch."""
         values = np.asarray(values, float)
         if values.shape != self.value.shape:
             raise ValueError(f"expected {self.value.shape[0]} values (one per fitted figure), got {values.shape}")
