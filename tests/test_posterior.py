@@ -133,3 +133,13 @@ def test_table_captions_list_the_effects_whose_sampled_range_page_one_gives():
     posterior = _quantities([("level rate ratio at the break", 1.7, 0.82, 3.21)]).assign(article="337")
     products = SimpleNamespace(tables={"posterior_intervals": compare_intervals(laplace, posterior)})
     assert sampled_notes(products, ["337", "338"]) == [("the jump at the break for AWOL (Art. 337)", "0.8 to 3.2")]
+
+
+def test_chains_shared_with_a_worker_process_are_the_chains_one_process_draws(synthetic_fit):
+    """The build's serial stage shares the check's chains between two processes: each chain's key,
+    and so its draws, must not depend on which process ran it."""
+    one = sample_posterior(synthetic_fit, chains=3, warmup=20, draws=10, seed=11)
+    shared = sample_posterior(synthetic_fit, chains=3, warmup=20, draws=10, seed=11, workers=2)
+    np.testing.assert_array_equal(shared.params, one.params)
+    assert shared.divergences == one.divergences
+    assert not np.array_equal(one.params[0], one.params[1])  # the chains are not one chain thrice

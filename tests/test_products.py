@@ -61,7 +61,7 @@ def counted(monkeypatch, tiny):
     for (with stand-in check tables for the main fit)."""
     calls = []
 
-    def compute(request, with_checks=False):
+    def compute(request, with_checks=False, workers=1):
         calls.append(request.name)
         tables = dict(tiny.tables)
         if with_checks:

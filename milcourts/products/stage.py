@@ -103,7 +103,9 @@ def fits_dir(processed_dir: Path | None = None) -> Path:
     return (processed_dir or paths.processed_dir()) / FITS_FOLDER
 
 
-def _tables(request: FitRequest, fitted: FittedModel, draws: Draws, with_checks: bool) -> dict[str, pd.DataFrame]:
+def _tables(
+    request: FitRequest, fitted: FittedModel, draws: Draws, with_checks: bool, workers: int = 1
+) -> dict[str, pd.DataFrame]:
     effects = effects_table(fitted, draws)
     monthly = monthly_filings_table(fitted, draws)
     tables = {
@@ -124,17 +126,18 @@ def _tables(request: FitRequest, fitted: FittedModel, draws: Draws, with_checks:
         tables["alternatives"] = comparison_table(fitted, draws, effects)
         tables["release_completeness"] = release_completeness_table(fitted, draws)
         # the full-posterior check of the Laplace intervals (about a minute of sampling)
-        check = run_posterior_check(fitted, draws, sample_posterior(fitted))
+        check = run_posterior_check(fitted, draws, sample_posterior(fitted, workers=workers))
         tables.update({f"posterior_{name}": table for name, table in check.items()})
     return tables
 
 
-def compute(request: FitRequest, with_checks: bool = False) -> FitProducts:
-    """Fit, draw and tabulate one request (model_numerics: the same numbers in any process)."""
+def compute(request: FitRequest, with_checks: bool = False, workers: int = 1) -> FitProducts:
+    """Fit, draw and tabulate one request (model_numerics: the same numbers in any process).
+    `workers`: processes the full-posterior check's chains may share (the same draws either way)."""
     with model_numerics():
         fitted = fit_filings_model(build_constraint_view(request.ledger), request.spec)
         draws = simulate(fitted, condition=request.condition)
-        tables = _tables(request, fitted, draws, with_checks)
+        tables = _tables(request, fitted, draws, with_checks, workers)
     # the tables as a reader of the products gets them: through the same CSV text
     tables = {name: decode_table(encode_table(table)) for name, table in tables.items()}
     return FitProducts(request, fitted, draws, tables)
@@ -192,10 +195,14 @@ def is_stored(request: FitRequest, processed_dir: Path | None = None, with_check
     return ARRAYS_FILE in meta["files"]
 
 
-def _fit_and_store(request: FitRequest, processed_dir: Path, with_checks: bool) -> float:
+def _fit_and_store(request: FitRequest, processed_dir: Path, with_checks: bool, workers: int = 1) -> float:
     started = time.perf_counter()
-    store(compute(request, with_checks), processed_dir)
+    store(compute(request, with_checks, workers), processed_dir)
     return time.perf_counter() - started
+
+
+# Processes the serial stage's posterior check shares its chains between (checks.posterior).
+SERIAL_CHECK_WORKERS = 2
 
 
 def fit_stage(
@@ -224,8 +231,10 @@ def fit_stage(
     # the main fit first: it is the longest (its checks refit the model at every candidate break)
     todo.sort(key=lambda r: r.key not in checks)
     if jobs <= 1 or len(todo) <= 1:
+        # one fit at a time: the main fit's posterior check shares its chains with a second
+        # process (about a minute of sampling, while the other core would idle)
         for request in todo:
-            seconds = _fit_and_store(request, processed_dir, request.key in checks)
+            seconds = _fit_and_store(request, processed_dir, request.key in checks, SERIAL_CHECK_WORKERS)
             say(f"fit {request.folder}: {request.description} ({seconds:.1f} s)")
     else:
         _fit_in_parallel(todo, processed_dir, checks, jobs, say)
