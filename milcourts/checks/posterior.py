@@ -147,10 +147,19 @@ def sample_posterior(
     workers = max(1, min(workers, chains))
     shares = [list(range(chains))[w::workers] for w in range(workers)]
     if workers > 1:
-        with process_pool(workers - 1) as pool:
+        pool = process_pool(workers - 1)
+        try:
             pending = [pool.submit(_run_chains, fitted, share, chains, warmup, draws, seed) for share in shares[1:]]
             results = {0: _run_chains(fitted, shares[0], chains, warmup, draws, seed)}
             results.update({w + 1: future.result() for w, future in enumerate(pending)})
+        except BaseException:
+            # an error or an interruption here: stop the worker's chains now instead of waiting
+            # for them (the fit stage does the same with its fits)
+            for process in list(getattr(pool, "_processes", {}).values()):
+                process.terminate()
+            pool.shutdown(wait=False, cancel_futures=True)
+            raise
+        pool.shutdown()
     else:
         results = {0: _run_chains(fitted, shares[0], chains, warmup, draws, seed)}
     by_chain = {i: run for w, share in enumerate(shares) for i, run in zip(share, results[w])}
