@@ -31,7 +31,7 @@ from milcourts.build.render import PdfPrinter, find_browser
 from milcourts.build.runfile import Run, RunFileError, check_parameters, load_runs, select_runs
 from milcourts.inputs.ledger import load_ledger
 from milcourts.inputs.provenance import sha256_of, verify_provenance
-from milcourts.model.runtime import process_pool
+from milcourts.model.runtime import process_pool, stop_now
 from milcourts.products.needs import FitRequest, main_request, requests_for_run
 
 
@@ -127,11 +127,9 @@ def _execute_all(runs: list[Run], staging: Path, settings: BuildSettings, contex
                 for future in as_completed(futures):
                     finished(future.result())
             except BaseException:
-                # a failure or an interruption: stop the other runs now (their kernels are shut down
-                # by the same SIGTERM handling) instead of waiting for them to finish
-                for process in list(getattr(pool, "_processes", {}).values()):
-                    process.terminate()
-                pool.shutdown(wait=False, cancel_futures=True)
+                # a failure or an interruption: stop the other runs now (their kernels are shut down by the
+                # same SIGTERM handling) instead of waiting for them to finish
+                stop_now(pool)
                 raise
             pool.shutdown()
         return done

@@ -27,7 +27,7 @@ import pandas as pd
 
 from milcourts.model.fit import FittedModel, _objective
 from milcourts.model.observations import month_index
-from milcourts.model.runtime import model_numerics, process_pool
+from milcourts.model.runtime import model_numerics, process_pool, stop_now
 from milcourts.model.simulate import simulate
 from milcourts.model.spec import phi_prior
 from milcourts.model.tables import effects_table, monthly_filings_table, yearly_totals_table
@@ -153,11 +153,8 @@ def sample_posterior(
             results = {0: _run_chains(fitted, shares[0], chains, warmup, draws, seed)}
             results.update({w + 1: future.result() for w, future in enumerate(pending)})
         except BaseException:
-            # an error or an interruption here: stop the worker's chains now instead of waiting
-            # for them (the fit stage does the same with its fits)
-            for process in list(getattr(pool, "_processes", {}).values()):
-                process.terminate()
-            pool.shutdown(wait=False, cancel_futures=True)
+            # an error or an interruption here: stop the worker's chains now instead of waiting for them
+            stop_now(pool)
             raise
         pool.shutdown()
     else:

@@ -49,3 +49,11 @@ def process_pool(max_workers: int) -> ProcessPoolExecutor:
     """Worker processes started by a fork server, never forked from this process: JAX runs threads
     once it has compiled anything, and a fork copies their locks mid-use (the workers deadlocked)."""
     return ProcessPoolExecutor(max_workers=max_workers, mp_context=multiprocessing.get_context("forkserver"))
+
+
+def stop_now(pool: ProcessPoolExecutor) -> None:
+    """After an error or an interruption: terminate the pool's workers and drop what is queued,
+    instead of waiting for running work to finish (a worker's kernels and chains stop with it)."""
+    for process in list(getattr(pool, "_processes", {}).values()):
+        process.terminate()
+    pool.shutdown(wait=False, cancel_futures=True)

@@ -40,7 +40,7 @@ from milcourts.inputs.constraints import build_constraint_view
 from milcourts.inputs.provenance import code_fingerprint
 from milcourts.model.fit import FittedModel, fit_filings_model
 from milcourts.model.releases import release_completeness_table
-from milcourts.model.runtime import model_numerics, process_pool
+from milcourts.model.runtime import model_numerics, process_pool, stop_now
 from milcourts.model.simulate import Draws, simulate
 from milcourts.model.tables import (
     effects_table,
@@ -258,9 +258,7 @@ def _fit_in_parallel(todo: list[FitRequest], processed_dir: Path, checks: set[st
             request = futures[future]
             say(f"fit {request.folder}: {request.description} ({future.result():.1f} s)")
     except BaseException:
-        for process in list(getattr(pool, "_processes", {}).values()):
-            process.terminate()  # an error or an interruption: stop the other fits now
-        pool.shutdown(wait=False, cancel_futures=True)
+        stop_now(pool)  # an error or an interruption: stop the other fits now
         raise
     pool.shutdown()
 
