@@ -10,6 +10,7 @@ import pandas as pd
 import pytest
 
 from milcourts import paths
+from milcourts.checks.synthetic import aggregate_pattern, default_truth, publish, simulate_counts
 from milcourts.inputs.constraints import build_constraint_view
 from milcourts.inputs.ledger import load_ledger
 from milcourts.model.derivatives import ExactObjective, likelihood_data
@@ -76,6 +77,45 @@ def test_padding_to_block_sizes_changes_nothing(ledger_problem):
     unpadded = total_loglik(reference, obs, design)[0]
     # six knots on the real ledger: the parameters need no padding, only figures and months
     assert total_loglik(reference, data, data.design, roles=data.roles)[0] == pytest.approx(unpadded, abs=1e-9)
+
+
+def test_figures_beyond_the_minimum_blocks_change_nothing():
+    """A ledger with more point figures and more bounds and revisions than the blocks' minimum sizes
+    (52 and 16 rows, against 48 and 8) gives the numpy likelihood's value and gradient: the sorting into
+    blocks, the partners of revisions and the padding lose and misplace nothing."""
+    truth = default_truth()
+    ledger = publish(truth, simulate_counts(truth, np.random.default_rng(5)), aggregate_pattern(months_2024=True))
+    monthly = ledger.index[
+        ledger["period_start"].dt.year.eq(2024) & ledger["period_end"].dt.month.eq(ledger["period_start"].dt.month)
+    ]
+    ledger.loc[monthly[::4], "value_qualifier"] = "at_least"
+    ledger.loc[monthly[2::18], "value_qualifier"] = "at_most"
+    # earlier vintages of the last three figures, published smaller: revisions whose later
+    # vintages sit behind bounds, so their partners move when the figures are sorted
+    early = ledger.tail(3).assign(
+        figure_id=["E1", "E2", "E3"],
+        source_date=pd.Timestamp("2025-01-15"),
+        value=lambda f: (f["value"] * 0.97).round(),
+        ledger_line=lambda f: f["ledger_line"] + 3,
+    )
+    ledger = pd.concat([ledger, early], ignore_index=True)
+    obs = prepare_observations(build_constraint_view(ledger), None, ModelSpec().exposure)
+    bounds = int(np.isin(obs.qualifier, ("at_least", "at_most")).sum())
+    revisions = int((obs.later_partner >= 0).sum())
+    assert len(obs.value) - bounds - revisions > 48 and bounds + revisions > 8 and revisions == 3
+    break_index = month_index(obs.months, ModelSpec().break_month)
+    knots = supported_knots(ModelSpec(), len(obs.months), break_index)
+    design = design_matrix(len(obs.months), break_index, knots)
+    layout = ParameterLayout(len(knots))
+    objective = ExactObjective(
+        obs, design, layout.prior_mean(PRIOR_LOG_PHI), layout.prior_precision(PENALTY, PRIOR_LOG_PHI)
+    )
+    point = layout.prior_mean(PRIOR_LOG_PHI) + 0.05 * np.random.default_rng(9).standard_normal(layout.size)
+    point[list(layout.intercepts)] += np.log([55.0, 3.0, 1.0])
+    value, gradient = objective.value_and_gradient(point)
+    assert value == pytest.approx(float(_numpy_objective(point, obs, design, len(knots))[0]), rel=1e-10)
+    numeric = _central_differences(lambda p: float(_numpy_objective(p, obs, design, len(knots))[0]), point, 1e-6)
+    assert np.abs(gradient - numeric).max() < 1e-5 * max(1.0, np.abs(numeric).max())
 
 
 @pytest.fixture(scope="module")

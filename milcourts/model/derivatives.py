@@ -110,14 +110,16 @@ class LikelihoodData(NamedTuple):
 
 
 # Shapes are padded so that fits of nearby sizes (rolling origins, leave-one-out, simulated
-# replicates, sensitivity variants) share one compilation, which costs about 8 s against 2 to 60 ms
-# for a call: at least MIN_FIGURES figures and MIN_MONTHS months (the real ledger's 49 and 48 fit),
-# beyond that whole blocks. An empty figure (no weight, no role) and an empty month (no days)
-# change nothing in the likelihood. Knots are padded to the default specification's six (a hinge
-# with a zero column and its parameter held at zero). Padding is not free: the point figures'
-# covariance grows with the square of the figures and its inverse with the cube, and a Hessian
-# took 40 ms padded to 64 figures against 31 to 37 ms padded to 56 (the gradient about 7% less).
-MIN_FIGURES, FIGURE_BLOCK = 56, 8
+# replicates, sensitivity variants) share one compilation, which costs about 8 s against 1 to 30 ms
+# for a call. The figures are sorted into two blocks (see FigureRoles): the point figures, at least
+# MIN_POINTS of them (the real ledger has 42), and the bounds and revisions, at least MIN_OTHERS
+# (it has 7), beyond that whole blocks; months at least MIN_MONTHS (48). An empty figure (no
+# weight, no role) and an empty month (no days) change nothing in the likelihood. Knots are padded
+# to the default specification's six (a hinge with a zero column and its parameter held at zero).
+# Padding is not free: the point figures' covariance grows with the square of its size and its
+# inverse with the cube, and the incomplete beta function runs on every figure of the second block.
+MIN_POINTS, POINT_BLOCK = 48, 4
+MIN_OTHERS, OTHER_BLOCK = 8, 4
 MIN_MONTHS, MONTH_BLOCK = 48, 12
 MIN_KNOTS = 6
 
@@ -132,28 +134,54 @@ def _pad(array: np.ndarray, shape: tuple[int, ...], fill=0) -> np.ndarray:
     return out
 
 
+def _place(array, rows: np.ndarray, n_rows: int) -> np.ndarray:
+    """The figures' rows of `array` moved to `rows` of an array of n_rows, zeros elsewhere."""
+    array = np.asarray(array)
+    out = np.zeros((n_rows, *array.shape[1:]), dtype=array.dtype)
+    out[rows] = array
+    return out
+
+
 def likelihood_data(obs, design: np.ndarray) -> LikelihoodData:
-    """Observations and the design of the observed months, padded (see FIGURE_BLOCK)."""
-    n_figures, n_months = obs.weights.shape
+    """Observations and the design of the observed months, the figures sorted into their two blocks
+    and every axis padded (see MIN_POINTS)."""
+    n_months = obs.weights.shape[1]
     n_knots = design.shape[1] - 3
-    j, t = _round_up(n_figures, MIN_FIGURES, FIGURE_BLOCK), _round_up(n_months, MIN_MONTHS, MONTH_BLOCK)
-    k = max(n_knots, MIN_KNOTS)
     roles = figure_roles(obs)
-    padded_roles = FigureRoles(
-        *(_pad(np.asarray(a), (j,), False if a.dtype == bool else 0) for a in roles[:5]),
-        np.concatenate([roles.partner, np.arange(n_figures, j)]),
-        _pad(roles.is_based, (j,), False),
-        _pad(roles.is_early_month, (t,), False),
+    points, others = np.flatnonzero(roles.is_point), np.flatnonzero(~roles.is_point)
+    n_point = _round_up(len(points), MIN_POINTS, POINT_BLOCK)
+    n_figures = n_point + _round_up(len(others), MIN_OTHERS, OTHER_BLOCK)
+    t, k = _round_up(n_months, MIN_MONTHS, MONTH_BLOCK), max(n_knots, MIN_KNOTS)
+    rows = np.empty(len(roles.is_point), dtype=int)  # each figure's row in the padded arrays
+    rows[points] = np.arange(len(points))
+    rows[others] = n_point + np.arange(len(others))
+    other_rows = np.arange(n_point, n_figures)
+    partner = other_rows.copy()  # padding and bounds: themselves
+    partner[: len(others)] = rows[roles.partner[others]]
+
+    def figures(array, width: int | None = None) -> np.ndarray:
+        placed = _place(np.asarray(array, float), rows, n_figures)
+        return placed if width is None else _pad(placed, (n_figures, width))
+
+    placed_roles = FigureRoles(
+        is_point=_place(roles.is_point, rows, n_figures)[:n_point],
+        is_approx=_place(roles.is_approx, rows, n_figures)[:n_point],
+        is_bound=_place(roles.is_bound, rows, n_figures)[n_point:],
+        is_lower=_place(roles.is_lower, rows, n_figures)[n_point:],
+        is_revision=_place(roles.is_revision, rows, n_figures)[n_point:],
+        partner=partner,
+        is_based=_place(roles.is_based, rows, n_figures),
+        is_early_month=_pad(roles.is_early_month, (t,), False),
     )
     return LikelihoodData(
-        _pad(np.asarray(obs.weights, float), (j, t)),
-        _pad(np.asarray(obs.article_mask, float), (j, 3)),
-        _pad(np.asarray(obs.lag_first, float), (j, t)),
-        _pad(np.asarray(obs.covered_days, float), (j, t)),
+        figures(obs.weights, t),
+        figures(obs.article_mask),
+        figures(obs.lag_first, t),
+        figures(obs.covered_days, t),
         _pad(np.asarray(obs.days, float), (t,)),
-        _pad(np.asarray(obs.value, float), (j,)),
+        figures(obs.value),
         _pad(np.asarray(design[:n_months], float), (t, 3 + k)),
-        padded_roles,
+        placed_roles,
     )
 
 
@@ -186,7 +214,22 @@ def negative_log_posterior(params, data: LikelihoodData, prior_mean, prior_preci
 
 
 _value_and_gradient = jax.jit(jax.value_and_grad(negative_log_posterior))
-_hessian = jax.jit(jax.hessian(negative_log_posterior))
+_gradient = jax.grad(negative_log_posterior)
+
+# Directions of the Hessian taken together (forward mode over the gradient). All 36 at once
+# (jax.hessian) carry 36 copies of the point figures' covariance algebra through every step: a
+# Hessian took 8 ms for 44 point figures but 20 to 25 ms for 48 and more (likely the working set
+# outgrowing the processor's cache); in batches of 9 it takes 11 ms for 40 to 48 (batches of 6,
+# 12 and 18: 11 to 18 ms).
+HESSIAN_BATCH = 9
+
+
+@jax.jit
+def _hessian(params, data: LikelihoodData, prior_mean, prior_precision):
+    def along(direction):
+        return jax.jvp(lambda p: _gradient(p, data, prior_mean, prior_precision), (params,), (direction,))[1]
+
+    return jax.lax.map(along, jnp.eye(params.shape[0]), batch_size=HESSIAN_BATCH)
 
 
 class ExactObjective:

@@ -58,14 +58,20 @@ class FigureRoles(NamedTuple):
     Masks rather than index lists: JAX compiles the likelihood once per array shape, so every data
     set of the same size (simulated replicates, leave-one-out refits, rolling origins padded to
     the same size) reuses one compilation, whatever its figures' kinds.
+
+    Two blocks, told by the masks' lengths: the point masks cover the first P figures and the
+    bound and revision masks the last R. Here (numpy) both cover all J figures; the compiled
+    likelihood (model.derivatives) sorts the points first, so that the joint normal's covariance,
+    whose cost grows with the square and cube of its size, and the incomplete beta function of the
+    bounds each see only their own figures.
     """
 
-    is_point: np.ndarray  # (J,) exact or approximate values, joint normal
-    is_approx: np.ndarray  # (J,) rounded ("about"), as 0/1
-    is_bound: np.ndarray  # (J,) "at least" / "at most"
-    is_lower: np.ndarray  # (J,) "at least"
-    is_revision: np.ndarray  # (J,) earlier vintage, conditioned on its later one
-    partner: np.ndarray  # (J,) int: the later vintage of a revision (itself otherwise)
+    is_point: np.ndarray  # (P,) exact or approximate values, joint normal
+    is_approx: np.ndarray  # (P,) rounded ("about"), as 0/1
+    is_bound: np.ndarray  # (R,) "at least" / "at most"
+    is_lower: np.ndarray  # (R,) "at least"
+    is_revision: np.ndarray  # (R,) earlier vintage, conditioned on its later one
+    partner: np.ndarray  # (R,) int, among all J figures: the later vintage of a revision (itself otherwise)
     is_based: np.ndarray  # (J,) "since mobilisation" totals (counting base shares)
     is_early_month: np.ndarray  # (T,) Sep-Dec 2022, the early counting base
 
@@ -215,24 +221,29 @@ def total_loglik(params, obs, design, backend: Backend = NUMPY, roles: FigureRol
     per_cell = loadings * mu[:, None]
     expected = xp.maximum(per_cell.sum(axis=(2, 3)), 1e-9)
     y = xp.round(obs.value)[None]
-    # point figures: joint normal; other figures' rows and columns become the identity, residual 0
+    # point figures (the first P): joint normal; other figures' rows and columns become the
+    # identity, residual 0
+    n_point = roles.is_point.shape[0]
     point = roles.is_point
     both = point[:, None] & point[None, :]
-    cov = point_covariance(loadings, mu, phi, alpha, expected, roles.is_approx[None], xp)
-    cov = xp.where(both[None], cov, xp.eye(len(point))[None])
+    cov = point_covariance(loadings[:, :n_point], mu, phi, alpha, expected[:, :n_point], roles.is_approx[None], xp)
+    cov = xp.where(both[None], cov, xp.eye(n_point)[None])
     try:
-        total = _mvn_logpdf(xp.where(point[None], y - expected, 0.0), cov, backend)
+        total = _mvn_logpdf(xp.where(point[None], y[:, :n_point] - expected[:, :n_point], 0.0), cov, backend)
     except np.linalg.LinAlgError:
         return np.full(params.shape[0], -np.inf)
     total = total - 0.5 * point.sum() * np.log(2 * np.pi)
+    # bounds and revisions (the last R figures)
+    others = slice(expected.shape[1] - roles.is_bound.shape[0], None)
+    e_other, y_other = expected[:, others], y[:, others]
     # bounds: negative binomial tails
     bound = roles.is_bound[None]
-    month_var = phi[:, None] * (per_cell**2).sum(axis=(2, 3))
-    e = xp.where(bound, expected, 1.0)
+    month_var = phi[:, None] * (per_cell[:, others] ** 2).sum(axis=(2, 3))
+    e = xp.where(bound, e_other, 1.0)
     var = e + xp.where(bound, month_var + alpha[:, None] * e**2, 1.0)
     size = _nb_size(e, var, xp)
     prob = size / (size + e)
-    yb = xp.where(bound, y, 1.0)
+    yb = xp.where(bound, y_other, 1.0)
     # P(Y >= y) = I_{1-p}(y, size) for "at least", P(Y <= y) = I_p(size, y + 1) for "at most":
     # one call with the arguments chosen per figure (each call is an evaluation of a continued
     # fraction, and its derivatives several)
@@ -245,8 +256,8 @@ def total_loglik(params, obs, design, backend: Backend = NUMPY, roles: FigureRol
     total = total + xp.where(bound, xp.log(xp.maximum(tail, 1e-300)), 0.0).sum(axis=1)
     # earlier vintages: binomial thinning of the later value
     revision = roles.is_revision[None]
-    share = xp.clip(expected / expected[:, roles.partner], 1e-9, 1 - 1e-9)
-    k, n = y, y[:, roles.partner]
+    share = xp.clip(e_other / expected[:, roles.partner], 1e-9, 1 - 1e-9)
+    k, n = y_other, y[:, roles.partner]
     k = xp.where(revision, k, 0.0)
     n = xp.where(revision, n, 0.0)
     log_choose = backend.gammaln(n + 1) - backend.gammaln(k + 1) - backend.gammaln(n - k + 1)
