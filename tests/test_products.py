@@ -181,6 +181,43 @@ def test_loaded_products_equal_a_fit_made_in_the_notebook(ledger, tmp_path, monk
     assert_same(loaded, fitted_here)
 
 
+def test_fits_of_the_same_rows_share_one_view_and_other_rows_get_their_own(ledger, tmp_path, monkeypatch):
+    """Loading rebuilds a fit's constraint view and observations from the ledger rows; fits of the
+    same rows (a report's main fit and its variants) share them, while other rows or another
+    exposure get their own, equal to ones built from scratch."""
+    from milcourts.inputs.constraints import build_constraint_view
+    from milcourts.model.observations import prepare_observations
+    from milcourts.products import store
+
+    monkeypatch.setattr(store, "_VIEWS", {})
+    monkeypatch.setattr(store, "_OBSERVATIONS", {})
+    fewer = ledger.iloc[:-3].reset_index(drop=True)
+    changed = ledger.assign(value=ledger["value"].where(ledger.index != 0, ledger["value"] + 7))
+    wanted = [
+        request(ledger),
+        request(ledger, "poisson", likelihood="poisson"),
+        request(ledger, "working-days", exposure="working_days"),
+        request(fewer, "fewer"),
+        request(changed, "changed"),
+    ]
+    stage.fit_stage(wanted, tmp_path, say=lambda line: None)
+    monkeypatch.setattr(stage, "_SESSION", {})
+    said = []
+    main, poisson, working, few, other = stage.load_or_fit(wanted, tmp_path, say=said.append)
+    assert said == []
+    assert poisson.fitted.obs is main.fitted.obs and poisson.fitted.conflicts is main.fitted.conflicts
+    assert working.fitted.obs is not main.fitted.obs and working.fitted.conflicts is main.fitted.conflicts
+    for products, rows, exposure in (
+        (working, ledger, "working_days"),
+        (few, fewer, TINY.exposure),
+        (other, changed, TINY.exposure),
+    ):
+        afresh = prepare_observations(build_constraint_view(rows), None, exposure)
+        assert products.fitted.obs.figures.equals(afresh.figures)
+        np.testing.assert_array_equal(products.fitted.obs.value, afresh.value)
+        np.testing.assert_array_equal(products.fitted.obs.days, afresh.days)
+
+
 # ----------------------------------------------------------------------------- bad or stale products
 
 
