@@ -55,14 +55,19 @@ def tiny(ledger) -> stage.FitProducts:
     return stage.compute(FitRequest("main", "the tiny test fit", ledger, TINY))
 
 
+class _Calls(list):
+    """The names of the requests fitted, in order; `.workers`: the processes each fit was offered."""
+
+
 @pytest.fixture
 def counted(monkeypatch, tiny):
     """The stage's fit replaced by a recorder returning the real tiny fit under the request asked
     for (with stand-in check tables for the main fit)."""
-    calls = []
+    calls, workers_asked = _Calls(), []
 
     def compute(request, with_checks=False, workers=1):
         calls.append(request.name)
+        workers_asked.append(workers)
         tables = dict(tiny.tables)
         if with_checks:
             tables.update(
@@ -98,6 +103,7 @@ def counted(monkeypatch, tiny):
 
     monkeypatch.setattr(stage, "compute", compute)
     monkeypatch.setattr(stage, "_SESSION", {})
+    calls.workers = workers_asked
     return calls
 
 
@@ -128,6 +134,17 @@ def test_each_distinct_request_is_fitted_once_and_stored_ones_are_kept(counted, 
     assert stage.fit_stage([first, other], tmp_path, say=said.append) == []
     assert counted == ["main", "other"]
     assert all("stored for this code, not refitted" in line for line in said)
+
+
+@pytest.mark.parametrize("jobs", [1, 3])
+def test_fits_run_one_at_a_time_here_and_only_the_posterior_check_shares_processes(counted, ledger, tmp_path, jobs):
+    """Parallel fits lost to compiling the likelihood once per process; with any --jobs the stage
+    fits here, in order, and offers the main fit's check at least two processes (--jobs if more)."""
+    main = request(ledger)
+    others = [request(ledger, "other", break_month="2022-11"), request(ledger, "poisson", likelihood="poisson")]
+    stage.fit_stage(others, tmp_path, jobs=jobs, main=main, say=lambda line: None)
+    assert counted == ["main", "other", "poisson"]  # recorded in this process, the main fit first
+    assert counted.workers[0] == max(jobs, 2)
 
 
 def test_the_reports_need_eight_fits_and_the_stage_fits_each_once(counted, tmp_path):

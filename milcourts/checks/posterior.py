@@ -141,8 +141,8 @@ def sample_posterior(
 
     `workers` > 1: the chains are shared between this process and workers-1 others (each compiles
     the sampler once, about 6 s; a chain of the main fit takes about 12 s), with the same draws as
-    one process, chain for chain. The serial build uses two: nothing else runs while the main fit's
-    checks do."""
+    one process, chain for chain. The fit stage uses two (or --jobs): nothing else runs while the
+    main fit's checks do."""
     started = time.perf_counter()
     workers = max(1, min(workers, chains))
     shares = [list(range(chains))[w::workers] for w in range(workers)]

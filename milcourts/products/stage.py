@@ -19,7 +19,6 @@ import shutil
 import sys
 import time
 from collections.abc import Callable
-from concurrent.futures import as_completed
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -29,7 +28,6 @@ import scipy
 import statsmodels
 
 from milcourts import paths
-from milcourts.checks.alternatives import comparison_table
 from milcourts.checks.breakdate import (
     break_effect_rows,
     profile_break_month,
@@ -40,7 +38,7 @@ from milcourts.inputs.constraints import build_constraint_view
 from milcourts.inputs.provenance import code_fingerprint
 from milcourts.model.fit import FittedModel, fit_filings_model
 from milcourts.model.releases import release_completeness_table
-from milcourts.model.runtime import model_numerics, process_pool, stop_now
+from milcourts.model.runtime import model_numerics
 from milcourts.model.simulate import Draws, simulate
 from milcourts.model.tables import (
     effects_table,
@@ -123,6 +121,10 @@ def _tables(
             rows, columns=["article", "effect", "estimate", "lower_95", "upper_95", "method"]
         )
         tables["break_profile"] = profile
+        # imported here: statsmodels.api takes half a second to import, and every report kernel
+        # imports this module only to load the stored fits
+        from milcourts.checks.alternatives import comparison_table
+
         tables["alternatives"] = comparison_table(fitted, draws, effects)
         tables["release_completeness"] = release_completeness_table(fitted, draws)
         # the full-posterior check of the Laplace intervals (about a minute of sampling)
@@ -201,8 +203,8 @@ def _fit_and_store(request: FitRequest, processed_dir: Path, with_checks: bool, 
     return time.perf_counter() - started
 
 
-# Processes the serial stage's posterior check shares its chains between (checks.posterior).
-SERIAL_CHECK_WORKERS = 2
+# Processes the main fit's posterior check shares its chains between (checks.posterior), at least.
+CHECK_WORKERS = 2
 
 
 def fit_stage(
@@ -215,7 +217,14 @@ def fit_stage(
     """Fit and store every distinct request not already stored; return those fitted.
 
     `main`, if given, is the project's main fit: it is fitted with the model's checks and its
-    tables are copied to data/processed/. Fits run `jobs` at a time in separate processes.
+    tables are copied to data/processed/.
+
+    The fits run one at a time in this process, whatever `jobs`: each process compiles the
+    likelihood's derivatives (about 10 s of processor time, 20 s with the posterior sampler) and
+    the fits themselves take a second each, so fits in parallel processes took longer (the stage
+    66.6 s with two processes against 40.2 s in one, `make bench`). The second core helps where
+    the work is long: the main fit's posterior check shares its four chains with CHECK_WORKERS - 1
+    other processes (or `jobs` - 1, if more), the same draws either way.
     """
     processed_dir = processed_dir or paths.processed_dir()
     distinct: dict[str, FitRequest] = {}
@@ -230,14 +239,9 @@ def fit_stage(
             todo.append(request)
     # the main fit first: it is the longest (its checks refit the model at every candidate break)
     todo.sort(key=lambda r: r.key not in checks)
-    if jobs <= 1 or len(todo) <= 1:
-        # one fit at a time: the main fit's posterior check shares its chains with a second
-        # process (about a minute of sampling, while the other core would idle)
-        for request in todo:
-            seconds = _fit_and_store(request, processed_dir, request.key in checks, SERIAL_CHECK_WORKERS)
-            say(f"fit {request.folder}: {request.description} ({seconds:.1f} s)")
-    else:
-        _fit_in_parallel(todo, processed_dir, checks, jobs, say)
+    for request in todo:
+        seconds = _fit_and_store(request, processed_dir, request.key in checks, max(jobs, CHECK_WORKERS))
+        say(f"fit {request.folder}: {request.description} ({seconds:.1f} s)")
     if main:
         publish_main_tables(main, processed_dir)
     _prune(processed_dir, {request.folder for request in distinct.values()})
@@ -246,21 +250,6 @@ def fit_stage(
 
 def distinct_with_checks(requests: list[FitRequest]) -> list[FitRequest]:
     return [request for request in requests if request.with_checks]
-
-
-def _fit_in_parallel(todo: list[FitRequest], processed_dir: Path, checks: set[str], jobs: int, say) -> None:
-    pool = process_pool(min(jobs, len(todo)))
-    try:
-        futures = {
-            pool.submit(_fit_and_store, request, processed_dir, request.key in checks): request for request in todo
-        }
-        for future in as_completed(futures):
-            request = futures[future]
-            say(f"fit {request.folder}: {request.description} ({future.result():.1f} s)")
-    except BaseException:
-        stop_now(pool)  # an error or an interruption: stop the other fits now
-        raise
-    pool.shutdown()
 
 
 def publish_main_tables(main: FitRequest, processed_dir: Path | None = None) -> list[Path]:
