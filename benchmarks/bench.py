@@ -133,9 +133,12 @@ def bench_reports() -> dict[str, float]:
         measured["cold build of every report, --jobs 2"] = _timed(lambda: build(settings=parallel), 1)
         floor_sum = measured["floor: papermill + nbconvert + PDF on an empty notebook"] * len(runs)
         stage = measured["fit stage, every fit the reports need (cold, --jobs 1)"]
+        cold = measured["cold build of every report, serial"]
+        print(f"cold build / (sum of floors + fit stage) = {cold / (floor_sum + stage):.2f} (goal <= 1.5)")
+        # the exact-derivatives issue's goal: the reports after the fit stage within their floors + 10 s
         print(
-            f"cold build / (sum of floors + fit stage) = "
-            f"{measured['cold build of every report, serial'] / (floor_sum + stage):.2f} (goal <= 1.5)"
+            f"cold build after the fit stage = {cold - stage:.1f} s; / (sum of floors + 10 s) = "
+            f"{(cold - stage) / (floor_sum + 10):.2f} (goal <= 1)"
         )
         print(
             f"--jobs 2 speed-up over serial = "
