@@ -600,8 +600,11 @@ def test_a_second_build_in_the_same_checkout_refuses_while_the_first_runs(tmp_pa
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("damage", ["", '{"reports": ', "{}"])
+@pytest.mark.parametrize("damage", ['{"reports": '])
 def test_the_command_line_rebuilds_over_a_damaged_manifest(tmp_path, make_notebook, damage):
+    """The command line, with and without --force, over a truncated manifest: exit 0, no traceback.
+    Every other damage (empty, "{}", a list, hostile outputs...) goes through the same build()
+    in test_a_damaged_manifest_is_a_reason_to_rebuild_never_a_crash; here a process cost 4 s a run."""
     env = _cli_project(tmp_path, make_notebook, ["print('fine')"])
     (tmp_path / "reports").mkdir()
     (tmp_path / "reports" / "manifest.json").write_text(damage)
