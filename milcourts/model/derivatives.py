@@ -112,10 +112,11 @@ class LikelihoodData(NamedTuple):
 # Shapes are padded so that fits of nearby sizes (rolling origins, leave-one-out, simulated
 # replicates, sensitivity variants) share one compilation, which costs about 8 s against 1 to 30 ms
 # for a call. The figures are sorted into two blocks (see FigureRoles): the point figures, at least
-# MIN_POINTS of them (the real ledger has 42), and the bounds and revisions, at least MIN_OTHERS
-# (it has 7), beyond that whole blocks; months at least MIN_MONTHS (48). An empty figure (no
-# weight, no role) and an empty month (no days) change nothing in the likelihood. Knots are padded
-# to the default specification's six (a hinge with a zero column and its parameter held at zero).
+# MIN_POINTS of them (the real ledger has 42; the simulation check publishes its bounds as points,
+# 46), and the bounds and revisions, at least MIN_OTHERS (it has 7), beyond that whole blocks;
+# months at least MIN_MONTHS (48). An empty figure (no weight, no role) and an empty month (no
+# days) change nothing in the likelihood. Knots are padded to the default specification's six (a
+# hinge with a zero column and its parameter held at zero).
 # Padding is not free: the point figures' covariance grows with the square of its size and its
 # inverse with the cube, and the incomplete beta function runs on every figure of the second block.
 MIN_POINTS, POINT_BLOCK = 48, 4
