@@ -234,7 +234,14 @@ def _parser() -> argparse.ArgumentParser:
     )
     command.add_argument("--only", action="append", metavar="NAME", help="only the fits of this run (repeatable)")
     command.add_argument("--run-file", type=_path, default=paths.RUN_FILE, help="the run file")
-    command.add_argument("--jobs", type=int, default=1, metavar="N", help="fits at once, each in its own process")
+    command.add_argument(
+        "--jobs",
+        type=int,
+        default=1,
+        metavar="N",
+        help="fits run one at a time; the main fit's posterior check shares its chains among N processes "
+        "(at least two)",
+    )
     command.set_defaults(handler=_fit)
 
     command = commands.add_parser(
@@ -247,7 +254,12 @@ def _parser() -> argparse.ArgumentParser:
     command.add_argument("--only", action="append", metavar="NAME", help="build only this run (repeatable)")
     command.add_argument("--run-file", type=_path, default=paths.RUN_FILE, help="the run file")
     command.add_argument(
-        "--jobs", type=int, default=1, metavar="N", help="fits and runs executed at once, each in its own process"
+        "--jobs",
+        type=int,
+        default=1,
+        metavar="N",
+        help="runs executed at once, each in its own process; fits run one at a time, the main fit's posterior "
+        "check among N processes (at least two)",
     )
     command.add_argument(
         "--timeout",

@@ -220,7 +220,7 @@ def fit_stage(
     tables are copied to data/processed/.
 
     The fits run one at a time in this process, whatever `jobs`: each process compiles the
-    likelihood's derivatives (about 10 s of processor time, 20 s with the posterior sampler) and
+    likelihood's derivatives (about 9 s of processor time, 15 s with the posterior sampler) and
     the fits themselves take a second each, so fits in parallel processes took longer (the stage
     66.6 s with two processes against 40.2 s in one, `make bench`). The second core helps where
     the work is long: the main fit's posterior check shares its four chains with CHECK_WORKERS - 1
