@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -138,5 +140,12 @@ def test_work_shared_with_a_pool_comes_back_in_order_with_this_process_doing_its
     def fails():
         raise RuntimeError("own work failed")
 
+    ran = []
+
+    def slow(x):
+        time.sleep(0.01)
+        ran.append(x)
+
     with ThreadPoolExecutor(1) as pool, pytest.raises(RuntimeError, match="own work failed"):
-        _run_shared(pool, square, list(range(5)), fails)
+        _run_shared(pool, slow, list(range(40)), fails)
+    assert len(ran) < 5, ran  # the queued tasks were dropped, not run after the error

@@ -27,7 +27,7 @@ from milcourts.inputs.ledger import published_by
 from milcourts.model.fit import FittedModel, fit_filings_model, fit_observations
 from milcourts.model.likelihood import unpack
 from milcourts.model.observations import Observations, supported_knots
-from milcourts.model.runtime import model_numerics, process_pool
+from milcourts.model.runtime import model_numerics, process_pool, stop_now
 from milcourts.model.simulate import published_figure_draws, simulate
 from milcourts.model.spec import (
     FORECAST_METHODS,
@@ -615,8 +615,7 @@ def _run_shared(pool, function, tasks: list, own_work) -> tuple[object, list]:
         for i in reversed(range(len(tasks))):
             results[i] = function(tasks[i]) if futures[i].cancel() else futures[i].result()
     except BaseException:
-        for future in futures:
-            future.cancel()
+        stop_now(pool)  # an error or an interruption: nothing queued runs, a running task stops
         raise
     return own, results
 
