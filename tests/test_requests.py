@@ -5,8 +5,11 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
+import statsmodels.api as sm
+from statsmodels.tools.numdiff import approx_fprime, approx_hess3
 
 from milcourts.model.requests import (
+    AggregatedPoisson,
     TooFewRequestFigures,
     disjoint_windows,
     filings_growth_percent,
@@ -149,3 +152,25 @@ def test_quasi_poisson_intervals_widen_with_overdispersion():
     assert fit.scale > 1
     plain = fit.cov / fit.scale
     assert fit.cov[1, 1] == pytest.approx(plain[1, 1] * fit.scale)
+
+
+def test_the_aggregated_poisson_derivatives_are_exact():
+    """The score and Hessian Newton uses, against central differences of the log-likelihood on
+    windows of one to four months with a hole; and on windows of one month each the model is a
+    Poisson regression, so statsmodels' GLM gives the same estimates and covariance."""
+    rng = np.random.default_rng(7)
+    months = 12
+    design = np.column_stack([np.ones(months), np.linspace(-1, 1, months), rng.normal(size=months)])
+    weights = np.zeros((5, months))
+    for row, covered in enumerate(([0], [1, 2, 3], [4, 6], [5, 7, 8, 9], [10, 11])):
+        weights[row, covered] = 1.0
+    model = AggregatedPoisson(np.array([30.0, 95.0, 80.0, 170.0, 61.0]), design, weights)
+    params = np.array([3.4, 0.3, -0.1])
+    assert model.score(params) == pytest.approx(approx_fprime(params, model.loglike, centered=True), rel=1e-6)
+    assert model.hessian(params) == pytest.approx(approx_hess3(params, model.loglike), rel=1e-4)
+
+    counts = rng.poisson(np.exp(design @ np.array([3.0, 0.5, 0.2]))).astype(float)
+    single = AggregatedPoisson(counts, design, np.eye(months)).fit(method="newton", disp=False)
+    glm = sm.GLM(counts, design, family=sm.families.Poisson()).fit()
+    assert single.params == pytest.approx(glm.params, rel=1e-8)
+    assert single.cov_params() == pytest.approx(glm.cov_params(), rel=1e-6)
