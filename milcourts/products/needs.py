@@ -186,7 +186,7 @@ def cross_check_request(main: FitRequest) -> FitRequest:
     ledger = main.ledger
     is_all = (ledger["series"] == COURT_FILINGS) & (ledger["article"] == ALL_ARTICLES)
     without = ledger[~is_all].reset_index(drop=True)
-    reduced_months = build_constraint_view(without).months
+    reduced_months = build_constraint_view(without, with_conflicts=False).months  # months only: no conflict search
     needed = (ledger.loc[is_all, "period_end"].max().to_period("M") - reduced_months[-1]).n if is_all.any() else 0
     spec = replace(main.spec, forecast_months=max(main.spec.forecast_months, needed))
     return FitRequest(
