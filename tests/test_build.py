@@ -21,7 +21,7 @@ import pytest
 import yaml
 
 from milcourts import paths
-from milcourts.build.execute import KERNEL_ENVIRONMENT, BuildError
+from milcourts.build.execute import KERNEL_ENVIRONMENT, BuildError, notebook_imports
 from milcourts.build.incremental import BuildSettings, cache_key, package_fingerprint
 from milcourts.build.pipeline import build
 from milcourts.build.progress import Progress
@@ -214,6 +214,56 @@ def test_kernels_run_with_one_blas_thread_and_the_fixed_malloc_threshold(project
     assert "OPENBLAS_NUM_THREADS=1" in html and f"MALLOC_MMAP_THRESHOLD_={32 * 2**20}" in html
 
 
+def test_notebook_imports_are_its_top_level_imports_each_undone(make_notebook):
+    path = make_notebook(
+        "imports",
+        [
+            "import os.path, json as js\nfrom collections import OrderedDict, deque as dq\nx = 1",
+            "%matplotlib inline\nimport csv",  # not plain Python: left to the notebook
+            "if True:\n    import glob\nfrom os import *\nfrom . import sibling",
+        ],
+    )
+    assert notebook_imports(path) == [
+        "import os.path, json as js",
+        "from collections import OrderedDict, deque as dq",
+        "from os import *",
+    ]
+
+
+def test_a_kernel_started_ahead_has_the_notebooks_modules_loaded_and_none_of_their_names(project, make_notebook):
+    """The next run's kernel imports what its notebook imports as it starts, and the notebook still
+    finds a namespace without them (the build's kernels start this way whether serial or not)."""
+    make_notebook(
+        "ahead",
+        ["import sys\nprint('loaded', 'colorsys' in sys.modules, 'bound', 'colorsys' in globals())", "import colorsys"],
+    )
+    settings = project([HELLO, {"name": "ahead", "notebook": "notebooks/ahead.ipynb", "title": "Ahead"}])
+    build(settings=settings)
+    assert "loaded True bound False" in (settings.reports_dir / "ahead.html").read_text(encoding="utf-8")
+
+
+def test_kernels_started_ahead_are_shut_down_when_a_run_fails(project, make_notebook, monkeypatch):
+    """A serial build starts each run's kernel while the run before it executes; a failure in the
+    first run leaves no kernel running and no socket folder behind, the kernels started for the
+    runs that never came included."""
+    import milcourts.build.execute as build_module
+
+    started = []
+
+    class Recorded(build_module.StartedKernel):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            started.append(self)
+
+    monkeypatch.setattr(build_module, "StartedKernel", Recorded)
+    runs = [BOOM, HELLO, {**HELLO, "name": "hello-two"}]
+    with pytest.raises(BuildError, match="boom"):
+        build(settings=project(runs))
+    assert len(started) >= 2  # the failing run's and the next one's, started ahead
+    for kernel in started:
+        assert not kernel.manager.has_kernel and not kernel.sockets.exists()
+
+
 def test_same_inputs_give_byte_identical_html(project, monkeypatch):
     monkeypatch.setenv("SOURCE_DATE_EPOCH", "1763740800")
     settings = project([HELLO])
@@ -238,6 +288,7 @@ def test_rebuild_with_nothing_changed_starts_no_kernel_and_touches_nothing(proje
         raise AssertionError("a cached run started a kernel")
 
     monkeypatch.setattr(build_module.pm, "execute_notebook", no_kernel)
+    monkeypatch.setattr(build_module, "StartedKernel", no_kernel)
     assert build(settings=settings) == []
     assert snapshot(settings.reports_dir) == before
 
@@ -560,6 +611,32 @@ def test_a_signal_to_the_build_process_alone_stops_it_without_publishing(tmp_pat
     assert f"build interrupted by signal {int(signum)}; reports/ left untouched" in err
     assert snapshot(reports) == before
     assert not (tmp_path / "build" / "staging").exists()
+
+
+def test_a_signal_while_kernels_run_kills_them_and_the_interruption_is_raised_after():
+    """Inside jupyter's kernel client no exception is raised by a signal: the kernels are killed
+    (the client then fails on its own) and the interruption is raised once the block ends, or in
+    place of the error the killed kernel caused."""
+    from milcourts.build.pipeline import BuildInterrupted, _interrupts_as_errors
+
+    calls = []
+    with pytest.raises(BuildInterrupted) as raised:
+        with _interrupts_as_errors() as interrupts:
+            with interrupts.stopping(lambda: calls.append("kernels killed")):
+                os.kill(os.getpid(), signal.SIGTERM)
+                time.sleep(0.2)  # the handler runs here and raises nothing
+                calls.append("the block went on")
+    assert calls == ["kernels killed", "the block went on"] and raised.value.signum == signal.SIGTERM
+    with pytest.raises(BuildInterrupted):
+        with _interrupts_as_errors() as interrupts:
+            with interrupts.stopping(lambda: None):
+                os.kill(os.getpid(), signal.SIGINT)
+                time.sleep(0.2)
+                raise RuntimeError("Kernel died before replying to kernel_info")
+    with pytest.raises(BuildInterrupted):  # outside the block a signal still raises at once
+        with _interrupts_as_errors():
+            os.kill(os.getpid(), signal.SIGINT)
+            time.sleep(5)
 
 
 @pytest.mark.slow

@@ -16,14 +16,21 @@ import signal
 import subprocess
 import sys
 from collections.abc import Callable
-from concurrent.futures import as_completed
+from concurrent.futures import Future, ThreadPoolExecutor, as_completed
 from pathlib import Path
 
 import pandas as pd
 
 from milcourts import __version__
 from milcourts.atomic import signals_held
-from milcourts.build.execute import BuildError, built_at, execute_run
+from milcourts.build.execute import (
+    BuildError,
+    KernelsAhead,
+    built_at,
+    execute_run,
+    export_run_html,
+    run_notebook,
+)
 from milcourts.build.incremental import BuildSettings, plan, run_ledger, run_parameters
 from milcourts.build.progress import Progress, relayed
 from milcourts.build.publish import publish
@@ -92,16 +99,24 @@ def _git_commit(root: Path) -> str:
     return done.stdout.strip() + ("-dirty" if dirty else "")
 
 
-def _execute_all(runs: list[Run], staging: Path, settings: BuildSettings, contexts: dict[str, dict]) -> dict[str, dict]:
-    """Every run, `settings.jobs` at a time in separate processes (serially in this one for 1).
+def _execute_all(
+    runs: list[Run],
+    staging: Path,
+    settings: BuildSettings,
+    contexts: dict[str, dict],
+    printer: PdfPrinter | None,
+    kernels: KernelsAhead | None,
+    interrupts: _Interrupts,
+) -> dict[str, dict]:
+    """Every run, `settings.jobs` at a time in separate processes (serially here for 1, on the
+    `kernels` started ahead).
 
-    PDFs are printed here, in this process, by one browser for the whole build, as each run's
-    HTML arrives: with --jobs the prints overlap the runs still executing, and no worker starts a
-    browser of its own (each start costs more CPU than the print itself).
+    PDFs are printed here, in this process, by one browser for the whole build (`printer`, None
+    for no PDF), as each run's HTML arrives: the prints overlap the runs still executing, and no
+    worker starts a browser of its own (each start costs more CPU than the print itself).
     """
     done: dict[str, dict] = {}
     progress = Progress(len(runs))
-    printer = PdfPrinter() if settings.make_pdf else None  # starts while the first kernel does
 
     def finished(entry: dict) -> None:
         if printer is not None:
@@ -113,9 +128,8 @@ def _execute_all(runs: list[Run], staging: Path, settings: BuildSettings, contex
 
     try:
         if settings.jobs <= 1:
-            for run in runs:
-                progress.message(f"{run.name}: executing {run.notebook.name}")
-                finished(execute_run(run, staging, settings, contexts[run.name], progress))
+            kernels = kernels or KernelsAhead(runs, settings)
+            _execute_serially(runs, staging, contexts, kernels, interrupts, progress, finished)
             return done
         with relayed(progress) as events:
             pool = process_pool(settings.jobs)
@@ -135,8 +149,52 @@ def _execute_all(runs: list[Run], staging: Path, settings: BuildSettings, contex
         return done
     finally:
         progress.close()
-        if printer is not None:
-            printer.close()
+
+
+def _execute_serially(
+    runs: list[Run],
+    staging: Path,
+    contexts: dict[str, dict],
+    kernels: KernelsAhead,
+    interrupts: _Interrupts,
+    progress: Progress,
+    finished: Callable[[dict], None],
+) -> None:
+    """One run at a time, each step of the next run's work overlapping the run before it:
+
+    - its kernel starts, and imports what its notebook imports, while the run before executes
+      (KernelsAhead);
+    - its HTML is exported and its PDF printed (`finished`) by a thread while the next run
+      executes.
+
+    On two cores a run's kernel uses one; the kernel start, the imports, the export and the print
+    that used to sit between two runs (about 4 s a report) go on the other. Every kernel started
+    is shut down however the build ends; a failed export or print stops the build at the next run.
+    """
+
+    def render(entry: dict, notebook) -> None:
+        finished(export_run_html(entry, notebook, staging))
+
+    rendering: list[Future] = []
+    renderer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="render")
+    try:
+        with kernels:
+            for index, run in enumerate(runs):
+                progress.message(f"{run.name}: executing {run.notebook.name}")
+                with interrupts.stopping(kernels.kill):  # an interruption kills the kernels
+                    kernel = kernels.take(index)
+                    interrupts.check()  # one that came while a kernel started
+                    entry, notebook = run_notebook(
+                        run, staging, kernels.settings, contexts[run.name], progress, kernel=kernel
+                    )
+                rendering.append(renderer.submit(render, entry, notebook))
+                for future in rendering:
+                    if future.done():
+                        future.result()  # raises what the export or the print raised
+        for future in rendering:
+            future.result()
+    finally:
+        renderer.shutdown(wait=True, cancel_futures=True)
 
 
 class _Interrupts:
@@ -145,10 +203,25 @@ class _Interrupts:
     def __init__(self):
         self.received: list[int] = []
         self.publishing = False
+        self.stop: Callable[[], None] | None = None
 
     def check(self) -> None:
         if self.received:
             raise BuildInterrupted(self.received[0])
+
+    @contextlib.contextmanager
+    def stopping(self, stop: Callable[[], None]):
+        """Within the block a signal calls `stop` (kill the kernels) instead of raising inside
+        whatever runs: jupyter's kernel client, interrupted by an exception inside its event
+        loop, could hang for ever closing its sockets (seen while a kernel was starting). The
+        interruption is raised when the block ends, or converted from the error the stopped
+        kernel caused."""
+        self.stop = stop
+        try:
+            yield
+        finally:
+            self.stop = None
+        self.check()
 
 
 @contextlib.contextmanager
@@ -168,8 +241,12 @@ def _interrupts_as_errors():
 
     def handler(signum, frame):
         state.received.append(signum)
-        if not state.publishing:
-            raise BuildInterrupted(signum)
+        if state.publishing:
+            return
+        if state.stop is not None:
+            state.stop()
+            return
+        raise BuildInterrupted(signum)
 
     previous = {signum: signal.signal(signum, handler) for signum in (signal.SIGINT, signal.SIGTERM)}
     try:
@@ -289,17 +366,24 @@ def _build_locked(only: list[str] | None, settings: BuildSettings) -> list[dict]
         staging.unlink()
     shutil.rmtree(staging, ignore_errors=True)
     staging.mkdir(parents=True)
+    # longest first (by the last build's time; new runs first): with --jobs the slow runs then
+    # start at once instead of waiting behind quick ones
+    longest_first = sorted(runs, key=lambda r: -published.get(r.name, {}).get("execution_seconds", 1e9))
     try:
-        with _interrupts_as_errors() as interrupts:
+        with _interrupts_as_errors() as interrupts, contextlib.ExitStack() as ahead:
+            # the browser and, one run at a time, the first run's kernel start while the fit stage
+            # runs (it fits in this process, one fit at a time)
+            printer = ahead.enter_context(PdfPrinter()) if settings.make_pdf else None
+            kernels = ahead.enter_context(KernelsAhead(longest_first, settings)) if settings.jobs <= 1 else None
+            if kernels is not None:
+                with interrupts.stopping(kernels.kill):
+                    kernels.start(0)
             # the fit stage: every model specification the runs need, fitted once, before any notebook
             if requests:
                 from milcourts.products.stage import fit_stage  # the model's imports, only when it fits
 
                 fit_stage(requests, settings.processed_dir, settings.jobs, main=main, say=_log)
-            # longest first (by the last build's time; new runs first): with --jobs the slow runs
-            # then start at once instead of waiting behind quick ones
-            longest_first = sorted(runs, key=lambda r: -published.get(r.name, {}).get("execution_seconds", 1e9))
-            entries = _execute_all(longest_first, staging, settings, contexts)
+            entries = _execute_all(longest_first, staging, settings, contexts, printer, kernels, interrupts)
             entries = [{**entries[run.name], "cache_key": keys[run.name]} for run in runs]
             with signals_held():
                 interrupts.check()  # an interrupt some library swallowed still stops the build here
