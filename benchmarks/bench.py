@@ -117,6 +117,9 @@ def bench_reports() -> dict[str, float]:
             reports_dir=scratch / "serial", build_dir=scratch / "b", force=True, processed_dir=scratch / "p-serial"
         )
         measured["cold build of every report, serial"] = _timed(lambda: build(settings=serial), 1)
+        # the same build again on the fits it stored: every report executed and printed afresh
+        # (fresh kernels, fresh browser), the fit stage only finding its fits
+        measured["every report after the fit stage (fits stored), serial"] = _timed(lambda: build(settings=serial), 1)
         started = time.perf_counter()
         done = subprocess.run(
             [sys.executable, "-m", "milcourts", "build", "--reports-dir", str(scratch / "serial")],
@@ -134,11 +137,13 @@ def bench_reports() -> dict[str, float]:
         floor_sum = measured["floor: papermill + nbconvert + PDF on an empty notebook"] * len(runs)
         stage = measured["fit stage, every fit the reports need (cold, --jobs 1)"]
         cold = measured["cold build of every report, serial"]
+        after = measured["every report after the fit stage (fits stored), serial"]
         print(f"cold build / (sum of floors + fit stage) = {cold / (floor_sum + stage):.2f} (goal <= 1.5)")
         # the exact-derivatives issue's goal: the reports after the fit stage within their floors + 10 s
         print(
-            f"cold build after the fit stage = {cold - stage:.1f} s; / (sum of floors + 10 s) = "
-            f"{(cold - stage) / (floor_sum + 10):.2f} (goal <= 1)"
+            f"every report after the fit stage = {after:.1f} s; / (sum of floors + 10 s) = "
+            f"{after / (floor_sum + 10):.2f} (goal <= 1); the cold build less the fit stage measured "
+            f"on its own: {cold - stage:.1f} s"
         )
         print(
             f"--jobs 2 speed-up over serial = "
