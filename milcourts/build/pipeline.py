@@ -109,7 +109,7 @@ def _execute_all(
     interrupts: _Interrupts,
 ) -> dict[str, dict]:
     """Every run, `settings.jobs` at a time in separate processes (serially here for 1, on the
-    `kernels` started ahead).
+    `kernels` started ahead, which the caller shuts down).
 
     PDFs are printed here, in this process, by one browser for the whole build (`printer`, None
     for no PDF), as each run's HTML arrives: the prints overlap the runs still executing, and no
@@ -128,7 +128,6 @@ def _execute_all(
 
     try:
         if settings.jobs <= 1:
-            kernels = kernels or KernelsAhead(runs, settings)
             _execute_serially(runs, staging, contexts, kernels, interrupts, progress, finished)
             return done
         with relayed(progress) as events:
@@ -168,8 +167,8 @@ def _execute_serially(
       executes.
 
     On two cores a run's kernel uses one; the kernel start, the imports, the export and the print
-    that used to sit between two runs (about 4 s a report) go on the other. Every kernel started
-    is shut down however the build ends; a failed export or print stops the build at the next run.
+    that used to sit between two runs (about 4 s a report) go on the other. A failed export or
+    print stops the build after the run then executing.
     """
 
     def render(entry: dict, notebook) -> None:
@@ -178,19 +177,18 @@ def _execute_serially(
     rendering: list[Future] = []
     renderer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="render")
     try:
-        with kernels:
-            for index, run in enumerate(runs):
-                progress.message(f"{run.name}: executing {run.notebook.name}")
-                with interrupts.stopping(kernels.kill):  # an interruption kills the kernels
-                    kernel = kernels.take(index)
-                    interrupts.check()  # one that came while a kernel started
-                    entry, notebook = run_notebook(
-                        run, staging, kernels.settings, contexts[run.name], progress, kernel=kernel
-                    )
-                rendering.append(renderer.submit(render, entry, notebook))
-                for future in rendering:
-                    if future.done():
-                        future.result()  # raises what the export or the print raised
+        for index, run in enumerate(runs):
+            progress.message(f"{run.name}: executing {run.notebook.name}")
+            with interrupts.stopping(kernels.kill):  # an interruption kills the kernels
+                kernel = kernels.take(index)
+                interrupts.check()  # one that came while a kernel started
+                entry, notebook = run_notebook(
+                    run, staging, kernels.settings, contexts[run.name], progress, kernel=kernel
+                )
+            rendering.append(renderer.submit(render, entry, notebook))
+            for future in rendering:
+                if future.done():
+                    future.result()  # raises what the export or the print raised
         for future in rendering:
             future.result()
     finally:
