@@ -81,7 +81,7 @@ def test_padding_to_block_sizes_changes_nothing(ledger_problem):
 
 def test_figures_beyond_the_minimum_blocks_change_nothing():
     """A ledger with more point figures and more bounds and revisions than the blocks' minimum sizes
-    (52 and 16 rows, against 48 and 8) gives the numpy likelihood's value and gradient: the sorting into
+    (64 and 16 rows, against 48 and 8) gives the numpy likelihood's value and gradient: the sorting into
     blocks, the partners of revisions and the padding lose and misplace nothing."""
     truth = default_truth()
     ledger = publish(truth, simulate_counts(truth, np.random.default_rng(5)), aggregate_pattern(months_2024=True))
