@@ -7,7 +7,13 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from milcourts.checks.posterior import _whitened_log_density, compare_intervals, run_posterior_check, sample_posterior
+from milcourts.checks.posterior import (
+    PosteriorSample,
+    _whitened_log_density,
+    compare_intervals,
+    run_posterior_check,
+    sample_posterior,
+)
 from milcourts.checks.synthetic import aggregate_pattern, default_truth, publish, simulate_counts
 from milcourts.inputs.constraints import build_constraint_view
 from milcourts.model.fit import _objective, fit_filings_model
@@ -48,6 +54,20 @@ def test_rate_ratios_compared_on_the_log_scale_everything_else_linearly():
     assert table.loc["cases", "width_ratio"] == pytest.approx(2.0) and not table.loc["cases", "log_scale"]
 
 
+def test_diagnostics_tell_mixed_chains_from_chains_stuck_apart():
+    """Four chains of independent normal draws: R-hat about 1, as many effective draws as draws;
+    one chain shifted by two standard deviations in one parameter: R-hat far above 1.01 there."""
+    draws = np.random.default_rng(3).standard_normal((4, 1000, 3))
+    mixed = PosteriorSample(draws, warmup=0, divergences=0, seconds=0.0).diagnostics()
+    assert list(mixed.columns) == ["rhat", "ess_bulk", "ess_tail"]
+    assert (mixed["rhat"] < 1.01).all()
+    assert mixed["ess_bulk"].between(3000, 5000).all() and mixed["ess_tail"].between(3000, 5000).all()
+    draws[0, :, 1] += 2.0
+    stuck = PosteriorSample(draws, warmup=0, divergences=0, seconds=0.0).diagnostics()
+    assert stuck.loc[1, "rhat"] > 1.1 and (stuck.loc[[0, 2], "rhat"] < 1.01).all()
+    assert stuck.loc[1, "ess_bulk"] < 1000
+
+
 @pytest.fixture(scope="module")
 def synthetic_fit():
     """A fit to a ledger simulated from a known series, with many figures: close to normal."""
@@ -66,15 +86,21 @@ def test_whitened_density_is_the_fit_objective_and_flat_at_the_mode(synthetic_fi
     )
     objective = _objective(obs, design, synthetic_fit.penalty, phi_prior(synthetic_fit.spec.likelihood))
     zero = np.zeros(len(synthetic_fit.params))
-    assert float(log_density(zero)) == pytest.approx(-objective(synthetic_fit.params), abs=1e-9)
+    value, gradient = jax.jit(jax.value_and_grad(log_density))(zero)  # one compilation for both
+    assert float(value) == pytest.approx(-objective(synthetic_fit.params), abs=1e-9)
     # the optimum in whitened coordinates: gradient L' g, which vanishes with g
-    assert np.abs(np.asarray(jax.jit(jax.grad(log_density))(zero))).max() < 1e-4
+    assert np.abs(np.asarray(gradient)).max() < 1e-4
     np.testing.assert_allclose(chol @ chol.T, synthetic_fit.cov, atol=1e-10)
 
 
-def test_sampler_recovers_the_laplace_spread_where_the_posterior_is_nearly_normal(synthetic_fit):
-    sample = sample_posterior(synthetic_fit, chains=2, warmup=150, draws=300, seed=5)
-    assert sample.params.shape == (2, 300, len(synthetic_fit.params))
+@pytest.fixture(scope="module")
+def sample(synthetic_fit):
+    """Three short chains in this process (the sampler compiles once for the module's tests)."""
+    return sample_posterior(synthetic_fit, chains=3, warmup=150, draws=300, seed=5)
+
+
+def test_sampler_recovers_the_laplace_spread_where_the_posterior_is_nearly_normal(synthetic_fit, sample):
+    assert sample.params.shape == (3, 300, len(synthetic_fit.params))
     assert sample.divergences == 0
     flat = sample.params.reshape(-1, sample.params.shape[-1])
     sd = np.sqrt(np.diag(synthetic_fit.cov))
@@ -135,11 +161,11 @@ def test_table_captions_list_the_effects_whose_sampled_range_page_one_gives():
     assert sampled_notes(products, ["337", "338"]) == [("the jump at the break for AWOL (Art. 337)", "0.8 to 3.2")]
 
 
-def test_chains_shared_with_a_worker_process_are_the_chains_one_process_draws(synthetic_fit):
+def test_chains_shared_with_a_worker_process_are_the_chains_one_process_draws(synthetic_fit, sample):
     """The build's serial stage shares the check's chains between two processes: each chain's key,
-    and so its draws, must not depend on which process ran it."""
-    one = sample_posterior(synthetic_fit, chains=3, warmup=20, draws=10, seed=11)
-    shared = sample_posterior(synthetic_fit, chains=3, warmup=20, draws=10, seed=11, workers=2)
-    np.testing.assert_array_equal(shared.params, one.params)
-    assert shared.divergences == one.divergences
-    assert not np.array_equal(one.params[0], one.params[1])  # the chains are not one chain thrice
+    and so its draws, must not depend on which process ran it (here chains 0 and 2 in this process,
+    1 in the worker, against the three drawn in this process alone)."""
+    shared = sample_posterior(synthetic_fit, chains=3, warmup=150, draws=300, seed=5, workers=2)
+    np.testing.assert_array_equal(shared.params, sample.params)
+    assert shared.divergences == sample.divergences
+    assert not np.array_equal(sample.params[0], sample.params[1])  # the chains are not one chain thrice
