@@ -82,11 +82,10 @@ def encode_table(frame: pd.DataFrame) -> bytes:
 
 
 def decode_table(data: bytes) -> pd.DataFrame:
-    """The inverse of encode_table, with text columns kept as text."""
-    header = pd.read_csv(io.BytesIO(data), nrows=0).columns
-    text = [column for column in header if column in TEXT_COLUMNS]
-    frame = pd.read_csv(io.BytesIO(data), dtype={column: str for column in text})
-    for column in text:
+    """The inverse of encode_table, with text columns kept as text (read once: pandas passes over
+    the text columns a table does not have)."""
+    frame = pd.read_csv(io.BytesIO(data), dtype=dict.fromkeys(TEXT_COLUMNS, str))
+    for column in frame.columns.intersection(TEXT_COLUMNS):
         frame[column] = frame[column].fillna("")
     return frame
 
