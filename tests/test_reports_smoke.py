@@ -22,7 +22,6 @@ from milcourts.products.public import MAIN_TABLES
 from milcourts.vocabulary import METHODS_REPORT
 from tests.test_readers import identifiers_in, jargon_in
 
-
 # The full-posterior check's chains here: 100 adaptation steps and 100 draws each instead of 500
 # and 1,000 (about 45 s of processor time less). Its statistics are tested in test_posterior; here
 # the stage samples, shares the chains with a worker and carries the result into the methods report.
