@@ -15,7 +15,6 @@ cost by the grid size); that is stated in every output's method column.
 
 from __future__ import annotations
 
-import contextlib
 from dataclasses import dataclass, replace
 
 import numpy as np
@@ -624,46 +623,25 @@ def _run_shared(pool, function, tasks: list, own_work) -> tuple[object, list]:
     return own, results
 
 
-def _compile_here(ledger: pd.DataFrame) -> None:
-    """A worker's first task: one fit of the ledger. It compiles the likelihood's derivatives for
-    the padded shape that every refit and replicate shares (about 9 s) while the main process
-    compiles its own for the full fit, instead of after it."""
-    with model_numerics():
-        fit_filings_model(build_constraint_view(ledger))
-
-
 def run_validation(ledger: pd.DataFrame, replicates: int = 200, workers: int = 2) -> dict[str, pd.DataFrame]:
     """Everything `make validate` writes; the penalty is the one chosen on the full ledger.
     `workers`: processes in all, this one included (the simulation's replicates are shared
-    between them; leave-one-out and the rolling origin run here). The worker starts, and
-    compiles, before this process fits the full ledger."""
-    with contextlib.ExitStack() as stack:
-        pool = stack.enter_context(process_pool(workers - 1)) if workers > 1 else None
-        try:
-            compiled = pool.submit(_compile_here, ledger) if pool is not None else None
-            view = build_constraint_view(ledger)
-            full_fit = fit_filings_model(view)
-            settings = ValidationSettings(penalty=full_fit.penalty, full_fit=full_fit)
-            scenarios = (True, False)  # with a break, without
-            jobs = [
-                job
-                for with_break in scenarios
-                for job in _simulation_jobs(view, settings, replicates, with_break, None)
-            ]
-        except BaseException:
-            if pool is not None:
-                stop_now(pool)  # the worker's compilation is not waited for
-            raise
-        tasks = [jobs[i : i + REPLICATES_PER_TASK] for i in range(0, len(jobs), REPLICATES_PER_TASK)]
+    between them; leave-one-out and the rolling origin run here)."""
+    view = build_constraint_view(ledger)
+    full_fit = fit_filings_model(view)
+    settings = ValidationSettings(penalty=full_fit.penalty, full_fit=full_fit)
+    scenarios = (True, False)  # with a break, without
+    jobs = [job for with_break in scenarios for job in _simulation_jobs(view, settings, replicates, with_break, None)]
+    tasks = [jobs[i : i + REPLICATES_PER_TASK] for i in range(0, len(jobs), REPLICATES_PER_TASK)]
 
-        def refits():
-            return leave_one_out(ledger, settings), rolling_origin(ledger, settings)
+    def refits():
+        return leave_one_out(ledger, settings), rolling_origin(ledger, settings)
 
-        if pool is not None:
+    if workers > 1:
+        with process_pool(workers - 1) as pool:
             (loo, rolling), results = _run_shared(pool, _replicate_task, tasks, refits)
-            compiled.result()  # it ran before any task; an error there has shown in them already
-        else:
-            (loo, rolling), results = refits(), [_replicate_task(task) for task in tasks]
+    else:
+        (loo, rolling), results = refits(), [_replicate_task(task) for task in tasks]
     rows = [row for task in results for row in task]
     simulation = pd.concat(
         [
