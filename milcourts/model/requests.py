@@ -149,10 +149,10 @@ class AggregatedPoisson(GenericLikelihoodModel):
         X' diag(rate * W'(y / mu - 1)) X - G' diag(y / mu^2) G."""
         rate = np.exp(self.month_design @ params)
         expected = self.weights @ rate
-        gradient = self.weights @ (rate[:, None] * self.month_design)
+        jacobian = self.weights @ (rate[:, None] * self.month_design)  # G
         month_weight = rate * (self.weights.T @ (self.endog / expected - 1.0))
         curvature = self.month_design.T @ (month_weight[:, None] * self.month_design)
-        return curvature - gradient.T @ ((self.endog / expected**2)[:, None] * gradient)
+        return curvature - jacobian.T @ ((self.endog / expected**2)[:, None] * jacobian)
 
 
 @dataclass
