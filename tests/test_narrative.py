@@ -271,7 +271,10 @@ def test_posterior_check_says_how_it_was_run_and_where_the_ranges_differ():
         divergences=0,
         is_converged=True,
         n_agree=20,
+        n_differ=30,
         n_total=62,
+        typical_error=0.031,
+        error_multiple=2.0,
         agreement_share=0.1,
         median_width_ratio=1.16,
         widest=("AWOL (Art. 337)", "cases beyond the pre-break trend, October 2022 to December 2024", 2.15),
@@ -286,8 +289,18 @@ def test_posterior_check_says_how_it_was_run_and_where_the_ranges_differ():
         finding
     )
     assert "how much releases disagree beyond late posting (spread 2.2 times as wide when sampled)" in finding
-    _, failed = n.describe_posterior_check(4, 1000, 1.08, 90.0, 3, False, 60, 62, 0.1, 1.0, ("x", "y", 1.1), [])
+    assert (
+        "20 agree: each end within 10% of the range's width, even allowing for the chance variation of a finite "
+        "number of draws (twice its standard error, which is typically 3% of a range's width); 30 differ by more "
+        "than 10% even "
+        "allowing for it; for the other 12 the difference is within that chance variation, too close to call with "
+        "this many draws."
+    ) in finding
+    _, failed = n.describe_posterior_check(
+        4, 1000, 1.08, 90.0, 3, False, 61, 1, 62, 0.02, 2.0, 0.1, 1.0, ("x", "y", 1.1), []
+    )
     assert "did not pass its own checks" in _ and "Typical widths agree within a tenth." in failed
+    assert "61 agree: each end" in failed and "; 1 differs by more than 10% even allowing for it." in failed
 
 
 def test_a_table_caption_names_the_ranges_that_are_wider_when_sampled():

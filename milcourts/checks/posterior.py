@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import functools
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, fields, replace
 
 import numpy as np
 import pandas as pd
@@ -29,7 +29,7 @@ import pandas as pd
 from milcourts.model.fit import FittedModel, _objective
 from milcourts.model.observations import month_index
 from milcourts.model.runtime import model_numerics, process_pool, stop_now
-from milcourts.model.simulate import simulate
+from milcourts.model.simulate import Draws, simulate
 from milcourts.model.spec import phi_prior
 from milcourts.model.tables import effects_table, monthly_filings_table, yearly_totals_table
 from milcourts.vocabulary import ARTICLES
@@ -46,6 +46,19 @@ MIN_ESS = 400
 # growth rates and shares on their own scale). The Monte Carlo error of a 2.5% quantile from a few
 # thousand draws is about 3-5% of the width.
 AGREEMENT_SHARE = 0.1
+# ...but that error decides the verdict for quantities whose ends moved by about a tenth (a third
+# of them on the project's ledger: with another, equally valid random stream, 5 of 65 verdicts
+# changed). So each end's shift carries its Monte Carlo standard error, from batch means: every
+# chain cut into POSTERIOR_BATCHES_PER_CHAIN consecutive runs of draws and the Laplace draws into
+# LAPLACE_BATCHES, each batch's interval ends read off as the full sample's are; the standard
+# deviation of a batch's end over the root of the number of batches is the error of the full
+# sample's end. A range "agrees" when each end is within AGREEMENT_SHARE even MONTE_CARLO_Z errors
+# away from its estimated shift, "differs" when an end is beyond it by as much, and is "too close
+# to call" at this many draws otherwise.
+POSTERIOR_BATCHES_PER_CHAIN = 2
+LAPLACE_BATCHES = 4
+MONTE_CARLO_Z = 2.0
+AGREES, DIFFERS, TOO_CLOSE = "agrees", "differs", "too close to call"
 # Monthly values compared: every this many months from the break, within the modelled months.
 MONTH_STRIDE = 12
 RATIO_QUANTITY = "rate ratio"  # quantities compared on the log scale
@@ -243,10 +256,50 @@ def _compared_quantities(fitted: FittedModel, draws) -> pd.DataFrame:
     return pd.concat(frames, ignore_index=True)
 
 
-def compare_intervals(laplace: pd.DataFrame, posterior: pd.DataFrame) -> pd.DataFrame:
+def _draw_rows(draws: Draws, rows: slice) -> Draws:
+    """The same draws, only `rows` of them (every per-draw array sliced along its first axis)."""
+    n = len(draws.coef)
+    return replace(
+        draws,
+        **{
+            f.name: getattr(draws, f.name)[rows]
+            for f in fields(draws)
+            if isinstance(getattr(draws, f.name), np.ndarray) and getattr(draws, f.name).shape[:1] == (n,)
+        },
+    )
+
+
+def _is_ratio(quantity: pd.Series) -> pd.Series:
+    return quantity.str.contains(RATIO_QUANTITY)
+
+
+def endpoint_errors(fitted: FittedModel, draws: Draws, batches: int) -> pd.DataFrame:
+    """Monte Carlo standard error of each compared quantity's interval ends (batch means; on the log
+    scale for rate ratios): `draws` cut into `batches` runs of consecutive draws (a chain's draws
+    are consecutive in them), each run's ends read off as the full sample's are."""
+    size = len(draws.coef) // batches
+    ends = pd.concat(
+        [_compared_quantities(fitted, _draw_rows(draws, slice(k * size, (k + 1) * size))) for k in range(batches)],
+        ignore_index=True,
+    )
+    ratio = _is_ratio(ends["quantity"])
+    for end in ("lower_95", "upper_95"):
+        positive = ends[end].where(ends[end] > 0)
+        ends[end] = ends[end].where(~ratio, np.log(positive))
+    grouped = ends.groupby(["kind", "article", "quantity"], sort=False)[["lower_95", "upper_95"]]
+    return (grouped.std(ddof=1) / np.sqrt(batches)).add_suffix("_se").reset_index()
+
+
+def compare_intervals(
+    laplace: pd.DataFrame,
+    posterior: pd.DataFrame,
+    laplace_errors: pd.DataFrame | None = None,
+    posterior_errors: pd.DataFrame | None = None,
+) -> pd.DataFrame:
     """Each quantity's Laplace and full-posterior 95% intervals; how much wider the posterior's is
     and how far each end moved, in widths of the Laplace interval (of its logarithm for a rate
-    ratio)."""
+    ratio), with the Monte Carlo standard error of each shift when the two samples' endpoint errors
+    are given (endpoint_errors; none otherwise), and the verdict (see AGREEMENT_SHARE)."""
     table = laplace.merge(
         posterior[["kind", "article", "quantity", "estimate", "lower_95", "upper_95"]],
         on=["kind", "article", "quantity"],
@@ -254,14 +307,28 @@ def compare_intervals(laplace: pd.DataFrame, posterior: pd.DataFrame) -> pd.Data
         validate="one_to_one",
     )
     ends = table[["lower_95_laplace", "upper_95_laplace", "lower_95_posterior", "upper_95_posterior"]]
-    ratio = table["quantity"].str.contains(RATIO_QUANTITY) & (ends > 0).all(axis=1)
+    ratio = _is_ratio(table["quantity"]) & (ends > 0).all(axis=1)
     scaled = ends.where(~ratio, np.log(ends.where(ratio, 1.0)))
     width = scaled["upper_95_laplace"] - scaled["lower_95_laplace"]
     table["log_scale"] = ratio
     table["width_ratio"] = (scaled["upper_95_posterior"] - scaled["lower_95_posterior"]) / width
     table["lower_shift_in_widths"] = (scaled["lower_95_posterior"] - scaled["lower_95_laplace"]) / width
     table["upper_shift_in_widths"] = (scaled["upper_95_posterior"] - scaled["upper_95_laplace"]) / width
-    table["agrees"] = (table[["lower_shift_in_widths", "upper_shift_in_widths"]].abs() < AGREEMENT_SHARE).all(axis=1)
+    keys = ["kind", "article", "quantity"]
+    for end in ("lower", "upper"):
+        variance = pd.Series(0.0, index=table.index)
+        for errors in (laplace_errors, posterior_errors):
+            if errors is not None:
+                error = table[keys].merge(errors, on=keys, how="left", validate="many_to_one")[f"{end}_95_se"]
+                variance = variance + error.to_numpy() ** 2
+        table[f"{end}_shift_se"] = np.sqrt(variance) / width
+    shifts = table[["lower_shift_in_widths", "upper_shift_in_widths"]].abs().to_numpy()
+    errors = MONTE_CARLO_Z * table[["lower_shift_se", "upper_shift_se"]].to_numpy()
+    agrees = (shifts + errors < AGREEMENT_SHARE).all(axis=1)
+    differs = (shifts - errors > AGREEMENT_SHARE).any(axis=1)
+    verdict = np.where(agrees, AGREES, np.where(differs, DIFFERS, TOO_CLOSE))
+    # a quantity without an interval (a correlation) has nothing to compare
+    table["verdict"] = pd.Series(verdict, index=table.index).where(width.notna())
     return table
 
 
@@ -270,7 +337,10 @@ def run_posterior_check(fitted: FittedModel, laplace_draws, sample: PosteriorSam
     flat = sample.params.reshape(-1, sample.params.shape[-1])
     posterior_draws = simulate(fitted, params=flat, condition=laplace_draws.is_conditioned)
     comparison = compare_intervals(
-        _compared_quantities(fitted, laplace_draws), _compared_quantities(fitted, posterior_draws)
+        _compared_quantities(fitted, laplace_draws),
+        _compared_quantities(fitted, posterior_draws),
+        endpoint_errors(fitted, laplace_draws, LAPLACE_BATCHES),
+        endpoint_errors(fitted, posterior_draws, POSTERIOR_BATCHES_PER_CHAIN * sample.params.shape[0]),
     )
     diagnostics = sample.diagnostics()
     summary = pd.DataFrame(
@@ -290,8 +360,12 @@ def run_posterior_check(fitted: FittedModel, laplace_draws, sample: PosteriorSam
                     and diagnostics[["ess_bulk", "ess_tail"]].min().min() >= MIN_ESS
                     and sample.divergences == 0
                 ),
-                "quantities": len(comparison),
-                "quantities_agreeing": int(comparison["agrees"].sum()),
+                "quantities": int(comparison["verdict"].notna().sum()),
+                "quantities_agreeing": int((comparison["verdict"] == AGREES).sum()),
+                "quantities_differing": int((comparison["verdict"] == DIFFERS).sum()),
+                "median_shift_se_in_widths": float(
+                    comparison[["lower_shift_se", "upper_shift_se"]].max(axis=1).median()
+                ),
                 "sampling_seconds": round(sample.seconds, 1),
             }
         ]

@@ -301,7 +301,25 @@ POSTERIOR_CHECK = Table(
             "number",
             "How far the upper end moved, in widths of the approximation's interval",
         ),
-        Field("agrees", "agrees", "boolean", "Both ends within a tenth of the approximation's width"),
+        Field(
+            "lower_shift_se",
+            "lower_shift_se",
+            "number",
+            "Monte Carlo standard error of the lower end's shift (batch means of both samples), in the same widths",
+        ),
+        Field(
+            "upper_shift_se",
+            "upper_shift_se",
+            "number",
+            "Monte Carlo standard error of the upper end's shift, in the same widths",
+        ),
+        Field(
+            "verdict",
+            "verdict",
+            "string",
+            "agrees: both ends within a tenth of the approximation's width, even two standard errors away; "
+            "differs: an end beyond a tenth by more than two standard errors; too close to call: neither",
+        ),
     ),
 )
 

@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 
 from milcourts import paths
-from milcourts.checks.posterior import AGREEMENT_SHARE
+from milcourts.checks.posterior import AGREEMENT_SHARE, AGREES, DIFFERS, MONTE_CARLO_Z
 from milcourts.checks.validation import COVERAGE_TARGET, VALIDATION_FILES
 from milcourts.inputs.ledger import load_ledger
 from milcourts.inputs.provenance import sha256_of
@@ -338,8 +338,11 @@ def posterior_paragraphs(analysis: MethodsAnalysis) -> list[str]:
         min_ess=float(min(summary["min_ess_bulk"], summary["min_ess_tail"])),
         divergences=int(summary["divergences"]),
         is_converged=bool(summary["is_converged"]),
-        n_agree=int(comparison["agrees"].sum()),
+        n_agree=int((comparison["verdict"] == AGREES).sum()),
+        n_differ=int((comparison["verdict"] == DIFFERS).sum()),
         n_total=len(comparison),
+        typical_error=float(comparison[["lower_shift_se", "upper_shift_se"]].max(axis=1).median()),
+        error_multiple=MONTE_CARLO_Z,
         agreement_share=AGREEMENT_SHARE,
         median_width_ratio=float(comparison["width_ratio"].median()),
         widest=(

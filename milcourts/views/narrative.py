@@ -1020,7 +1020,10 @@ def describe_posterior_check(
     divergences: int,
     is_converged: bool,
     n_agree: int,
+    n_differ: int,
     n_total: int,
+    typical_error: float,
+    error_multiple: float,
     agreement_share: float,
     median_width_ratio: float,
     widest: tuple[str, str, float],
@@ -1047,9 +1050,21 @@ def describe_posterior_check(
             f"independent draws {min_ess:,.0f}, {divergences} failed steps): the comparison below is indicative only."
         )
     name, quantity, ratio = widest
+    share = f"{100 * agreement_share:.0f}%"
+    n_close = n_total - n_agree - n_differ
+    multiple = "twice" if error_multiple == 2 else f"{error_multiple:g} times"
     finding = (
         f"Of the {n_total} ranges compared (effects, yearly totals and single months; all are in this report's "
-        f"data), {n_agree} agree: each end within {100 * agreement_share:.0f}% of the range's width."
+        f"data), {n_agree} {'agrees' if n_agree == 1 else 'agree'}: each end within {share} of the range's width, "
+        f"even allowing for the chance variation of a finite number of draws ({multiple} its standard error, "
+        f"which is typically {100 * typical_error:.0f}% of a range's width); "
+        f"{n_differ} {'differs' if n_differ == 1 else 'differ'} by more than {share} even allowing for it"
+        + (
+            "."
+            if n_close == 0
+            else f"; for the other {n_close} the difference is within that chance variation, too close to call with "
+            "this many draws."
+        )
     )
     if median_width_ratio > 1 + agreement_share:
         finding += (
