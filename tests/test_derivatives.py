@@ -70,6 +70,26 @@ def test_hessian_matches_differences_of_the_exact_gradient(ledger_problem):
     assert np.linalg.eigvalsh(hessian).min() > 0  # an optimum: positive definite
 
 
+def test_a_worker_given_this_process_s_compilations_uses_them_and_gets_the_same_numbers(ledger_problem):
+    """Validation's worker is sent its parent's compiled functions instead of compiling them again.
+    Run before JAX had prepared LAPACK in the worker, a loaded function crashed it; here the worker
+    takes the Hessian and gradient with nothing compiled of its own, bit for bit the parent's."""
+    from milcourts.model.derivatives import compiled_here, exported_compilations, install_compilations
+    from milcourts.model.runtime import process_pool
+
+    *_, objective, reference = ledger_problem
+    hessian, (value, gradient) = objective.hessian(reference), objective.value_and_gradient(reference)
+    exported = exported_compilations()
+    assert {"hessian", "value_and_gradient"} <= {key[0] for key, *_ in exported}
+    with process_pool(1, install_compilations, (exported,)) as pool:
+        installed = pool.submit(compiled_here).result()
+        there = pool.submit(objective.hessian, reference).result()
+        value_there, gradient_there = pool.submit(objective.value_and_gradient, reference).result()
+        afterwards = pool.submit(compiled_here).result()
+    assert sorted(installed) == sorted(key[0] for key, *_ in exported) == sorted(afterwards)
+    assert np.array_equal(there, hessian) and value_there == value and np.array_equal(gradient_there, gradient)
+
+
 def test_padding_to_block_sizes_changes_nothing(ledger_problem):
     _, obs, design, _, _, reference = ledger_problem
     data = likelihood_data(obs, design)

@@ -12,6 +12,7 @@ precision would leave only three or four digits of it.
 from __future__ import annotations
 
 import os
+import re
 from typing import NamedTuple
 
 # One XLA thread per process: fits run in parallel (--jobs) on two cores, and threaded reductions
@@ -236,6 +237,59 @@ def _hessian(params, data: LikelihoodData, prior_mean, prior_precision):
     return jax.lax.map(along, jnp.eye(params.shape[0]), batch_size=HESSIAN_BATCH)
 
 
+# The compiled functions of this process, by function and argument shapes. Compiling the two for a
+# shape takes about 17 s of processor time (11 s on two cores); a worker process that repeats the
+# same fits (validation's simulated replicates) is given its parent's instead (exported_compilations,
+# install_compilations), serialised and sent down the pool's pipe, never through a file.
+_FUNCTIONS = {"value_and_gradient": _value_and_gradient, "hessian": _hessian}
+_COMPILED: dict[tuple, jax.stages.Compiled] = {}
+
+
+def _signature(args) -> tuple:
+    """What a compilation depends on: the arguments' tree and every leaf's shape and dtype."""
+    leaves, tree = jax.tree_util.tree_flatten(args)
+    return str(tree), tuple((tuple(np.shape(leaf)), np.dtype(leaf.dtype).str) for leaf in leaves)
+
+
+def _external_calls(compiled: jax.stages.Compiled) -> set[str]:
+    return set(re.findall(r'custom_call_target="([^"]+)"', compiled.as_text()))
+
+
+def exported_compilations() -> list[tuple]:
+    """The functions this process has compiled, serialised for install_compilations in another
+    process of the same machine and installation (a worker it starts). Only those whose calls out
+    of compiled code are LAPACK's (the Cholesky factorisation and triangular solves), which
+    install_compilations prepares; any other is left for the worker to compile."""
+    from jax.experimental.serialize_executable import serialize
+
+    return [
+        (key, *serialize(compiled))
+        for key, compiled in _COMPILED.items()
+        if all(target.startswith("lapack_") for target in _external_calls(compiled))
+    ]
+
+
+def install_compilations(exported: list[tuple]) -> None:
+    """Use a parent process's compilations (exported_compilations) here. Should one fail to load,
+    this process compiles that function itself when it first needs it."""
+    from jax.experimental.serialize_executable import deserialize_and_load
+
+    # A loaded function calls LAPACK through pointers that JAX fills in only when it first lowers
+    # a LAPACK operation: run before that, in a fresh worker, it crashed the process (segmentation
+    # fault). Lowering one factorisation and solve (not running them) fills them in.
+    jax.jit(lambda m: jlinalg.cho_solve((jnp.linalg.cholesky(m), True), m)).lower(jnp.eye(2))
+    for key, payload, in_tree, out_tree in exported:
+        try:
+            _COMPILED.setdefault(key, deserialize_and_load(payload, in_tree, out_tree))
+        except Exception:  # noqa: BLE001 - an optimisation only: compiling here gives the same function
+            continue
+
+
+def compiled_here() -> list[str]:
+    """The names of the functions compiled for (or installed in) this process, one per shape."""
+    return [name for name, _ in _COMPILED]
+
+
 class ExactObjective:
     """The penalised negative log-likelihood of a fit, with its exact gradient and Hessian.
 
@@ -252,6 +306,15 @@ class ExactObjective:
         self.data = jax.device_put(likelihood_data(obs, design))
         self.prior_mean = jnp.asarray(self._embed(prior_mean, 0.0))
         self.prior_precision = jnp.asarray(self._embed(prior_precision, 1.0))
+        self._key = _signature((np.zeros(self.size), self.data, self.prior_mean, self.prior_precision))
+
+    def _compiled(self, name: str) -> jax.stages.Compiled:
+        """The function compiled for this objective's shapes: this process's or its parent's."""
+        compiled = _COMPILED.get((name, self._key))
+        if compiled is None:
+            args = (np.zeros(self.size), self.data, self.prior_mean, self.prior_precision)
+            compiled = _COMPILED[(name, self._key)] = _FUNCTIONS[name].lower(*args).compile()
+        return compiled
 
     def _embed(self, params: np.ndarray, fill: float) -> np.ndarray:
         out = np.full(self.size, fill)
@@ -263,7 +326,7 @@ class ExactObjective:
         return self.value_and_gradient(params)[0]
 
     def value_and_gradient(self, params: np.ndarray) -> tuple[float, np.ndarray]:
-        value, gradient = _value_and_gradient(
+        value, gradient = self._compiled("value_and_gradient")(
             self._embed(params, 0.0), self.data, self.prior_mean, self.prior_precision
         )
         return float(value), np.asarray(gradient)[self.positions]
@@ -272,7 +335,9 @@ class ExactObjective:
         return self.value_and_gradient(params)[1]
 
     def hessian(self, params: np.ndarray) -> np.ndarray:
-        hess = np.asarray(_hessian(self._embed(params, 0.0), self.data, self.prior_mean, self.prior_precision))
+        hess = np.asarray(
+            self._compiled("hessian")(self._embed(params, 0.0), self.data, self.prior_mean, self.prior_precision)
+        )
         hess = hess[np.ix_(self.positions, self.positions)]
         if not np.isfinite(hess).all():
             # rare: a bound the fit breaks by far puts the incomplete beta function where its second

@@ -45,10 +45,16 @@ def model_numerics():
         yield
 
 
-def process_pool(max_workers: int) -> ProcessPoolExecutor:
+def process_pool(max_workers: int, initializer=None, initargs: tuple = ()) -> ProcessPoolExecutor:
     """Worker processes started by a fork server, never forked from this process: JAX runs threads
-    once it has compiled anything, and a fork copies their locks mid-use (the workers deadlocked)."""
-    return ProcessPoolExecutor(max_workers=max_workers, mp_context=multiprocessing.get_context("forkserver"))
+    once it has compiled anything, and a fork copies their locks mid-use (the workers deadlocked).
+    `initializer(*initargs)` runs first in each worker."""
+    return ProcessPoolExecutor(
+        max_workers=max_workers,
+        mp_context=multiprocessing.get_context("forkserver"),
+        initializer=initializer,
+        initargs=initargs,
+    )
 
 
 def stop_now(pool: ProcessPoolExecutor) -> None:
