@@ -80,13 +80,13 @@ def test_a_worker_given_this_process_s_compilations_uses_them_and_gets_the_same_
     *_, objective, reference = ledger_problem
     hessian, (value, gradient) = objective.hessian(reference), objective.value_and_gradient(reference)
     exported = exported_compilations()
-    assert {"hessian", "value_and_gradient"} <= {key[0] for key, *_ in exported}
+    assert {"hessian", "value_and_gradient"} <= {key[0] for key, _ in exported}
     with process_pool(1, install_compilations, (exported,)) as pool:
         installed = pool.submit(compiled_here).result()
         there = pool.submit(objective.hessian, reference).result()
         value_there, gradient_there = pool.submit(objective.value_and_gradient, reference).result()
         afterwards = pool.submit(compiled_here).result()
-    assert sorted(installed) == sorted(key[0] for key, *_ in exported) == sorted(afterwards)
+    assert sorted(installed) == sorted(key[0] for key, _ in exported) == sorted(afterwards)
     assert np.array_equal(there, hessian) and value_there == value and np.array_equal(gradient_there, gradient)
 
 

@@ -20,6 +20,7 @@ way the methods report always shows the check of the very fit the reports use.
 from __future__ import annotations
 
 import functools
+import hashlib
 import time
 from dataclasses import dataclass, fields, replace
 
@@ -114,17 +115,10 @@ def _whitened_log_density(fitted: FittedModel):
     return log_density, np.asarray(chol)
 
 
-# The last fit sampled in this process and its compiled chain (see _chain_function).
-_LAST_SAMPLED: list = []
-
-
 def _chain_function(fitted: FittedModel):
-    """One chain (dispersed start, adaptation, draws) as a compiled function of its key, for this
-    fit; chain lengths are static arguments. Compiling takes about 8 s; the function closes over the
-    fit's arrays, so it is kept for the last fit sampled: a second call for the same fit in the same
-    process (the chains a worker shares, a test sampling one fit twice) does not compile again."""
-    if _LAST_SAMPLED and _LAST_SAMPLED[0] is fitted:
-        return _LAST_SAMPLED[1]
+    """One chain (dispersed start, adaptation, draws) as a function of its key, for this fit, to be
+    compiled with the chain lengths as static arguments (_compiled_chain); it closes over the fit's
+    arrays."""
     import blackjax
     import jax
 
@@ -146,22 +140,59 @@ def _chain_function(fitted: FittedModel):
         _, (positions, divergent) = jax.lax.scan(step, state, jax.random.split(sample_key, draws))
         return positions, divergent.sum()
 
-    compiled = jax.jit(one_chain, static_argnames=("warmup", "draws"))
-    _LAST_SAMPLED[:] = [fitted, compiled]
-    return compiled
+    return jax.jit(one_chain, static_argnames=("warmup", "draws"))
+
+
+def _chain_keys(chains: int, seed: int):
+    import jax
+
+    return jax.random.split(jax.random.key(seed), chains)
+
+
+def _fingerprint(fitted: FittedModel, warmup: int, draws: int) -> str:
+    """Which chain a compiled chain function runs: the fit's figures, penalty, mode and covariance
+    (the density's arrays are compiled in) and the chain lengths."""
+    digest = hashlib.sha256()
+    for array in (fitted.obs.value, fitted.obs.weights, [fitted.penalty], fitted.params, fitted.cov):
+        digest.update(np.asarray(array, float).tobytes())
+    return f"{digest.hexdigest()}:{warmup}:{draws}"
+
+
+# The last chain compiled in this process, or installed by its parent (_install_chain), by
+# _fingerprint: compiling takes about 9 s, and a second sampling of the same fit (a test sampling
+# one fit twice) then does not compile again. Only the last is kept: it holds the fit's arrays.
+_LAST_CHAIN: dict = {}
+
+
+def _install_chain(fingerprint: str, exported: tuple) -> None:
+    """Pool initializer: the parent's compiled chain (see derivatives.serialised), if it loads."""
+    from milcourts.model.derivatives import loaded
+
+    compiled = loaded(exported)
+    if compiled is not None:
+        _LAST_CHAIN.clear()
+        _LAST_CHAIN[fingerprint] = compiled
+
+
+def _compiled_chain(fitted: FittedModel, warmup: int, draws: int, seed: int):
+    """The chain as a compiled function of its key alone."""
+    fingerprint = _fingerprint(fitted, warmup, draws)
+    if fingerprint not in _LAST_CHAIN:
+        compiled = _chain_function(fitted).lower(_chain_keys(1, seed)[0], warmup=warmup, draws=draws).compile()
+        _LAST_CHAIN.clear()
+        _LAST_CHAIN[fingerprint] = compiled
+    return _LAST_CHAIN[fingerprint]
 
 
 def _run_chains(fitted: FittedModel, chain_indices: list[int], chains: int, warmup: int, draws: int, seed: int):
     """Whitened positions (one array per chain) and divergences of the chains `chain_indices` of
     `chains`: each chain's key is the same whichever process runs it, so the draws are too."""
-    import jax
-
     with model_numerics():  # a worker from the fork server does not inherit the parent's limits
-        one_chain = _chain_function(fitted)
-        keys = jax.random.split(jax.random.key(seed), chains)
+        one_chain = _compiled_chain(fitted, warmup, draws, seed)
+        keys = _chain_keys(chains, seed)
         out = []
         for i in chain_indices:
-            positions, divergent = one_chain(keys[i], warmup=warmup, draws=draws)
+            positions, divergent = one_chain(keys[i])
             out.append((np.asarray(positions), int(divergent)))
         return out
 
@@ -176,15 +207,21 @@ def sample_posterior(
 ) -> PosteriorSample:
     """NUTS draws of the fit's parameters given the published figures (penalty as chosen).
 
-    `workers` > 1: the chains are shared between this process and workers-1 others (each compiles
-    the sampler once, about 6 s; a chain of the main fit takes about 12 s), with the same draws as
-    one process, chain for chain. The fit stage uses two (or --jobs): nothing else runs while the
-    main fit's checks do."""
+    `workers` > 1: the chains are shared between this process and workers-1 others, with the same
+    draws as one process, chain for chain (a chain of the main fit takes about 12 s). This process
+    compiles the sampler (about 9 s on two cores) and sends it to the workers, which would otherwise
+    compile it again (15 s of processor time each, on the same cores). The fit stage uses two (or
+    --jobs): nothing else runs while the main fit's checks do."""
     started = time.perf_counter()
     workers = max(1, min(workers, chains))
     shares = [list(range(chains))[w::workers] for w in range(workers)]
     if workers > 1:
-        pool = process_pool(workers - 1)
+        from milcourts.model.derivatives import serialised
+
+        with model_numerics():
+            exported = serialised(_compiled_chain(fitted, warmup, draws, seed))
+        fingerprint = _fingerprint(fitted, warmup, draws)
+        pool = process_pool(workers - 1, *((_install_chain, (fingerprint, exported)) if exported else ()))
         try:
             pending = [pool.submit(_run_chains, fitted, share, chains, warmup, draws, seed) for share in shares[1:]]
             results = {0: _run_chains(fitted, shares[0], chains, warmup, draws, seed)}

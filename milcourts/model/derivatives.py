@@ -255,34 +255,46 @@ def _external_calls(compiled: jax.stages.Compiled) -> set[str]:
     return set(re.findall(r'custom_call_target="([^"]+)"', compiled.as_text()))
 
 
-def exported_compilations() -> list[tuple]:
-    """The functions this process has compiled, serialised for install_compilations in another
-    process of the same machine and installation (a worker it starts). Only those whose calls out
-    of compiled code are LAPACK's (the Cholesky factorisation and triangular solves), which
-    install_compilations prepares; any other is left for the worker to compile."""
+def serialised(compiled: jax.stages.Compiled) -> tuple | None:
+    """A compiled function as bytes and its argument and result trees, for loaded() in another
+    process of the same machine and installation (a worker this one starts), sent down the pool's
+    pipe. None unless its only calls out of compiled code are LAPACK's (the Cholesky
+    factorisation and triangular solves), which loaded() prepares."""
     from jax.experimental.serialize_executable import serialize
 
-    return [
-        (key, *serialize(compiled))
-        for key, compiled in _COMPILED.items()
-        if all(target.startswith("lapack_") for target in _external_calls(compiled))
-    ]
+    if not all(target.startswith("lapack_") for target in _external_calls(compiled)):
+        return None
+    return serialize(compiled)
 
 
-def install_compilations(exported: list[tuple]) -> None:
-    """Use a parent process's compilations (exported_compilations) here. Should one fail to load,
-    this process compiles that function itself when it first needs it."""
+def loaded(exported: tuple) -> jax.stages.Compiled | None:
+    """The function serialised() made, ready to call here; None should it fail to load (the
+    caller then compiles it itself: an optimisation only, same function either way)."""
     from jax.experimental.serialize_executable import deserialize_and_load
 
     # A loaded function calls LAPACK through pointers that JAX fills in only when it first lowers
     # a LAPACK operation: run before that, in a fresh worker, it crashed the process (segmentation
     # fault). Lowering one factorisation and solve (not running them) fills them in.
     jax.jit(lambda m: jlinalg.cho_solve((jnp.linalg.cholesky(m), True), m)).lower(jnp.eye(2))
-    for key, payload, in_tree, out_tree in exported:
-        try:
-            _COMPILED.setdefault(key, deserialize_and_load(payload, in_tree, out_tree))
-        except Exception:  # noqa: BLE001 - an optimisation only: compiling here gives the same function
-            continue
+    try:
+        return deserialize_and_load(*exported)
+    except Exception:  # noqa: BLE001
+        return None
+
+
+def exported_compilations() -> list[tuple]:
+    """The likelihood's functions this process has compiled (see serialised), for
+    install_compilations in a worker."""
+    return [(key, exported) for key, compiled in _COMPILED.items() if (exported := serialised(compiled)) is not None]
+
+
+def install_compilations(exported: list[tuple]) -> None:
+    """Use a parent process's compilations (exported_compilations) here; one that fails to load is
+    compiled here when first needed."""
+    for key, payload in exported:
+        compiled = loaded(payload)
+        if compiled is not None:
+            _COMPILED.setdefault(key, compiled)
 
 
 def compiled_here() -> list[str]:
