@@ -306,8 +306,11 @@ def _draw_rows(draws: Draws, rows: slice) -> Draws:
     )
 
 
-def _is_ratio(quantity: pd.Series) -> pd.Series:
-    return quantity.str.contains(RATIO_QUANTITY)
+def _on_comparison_scale(ends: pd.DataFrame, quantity: pd.Series) -> tuple[pd.DataFrame, pd.Series]:
+    """Interval ends as they are compared: a rate ratio's as logarithms (where every end in its row
+    is positive), everything else as it is; and which rows were logged."""
+    logged = quantity.str.contains(RATIO_QUANTITY) & (ends > 0).all(axis=1)
+    return ends.where(~logged, np.log(ends.where(logged, 1.0))), logged
 
 
 def endpoint_errors(fitted: FittedModel, draws: Draws, batches: int) -> pd.DataFrame:
@@ -319,10 +322,7 @@ def endpoint_errors(fitted: FittedModel, draws: Draws, batches: int) -> pd.DataF
         [_compared_quantities(fitted, _draw_rows(draws, slice(k * size, (k + 1) * size))) for k in range(batches)],
         ignore_index=True,
     )
-    ratio = _is_ratio(ends["quantity"])
-    for end in ("lower_95", "upper_95"):
-        positive = ends[end].where(ends[end] > 0)
-        ends[end] = ends[end].where(~ratio, np.log(positive))
+    ends[["lower_95", "upper_95"]] = _on_comparison_scale(ends[["lower_95", "upper_95"]], ends["quantity"])[0]
     grouped = ends.groupby(["kind", "article", "quantity"], sort=False)[["lower_95", "upper_95"]]
     return (grouped.std(ddof=1) / np.sqrt(batches)).add_suffix("_se").reset_index()
 
@@ -344,8 +344,7 @@ def compare_intervals(
         validate="one_to_one",
     )
     ends = table[["lower_95_laplace", "upper_95_laplace", "lower_95_posterior", "upper_95_posterior"]]
-    ratio = _is_ratio(table["quantity"]) & (ends > 0).all(axis=1)
-    scaled = ends.where(~ratio, np.log(ends.where(ratio, 1.0)))
+    scaled, ratio = _on_comparison_scale(ends, table["quantity"])
     width = scaled["upper_95_laplace"] - scaled["lower_95_laplace"]
     table["log_scale"] = ratio
     table["width_ratio"] = (scaled["upper_95_posterior"] - scaled["lower_95_posterior"]) / width

@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 
 from milcourts import paths
-from milcourts.checks.posterior import AGREEMENT_SHARE, AGREES, DIFFERS, MONTE_CARLO_Z
+from milcourts.checks.posterior import AGREEMENT_SHARE, MONTE_CARLO_Z
 from milcourts.checks.validation import COVERAGE_TARGET, VALIDATION_FILES
 from milcourts.inputs.ledger import load_ledger
 from milcourts.inputs.provenance import sha256_of
@@ -338,10 +338,10 @@ def posterior_paragraphs(analysis: MethodsAnalysis) -> list[str]:
         min_ess=float(min(summary["min_ess_bulk"], summary["min_ess_tail"])),
         divergences=int(summary["divergences"]),
         is_converged=bool(summary["is_converged"]),
-        n_agree=int((comparison["verdict"] == AGREES).sum()),
-        n_differ=int((comparison["verdict"] == DIFFERS).sum()),
-        n_total=len(comparison),
-        typical_error=float(comparison[["lower_shift_se", "upper_shift_se"]].max(axis=1).median()),
+        n_agree=int(summary["quantities_agreeing"]),
+        n_differ=int(summary["quantities_differing"]),
+        n_total=int(summary["quantities"]),
+        typical_error=float(summary["median_shift_se_in_widths"]),
         error_multiple=MONTE_CARLO_Z,
         agreement_share=AGREEMENT_SHARE,
         median_width_ratio=float(comparison["width_ratio"].median()),
