@@ -80,6 +80,15 @@ def test_lock_pins_every_declared_dependency():
         assert name in locked, f"{name} is declared but not in uv.lock: run `make lock`"
 
 
+def test_the_lock_leaves_out_what_pyproject_excludes():
+    """An excluded package (the IRI format checker, 2.4 s at every nbformat import) stays out of the
+    environment only as long as the lock was made with the exclusion: re-locking without it fails here."""
+    lock = tomllib.loads(paths.LOCK_FILE.read_text())
+    excluded = tomllib.loads((paths.PROJECT_ROOT / "pyproject.toml").read_text())["tool"]["uv"]["exclude-dependencies"]
+    locked = {p["name"] for p in lock["package"]}
+    assert "rfc3987-syntax" in excluded and not locked & set(excluded), sorted(locked & set(excluded))
+
+
 def test_ci_runs_the_readme_commands():
     ci = (paths.PROJECT_ROOT / ".ci" / "run").read_text()
     readme = (paths.PROJECT_ROOT / "README.md").read_text()
