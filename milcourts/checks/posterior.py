@@ -174,11 +174,11 @@ def _install_chain(fingerprint: str, exported: tuple) -> None:
         _LAST_CHAIN[fingerprint] = compiled
 
 
-def _compiled_chain(fitted: FittedModel, warmup: int, draws: int, seed: int):
-    """The chain as a compiled function of its key alone."""
+def _compiled_chain(fitted: FittedModel, warmup: int, draws: int):
+    """The chain as a compiled function of its key alone (any key: the seed is not compiled in)."""
     fingerprint = _fingerprint(fitted, warmup, draws)
     if fingerprint not in _LAST_CHAIN:
-        compiled = _chain_function(fitted).lower(_chain_keys(1, seed)[0], warmup=warmup, draws=draws).compile()
+        compiled = _chain_function(fitted).lower(_chain_keys(1, 0)[0], warmup=warmup, draws=draws).compile()
         _LAST_CHAIN.clear()
         _LAST_CHAIN[fingerprint] = compiled
     return _LAST_CHAIN[fingerprint]
@@ -188,7 +188,7 @@ def _run_chains(fitted: FittedModel, chain_indices: list[int], chains: int, warm
     """Whitened positions (one array per chain) and divergences of the chains `chain_indices` of
     `chains`: each chain's key is the same whichever process runs it, so the draws are too."""
     with model_numerics():  # a worker from the fork server does not inherit the parent's limits
-        one_chain = _compiled_chain(fitted, warmup, draws, seed)
+        one_chain = _compiled_chain(fitted, warmup, draws)
         keys = _chain_keys(chains, seed)
         out = []
         for i in chain_indices:
@@ -219,7 +219,7 @@ def sample_posterior(
         from milcourts.model.derivatives import serialised
 
         with model_numerics():
-            exported = serialised(_compiled_chain(fitted, warmup, draws, seed))
+            exported = serialised(_compiled_chain(fitted, warmup, draws))
         fingerprint = _fingerprint(fitted, warmup, draws)
         pool = process_pool(workers - 1, *((_install_chain, (fingerprint, exported)) if exported else ()))
         try:

@@ -11,6 +11,7 @@ precision would leave only three or four digits of it.
 
 from __future__ import annotations
 
+import functools
 import os
 import re
 from typing import NamedTuple
@@ -267,15 +268,20 @@ def serialised(compiled: jax.stages.Compiled) -> tuple | None:
     return serialize(compiled)
 
 
+@functools.cache
+def _prepare_lapack() -> None:
+    """A loaded function calls LAPACK through pointers that JAX fills in only when it first lowers
+    a LAPACK operation: run before that, in a fresh worker, it crashed the process (segmentation
+    fault). Lowering one factorisation and solve (not running them) fills them in, once a process."""
+    jax.jit(lambda m: jlinalg.cho_solve((jnp.linalg.cholesky(m), True), m)).lower(jnp.eye(2))
+
+
 def loaded(exported: tuple) -> jax.stages.Compiled | None:
     """The function serialised() made, ready to call here; None should it fail to load (the
     caller then compiles it itself: an optimisation only, same function either way)."""
     from jax.experimental.serialize_executable import deserialize_and_load
 
-    # A loaded function calls LAPACK through pointers that JAX fills in only when it first lowers
-    # a LAPACK operation: run before that, in a fresh worker, it crashed the process (segmentation
-    # fault). Lowering one factorisation and solve (not running them) fills them in.
-    jax.jit(lambda m: jlinalg.cho_solve((jnp.linalg.cholesky(m), True), m)).lower(jnp.eye(2))
+    _prepare_lapack()
     try:
         return deserialize_and_load(*exported)
     except Exception:  # noqa: BLE001
@@ -318,14 +324,15 @@ class ExactObjective:
         self.data = jax.device_put(likelihood_data(obs, design))
         self.prior_mean = jnp.asarray(self._embed(prior_mean, 0.0))
         self.prior_precision = jnp.asarray(self._embed(prior_precision, 1.0))
-        self._key = _signature((np.zeros(self.size), self.data, self.prior_mean, self.prior_precision))
+        # arguments of the compiled functions' shapes, to compile with (see _compiled)
+        self._example = (np.zeros(self.size), self.data, self.prior_mean, self.prior_precision)
+        self._key = _signature(self._example)
 
     def _compiled(self, name: str) -> jax.stages.Compiled:
         """The function compiled for this objective's shapes: this process's or its parent's."""
         compiled = _COMPILED.get((name, self._key))
         if compiled is None:
-            args = (np.zeros(self.size), self.data, self.prior_mean, self.prior_precision)
-            compiled = _COMPILED[(name, self._key)] = _FUNCTIONS[name].lower(*args).compile()
+            compiled = _COMPILED[(name, self._key)] = _FUNCTIONS[name].lower(*self._example).compile()
         return compiled
 
     def _embed(self, params: np.ndarray, fill: float) -> np.ndarray:
