@@ -97,8 +97,7 @@ def test_endpoint_errors_match_how_far_independent_samples_scatter(synthetic_fit
 def test_diagnostics_tell_mixed_chains_from_chains_stuck_apart(synthetic_fit):
     """Chains of independent normal draws: R-hat about 1, about as many effective draws as draws;
     one chain shifted by two standard deviations in one parameter: R-hat far above 1.01 there.
-    Three chains of 300 for each of the synthetic fit's parameters: the shape the sampler test's
-    chains have, so the diagnostics are compiled once for both (3 to 7 s a shape)."""
+    Three chains of 300 for each of the synthetic fit's parameters, the sampler test's shape."""
     draws = np.random.default_rng(3).standard_normal((3, 300, len(synthetic_fit.params)))
     mixed = PosteriorSample(draws, warmup=0, divergences=0, seconds=0.0).diagnostics()
     assert list(mixed.columns) == ["rhat", "ess_bulk", "ess_tail"]

@@ -19,7 +19,6 @@ way the methods report always shows the check of the very fit the reports use.
 
 from __future__ import annotations
 
-import functools
 import hashlib
 import time
 from dataclasses import dataclass, fields, replace
@@ -42,6 +41,7 @@ SEED = 20220921  # the day mobilisation was announced
 # Convergence: the thresholds of Vehtari et al. (2021).
 MAX_RHAT = 1.01
 MIN_ESS = 400
+TAIL_QUANTILES = (0.05, 0.95)  # the tail effective sample size is the smaller of these two quantiles
 # Two 95% intervals "agree" when each end differs by less than this share of the Laplace
 # interval's width (on the log scale for rate ratios, where 1 to 3 is as wide as 2 to 6; counts,
 # growth rates and shares on their own scale). The Monte Carlo error of a 2.5% quantile from a few
@@ -75,21 +75,22 @@ class PosteriorSample:
     seconds: float
 
     def diagnostics(self) -> pd.DataFrame:
-        """One row per parameter: split R-hat, bulk and tail effective sample size."""
-        rhat, ess_bulk, ess_tail = _compiled_diagnostics()(self.params)
-        columns = {"rhat": rhat, "ess_bulk": ess_bulk, "ess_tail": ess_tail}
-        return pd.DataFrame({name: np.asarray(values) for name, values in columns.items()})
+        """One row per parameter: split R-hat (rank-normalised), bulk and tail effective sample size
+        (the 5% and 95% quantiles), as Vehtari et al. (2021) define them.
 
+        ArviZ's numpy implementation: blackjax's (JAX) computed the same R-hat (to 1e-15) and
+        effective sizes within 2%, but had to be compiled first, 2 to 12 s in every process that
+        checks chains, against well under a second here for four chains of 1,000 draws."""
+        from arviz_stats.base import array_stats
 
-@functools.cache
-def _compiled_diagnostics():
-    """The R-hat and effective sample sizes of blackjax as one compiled function. Run operation by
-    operation they compiled some 170 small programs, 8 s on first use in a process; compiled
-    together 2 s (the same values to 1e-14)."""
-    import blackjax
-    import jax
-
-    return jax.jit(lambda params: (blackjax.rhat(params), blackjax.ess_bulk(params), blackjax.ess_tail(params)))
+        axes = {"chain_axis": 0, "draw_axis": 1}
+        return pd.DataFrame(
+            {
+                "rhat": array_stats.rhat(self.params, method="rank", **axes),
+                "ess_bulk": array_stats.ess(self.params, method="bulk", **axes),
+                "ess_tail": array_stats.ess(self.params, method="tail", prob=TAIL_QUANTILES, **axes),
+            }
+        )
 
 
 def _whitened_log_density(fitted: FittedModel):
