@@ -56,22 +56,30 @@ def write_ledger(tmp_path):
     return write
 
 
+DEFAULT_PARAMETERS = 'greeting: str = "hello"  # word to print'
+
+
+def write_notebook(root: Path, name: str, cells: list[str], parameters: str | None = DEFAULT_PARAMETERS) -> Path:
+    """A tiny notebook root/notebooks/NAME.ipynb: a title, a parameters cell, the code cells."""
+    notebook = new_notebook(
+        metadata={"kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"}}
+    )
+    notebook.cells.append(new_markdown_cell(f"# {name}"))
+    if parameters is not None:
+        notebook.cells.append(new_code_cell(parameters, metadata={"tags": ["parameters"]}))
+    notebook.cells += [new_code_cell(c) for c in cells]
+    path = root / "notebooks" / f"{name}.ipynb"
+    path.parent.mkdir(exist_ok=True)
+    nbformat.write(notebook, path)
+    return path
+
+
 @pytest.fixture
 def make_notebook(tmp_path):
     """make_notebook(name, code_cells, parameters=...) -> path of a tiny notebook."""
 
-    def make(name: str, cells: list[str], parameters: str | None = 'greeting: str = "hello"  # word to print') -> Path:
-        notebook = new_notebook(
-            metadata={"kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"}}
-        )
-        notebook.cells.append(new_markdown_cell(f"# {name}"))
-        if parameters is not None:
-            notebook.cells.append(new_code_cell(parameters, metadata={"tags": ["parameters"]}))
-        notebook.cells += [new_code_cell(c) for c in cells]
-        path = tmp_path / "notebooks" / f"{name}.ipynb"
-        path.parent.mkdir(exist_ok=True)
-        nbformat.write(notebook, path)
-        return path
+    def make(name: str, cells: list[str], parameters: str | None = DEFAULT_PARAMETERS) -> Path:
+        return write_notebook(tmp_path, name, cells, parameters)
 
     return make
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import io
 import json
@@ -26,6 +27,7 @@ from milcourts.build.incremental import BuildSettings, cache_key, package_finger
 from milcourts.build.pipeline import build
 from milcourts.build.progress import Progress
 from milcourts.build.runfile import RunFileError, load_runs
+from tests.conftest import write_notebook
 
 
 def snapshot(directory: Path) -> dict[str, str]:
@@ -37,26 +39,30 @@ def snapshot(directory: Path) -> dict[str, str]:
     }
 
 
+def _project_settings(root: Path, runs: list[dict], make_pdf: bool = False) -> BuildSettings:
+    run_file = root / "reports.yaml"
+    run_file.write_text(yaml.safe_dump({"reports": runs}), encoding="utf-8")
+    return BuildSettings(
+        run_file=run_file,
+        root=root,
+        reports_dir=root / "reports",
+        build_dir=root / "build",
+        make_pdf=make_pdf,
+        processed_dir=root / "processed",
+        lock_file=root / "uv.lock",
+    )
+
+
+def _tiny_notebooks(root: Path) -> None:
+    write_notebook(root, "hello", ["print(greeting * 2)"])
+    write_notebook(root, "boom", ["x = 1", "1 / 0"])
+
+
 @pytest.fixture
-def project(tmp_path, make_notebook):
+def project(tmp_path):
     """A tiny project root: run file writer and settings pointing into tmp_path."""
-
-    def settings_for(runs: list[dict], make_pdf: bool = False) -> BuildSettings:
-        run_file = tmp_path / "reports.yaml"
-        run_file.write_text(yaml.safe_dump({"reports": runs}), encoding="utf-8")
-        return BuildSettings(
-            run_file=run_file,
-            root=tmp_path,
-            reports_dir=tmp_path / "reports",
-            build_dir=tmp_path / "build",
-            make_pdf=make_pdf,
-            processed_dir=tmp_path / "processed",
-            lock_file=tmp_path / "uv.lock",
-        )
-
-    make_notebook("hello", ["print(greeting * 2)"])
-    make_notebook("boom", ["x = 1", "1 / 0"])
-    return settings_for
+    _tiny_notebooks(tmp_path)
+    return functools.partial(_project_settings, tmp_path)
 
 
 HELLO = {
@@ -65,6 +71,26 @@ HELLO = {
     "title": "Hello report",
     "parameters": {"greeting": "hi"},
 }
+
+
+@pytest.fixture(scope="module")
+def hello_published(tmp_path_factory) -> Path:
+    """A tiny project with HELLO built once (its root), for tests that start from a published report
+    and damage it. Its notebooks and reports/ copied into another project are up to date there (the
+    cache key holds no path; the notebooks are copied because each new cell gets a random id), and
+    each copy saves a kernel's run."""
+    root = tmp_path_factory.mktemp("hello-published")
+    _tiny_notebooks(root)
+    build(settings=_project_settings(root, [HELLO]))
+    return root
+
+
+def copy_published(published: Path, root: Path) -> None:
+    """hello_published's notebooks and reports/ into the project at root."""
+    for folder in ("notebooks", "reports"):
+        shutil.copytree(published / folder, root / folder, dirs_exist_ok=True)
+
+
 BOOM = {"name": "boom", "notebook": "notebooks/boom.ipynb", "title": "Boom"}
 
 
@@ -304,9 +330,10 @@ def test_changing_one_runs_parameters_reexecutes_only_that_run(project):
     assert set(manifest["reports"]) == {"hello", "hello-two"}
 
 
-def test_force_and_damaged_outputs_rebuild(project):
+def test_force_and_damaged_outputs_rebuild(project, hello_published, tmp_path):
     settings = project([HELLO])
-    build(settings=settings)
+    copy_published(hello_published, tmp_path)
+    assert build(settings=settings) == []
     assert [e["name"] for e in build(settings=replace(settings, force=True))] == ["hello"]
     (settings.reports_dir / "hello.html").write_text("tampered", encoding="utf-8")
     assert [e["name"] for e in build(settings=settings)] == ["hello"]
@@ -434,9 +461,10 @@ def test_a_notebook_entry_that_is_not_a_notebook_is_a_clear_error(project, tmp_p
         "a reader's file as an output",
     ],
 )
-def test_a_damaged_manifest_is_a_reason_to_rebuild_never_a_crash(project, tmp_path, damage, force):
+def test_a_damaged_manifest_is_a_reason_to_rebuild_never_a_crash(project, hello_published, tmp_path, damage, force):
     settings = project([HELLO])
-    build(settings=settings)
+    copy_published(hello_published, tmp_path)
+    assert build(settings=settings) == []  # published and current: the damage alone makes it rebuild
     manifest = settings.reports_dir / "manifest.json"
     text = manifest.read_text()
     (tmp_path / "precious.txt").write_text("not the build's")
