@@ -79,8 +79,9 @@ class PosteriorSample:
         (the 5% and 95% quantiles), as Vehtari et al. (2021) define them.
 
         ArviZ's numpy implementation: blackjax's (JAX) computed the same R-hat (to 1e-15) and
-        effective sizes within 2%, but had to be compiled first, 2 to 12 s in every process that
-        checks chains, against well under a second here for four chains of 1,000 draws."""
+        effective sizes within 2%, but had to be compiled first in every process that checks
+        chains. Four chains of 1,000 draws of 45 parameters in a fresh process: 1.2 s here, import
+        included, against 4.4 s (median of three each)."""
         from arviz_stats.base import array_stats
 
         axes = {"chain_axis": 0, "draw_axis": 1}
