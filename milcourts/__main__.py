@@ -15,6 +15,9 @@ from pathlib import Path
 
 from milcourts import __version__, paths
 
+# `validate`'s simulation replicates per scenario, also when the build runs it (--validate-if-stale)
+VALIDATION_REPLICATES = 200
+
 
 def _path(text: str) -> Path:
     """Every path argument: relative to the current directory, made absolute once."""
@@ -65,6 +68,14 @@ def _build(args: argparse.Namespace) -> int:
     settings = replace(_settings(args), make_pdf=not args.no_pdf, force=args.force, run_timeout_seconds=args.timeout)
     if args.reports_dir:
         settings = replace(settings, reports_dir=args.reports_dir)
+    if args.validate_if_stale:
+        from milcourts.build.incremental import validation_is_stale
+
+        if validation_is_stale(settings.ledger_csv, settings.processed_dir):
+            print("validating the model first (its results are older than the ledger or the package)", file=sys.stderr)
+            status = _run_validation(settings.ledger_csv)
+            if status:
+                return status
     try:
         _, keys, stale, published = plan(settings, args.only)
     except (RunFileError, OSError) as exc:
@@ -160,20 +171,24 @@ def _predict(args: argparse.Namespace) -> int:
 
 
 def _validate(args: argparse.Namespace) -> int:
+    return _run_validation(args.ledger, args.replicates, args.workers)
+
+
+def _run_validation(ledger_csv: Path, replicates: int = VALIDATION_REPLICATES, workers: int = 2) -> int:
     from milcourts.atomic import write_csv_tables
     from milcourts.checks.validation import VALIDATION_FILES, run_validation, validation_inputs
     from milcourts.inputs.ledger import LedgerValidationError, load_ledger
     from milcourts.model.runtime import model_numerics
 
     try:
-        ledger = load_ledger(args.ledger)
+        ledger = load_ledger(ledger_csv)
     except LedgerValidationError as exc:
         print(exc, file=sys.stderr)
         return 1
     with model_numerics():
-        outputs = run_validation(ledger, replicates=args.replicates, workers=args.workers)
+        outputs = run_validation(ledger, replicates=replicates, workers=workers)
     # which ledger the results belong to: reports show them only for that exact file
-    outputs["inputs"] = validation_inputs(args.ledger, args.replicates)
+    outputs["inputs"] = validation_inputs(ledger_csv, replicates)
     named = {VALIDATION_FILES[name]: frame for name, frame in outputs.items()}
     for path in write_csv_tables(named, paths.processed_dir(), float_format="%.6g"):
         print(f"wrote {path}")
@@ -271,6 +286,12 @@ def _parser() -> argparse.ArgumentParser:
     command.add_argument("--reports-dir", type=_path, metavar="DIR", help="publish into DIR instead of reports/")
     command.add_argument("--force", action="store_true", help="rebuild every selected run, even unchanged ones")
     command.add_argument("--no-pdf", action="store_true", help="HTML only, for quick drafts")
+    command.add_argument(
+        "--validate-if-stale",
+        action="store_true",
+        help="first run `validate` in this process if its results are missing, older than the ledger or the "
+        "package, or for another ledger: the fit stage then reuses the likelihood the validation compiled",
+    )
     command.set_defaults(handler=_build)
 
     command = commands.add_parser(
@@ -295,7 +316,9 @@ def _parser() -> argparse.ArgumentParser:
         "data/processed/validation_*.csv, which the reports show for this very ledger.",
     )
     command.add_argument("--ledger", type=_path, default=paths.LEDGER_CSV, help="ledger CSV")
-    command.add_argument("--replicates", type=int, default=200, help="simulation replicates per scenario")
+    command.add_argument(
+        "--replicates", type=int, default=VALIDATION_REPLICATES, help="simulation replicates per scenario"
+    )
     command.add_argument("--workers", type=int, default=2, help="processes in all (this one included) for the checks")
     command.set_defaults(handler=_validate)
     return parser

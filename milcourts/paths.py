@@ -20,7 +20,11 @@ LEDGER_PROVENANCE = RAW_DATA_DIR / "published_figures.provenance.yml"
 RUN_FILE = PROJECT_ROOT / "reports.yaml"
 LOCK_FILE = PROJECT_ROOT / "uv.lock"
 
-TEMPLATES_DIR = Path(__file__).resolve().parent / "build" / "templates"
+PACKAGE_DIR = Path(__file__).resolve().parent
+TEMPLATES_DIR = PACKAGE_DIR / "build" / "templates"
+# What `milcourts validate` was run on (the ledger's checksum, the replicates), in processed_dir():
+# read by the reports, and by the build to tell whether the validation is stale.
+VALIDATION_INPUTS_CSV = "validation_inputs.csv"
 
 
 def processed_dir() -> Path:

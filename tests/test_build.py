@@ -23,7 +23,7 @@ import yaml
 
 from milcourts import paths
 from milcourts.build.execute import KERNEL_ENVIRONMENT, BuildError, notebook_imports
-from milcourts.build.incremental import BuildSettings, cache_key, package_fingerprint
+from milcourts.build.incremental import BuildSettings, cache_key, package_fingerprint, validation_is_stale
 from milcourts.build.pipeline import build
 from milcourts.build.progress import Progress
 from milcourts.build.runfile import RunFileError, load_runs
@@ -338,6 +338,42 @@ def test_force_and_damaged_outputs_rebuild(project, hello_published, tmp_path):
     (settings.reports_dir / "hello.html").write_text("tampered", encoding="utf-8")
     assert [e["name"] for e in build(settings=settings)] == ["hello"]
     assert "hihi" in (settings.reports_dir / "hello.html").read_text()
+
+
+def test_validation_is_stale_when_missing_older_than_its_inputs_or_for_another_ledger(tmp_path, monkeypatch):
+    package = tmp_path / "package"
+    package.mkdir()
+    module = package / "model.py"
+    module.write_text("x = 1\n")
+    monkeypatch.setattr(paths, "PACKAGE_DIR", package)
+    ledger, processed = tmp_path / "ledger.csv", tmp_path / "processed"
+    ledger.write_text("figure_id,value\nF001,5\n")
+    processed.mkdir()
+    assert validation_is_stale(ledger, processed)  # never validated
+    record = processed / paths.VALIDATION_INPUTS_CSV
+    record.write_text(f"ledger_sha256,replicates\n{hashlib.sha256(ledger.read_bytes()).hexdigest()},200\n")
+    made = record.stat().st_mtime
+    os.utime(ledger, (made - 10, made - 10))
+    os.utime(module, (made - 10, made - 10))
+    assert not validation_is_stale(ledger, processed)
+    os.utime(module, (made + 10, made + 10))  # a module changed since
+    assert validation_is_stale(ledger, processed)
+    os.utime(module, (made - 10, made - 10))
+    os.utime(ledger, (made + 10, made + 10))  # the ledger changed since
+    assert validation_is_stale(ledger, processed)
+    os.utime(ledger, (made - 10, made - 10))
+    record.write_text("ledger_sha256,replicates\nabc,200\n")  # another ledger's results, written later
+    assert validation_is_stale(ledger, processed)
+
+
+def test_the_build_command_validates_first_when_stale_and_stops_if_that_fails(monkeypatch, tmp_path):
+    from milcourts import __main__ as cli
+
+    asked = []
+    monkeypatch.setattr(cli, "_run_validation", lambda ledger, *rest: asked.append(ledger) or 1)
+    monkeypatch.setenv("MILCOURTS_PROCESSED_DIR", str(tmp_path / "empty"))  # no validation results there
+    assert cli.main(["build", "--validate-if-stale", "--reports-dir", str(tmp_path / "reports")]) == 1
+    assert asked == [paths.LEDGER_CSV] and not (tmp_path / "reports").exists()
 
 
 def test_cache_key_changes_with_each_input(project, tmp_path):

@@ -8,6 +8,7 @@ and starts nothing.
 from __future__ import annotations
 
 import ast
+import csv
 import hashlib
 import json
 import re
@@ -43,6 +44,22 @@ class BuildSettings:
 def package_fingerprint() -> str:
     """The package source and templates: a change to any module may change any report."""
     return code_fingerprint()
+
+
+def validation_is_stale(ledger_csv: Path, processed_dir: Path) -> bool:
+    """Whether the model's validation results in processed_dir are missing, older than the ledger
+    or any module of the package (make's rule: by modification time), or for another ledger (by
+    its checksum, which the results record). Answered without importing pandas: the warm rebuild
+    asks it."""
+    record = processed_dir / paths.VALIDATION_INPUTS_CSV
+    if not record.is_file():
+        return True
+    made = record.stat().st_mtime
+    if any(source.stat().st_mtime > made for source in (ledger_csv, *paths.PACKAGE_DIR.rglob("*.py"))):
+        return True
+    with record.open(newline="", encoding="utf-8") as handle:
+        rows = list(csv.DictReader(handle))
+    return not rows or rows[0].get("ledger_sha256") != sha256_of(ledger_csv)
 
 
 LEDGER_PARAMETER = "ledger_csv"

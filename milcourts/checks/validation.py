@@ -21,6 +21,7 @@ import numpy as np
 import pandas as pd
 from scipy import special
 
+from milcourts import paths
 from milcourts.checks.synthetic import Truth, publication_weights, publish, published_values, simulate_counts
 from milcourts.inputs.constraints import ConstraintView, build_constraint_view
 from milcourts.inputs.ledger import published_by
@@ -582,7 +583,7 @@ def validation_inputs(ledger_csv, replicates: int) -> pd.DataFrame:
 
 
 VALIDATION_FILES = {
-    "inputs": "validation_inputs.csv",
+    "inputs": paths.VALIDATION_INPUTS_CSV,
     "leave_one_out": "validation_leave_one_out.csv",
     "rolling_origin": "validation_rolling_origin.csv",
     "rolling_origin_summary": "validation_rolling_origin_summary.csv",
