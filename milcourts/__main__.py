@@ -72,7 +72,9 @@ def _build(args: argparse.Namespace) -> int:
         from milcourts.build.incremental import validation_is_stale
 
         if validation_is_stale(settings.ledger_csv, settings.processed_dir):
-            print("validating the model first (its results are older than the ledger or the package)", file=sys.stderr)
+            print(
+                "validating the model first (no results yet, or older than the ledger or the package)", file=sys.stderr
+            )
             status = _run_validation(settings.ledger_csv)
             if status:
                 return status

@@ -350,6 +350,7 @@ def test_validation_is_stale_when_missing_older_than_its_inputs_or_for_another_l
     ledger.write_text("figure_id,value\nF001,5\n")
     processed.mkdir()
     assert validation_is_stale(ledger, processed)  # never validated
+    assert validation_is_stale(tmp_path / "missing.csv", processed)  # validating it reports the missing file
     record = processed / paths.VALIDATION_INPUTS_CSV
     record.write_text(f"ledger_sha256,replicates\n{hashlib.sha256(ledger.read_bytes()).hexdigest()},200\n")
     made = record.stat().st_mtime
@@ -374,6 +375,14 @@ def test_the_build_command_validates_first_when_stale_and_stops_if_that_fails(mo
     monkeypatch.setenv("MILCOURTS_PROCESSED_DIR", str(tmp_path / "empty"))  # no validation results there
     assert cli.main(["build", "--validate-if-stale", "--reports-dir", str(tmp_path / "reports")]) == 1
     assert asked == [paths.LEDGER_CSV] and not (tmp_path / "reports").exists()
+
+
+def test_validating_a_missing_ledger_is_a_clear_error(tmp_path, capsys):
+    """What the build's --validate-if-stale runs when the ledger is gone (it counts as stale)."""
+    from milcourts import __main__ as cli
+
+    assert cli._run_validation(tmp_path / "missing.csv") == 1
+    assert "missing.csv: expected an existing ledger file (not found)" in capsys.readouterr().err
 
 
 def test_cache_key_changes_with_each_input(project, tmp_path):

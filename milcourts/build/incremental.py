@@ -52,7 +52,7 @@ def validation_is_stale(ledger_csv: Path, processed_dir: Path) -> bool:
     its checksum, which the results record). Answered without importing pandas: the warm rebuild
     asks it."""
     record = processed_dir / paths.VALIDATION_INPUTS_CSV
-    if not record.is_file():
+    if not record.is_file() or not ledger_csv.is_file():  # no ledger: validating says so, clearly
         return True
     made = record.stat().st_mtime
     if any(source.stat().st_mtime > made for source in (ledger_csv, *paths.PACKAGE_DIR.rglob("*.py"))):
