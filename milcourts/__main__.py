@@ -15,8 +15,10 @@ from pathlib import Path
 
 from milcourts import __version__, paths
 
-# `validate`'s simulation replicates per scenario, also when the build runs it (--validate-if-stale)
+# `validate`'s simulation replicates per scenario and processes, also when the build runs it
+# (--validate-if-stale)
 VALIDATION_REPLICATES = 200
+VALIDATION_WORKERS = 2
 
 
 def _path(text: str) -> Path:
@@ -176,7 +178,9 @@ def _validate(args: argparse.Namespace) -> int:
     return _run_validation(args.ledger, args.replicates, args.workers)
 
 
-def _run_validation(ledger_csv: Path, replicates: int = VALIDATION_REPLICATES, workers: int = 2) -> int:
+def _run_validation(
+    ledger_csv: Path, replicates: int = VALIDATION_REPLICATES, workers: int = VALIDATION_WORKERS
+) -> int:
     from milcourts.atomic import write_csv_tables
     from milcourts.checks.validation import VALIDATION_FILES, run_validation, validation_inputs
     from milcourts.inputs.ledger import LedgerValidationError, load_ledger
@@ -321,7 +325,9 @@ def _parser() -> argparse.ArgumentParser:
     command.add_argument(
         "--replicates", type=int, default=VALIDATION_REPLICATES, help="simulation replicates per scenario"
     )
-    command.add_argument("--workers", type=int, default=2, help="processes in all (this one included) for the checks")
+    command.add_argument(
+        "--workers", type=int, default=VALIDATION_WORKERS, help="processes in all (this one included) for the checks"
+    )
     command.set_defaults(handler=_validate)
     return parser
 
