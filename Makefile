@@ -3,7 +3,7 @@
 SHELL := /bin/bash
 PY := .venv/bin/python
 
-.PHONY: help setup reports test model validate bench validate-ledger lock clean
+.PHONY: help setup reports check-reports test model validate bench validate-ledger lock clean
 
 help: ## list the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  make %-16s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -17,7 +17,12 @@ setup: ## install what is missing: Chromium + fonts (apt), the locked Python env
 reports: setup ## build every report in reports.yaml into reports/ (validates the model first if stale)
 	$(PY) -m milcourts build --validate-if-stale
 
-test: setup ## run the whole test suite on every core (`.venv/bin/python -m pytest tests/x.py` runs one file alone)
+# The published reports are checked by their own target, not by `make test`: building every report
+# takes minutes, and `make reports` builds them anyway (continuous integration runs both, then this).
+check-reports: setup ## check the reports in reports/ as readers get them: current, no code or jargon, page one's numbers
+	$(PY) -m pytest -m published tests/test_published_reports.py
+
+test: setup ## run the test suite on every core (all but check-reports) (`.venv/bin/python -m pytest tests/x.py` runs one file alone)
 	$(PY) -m pytest -n auto --dist worksteal
 
 model: setup ## fit the monthly filings model; write data/processed/*.csv

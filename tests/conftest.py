@@ -140,7 +140,8 @@ def build_report_on_ledger(tmp_path: Path, ledger, notebook: str, name: str, par
             }
         )
     )
-    # the project's main fit with its checks is the smoke test's; here only the run's own fits
+    # the project's main fit with its checks is `make reports`' (checked by test_published_reports);
+    # here only the run's own fits
     settings = BuildSettings(
         run_file=run_file,
         root=tmp_path,
@@ -161,14 +162,10 @@ SAME_SHAPE_FILES = ("test_model.py", "test_alternatives.py", "test_posterior.py"
 
 
 def pytest_collection_modifyitems(items):
-    """Longest first: under `make test` (pytest-xdist, work stealing) the smoke build of every report,
-    minutes on its own, starts at once on one worker while the others share the rest of the suite;
-    last in the queue it ran alone at the end. Then the files in their order, SAME_SHAPE_FILES together."""
+    """The files in their order, SAME_SHAPE_FILES together (see there)."""
 
-    def place(item) -> tuple:
+    def place(item) -> str:
         name = item.path.name
-        if name == "test_reports_smoke.py":
-            return (0, "")
-        return (1, SAME_SHAPE_FILES[0] if name in SAME_SHAPE_FILES else name)
+        return SAME_SHAPE_FILES[0] if name in SAME_SHAPE_FILES else name
 
     items.sort(key=place)

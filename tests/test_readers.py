@@ -1,6 +1,6 @@
 """What a reader of the PDF relies on: charts legible at A4, colours that mean what the axis
 says, bounds judged honestly, and prose free of code names (the built reports are scanned in the
-smoke test and the synthetic report tests)."""
+published reports' check and the synthetic report tests)."""
 
 from __future__ import annotations
 
