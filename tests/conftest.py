@@ -153,19 +153,3 @@ def build_report_on_ledger(tmp_path: Path, ledger, notebook: str, name: str, par
     )
     build(settings=settings)
     return (settings.reports_dir / f"{name}.html").read_text(encoding="utf-8")
-
-
-# Files whose tests fit synthetic ledgers of the same padded shape: kept next to each other, so that
-# under work stealing one worker runs them and compiles the likelihood's derivatives for that shape
-# once (about 15 s of processor time for each worker that does).
-SAME_SHAPE_FILES = ("test_model.py", "test_alternatives.py", "test_posterior.py")
-
-
-def pytest_collection_modifyitems(items):
-    """The files in their order, SAME_SHAPE_FILES together (see there)."""
-
-    def place(item) -> str:
-        name = item.path.name
-        return SAME_SHAPE_FILES[0] if name in SAME_SHAPE_FILES else name
-
-    items.sort(key=place)

@@ -13,6 +13,7 @@ from milcourts.model.fit import fit_filings_model
 from milcourts.model.simulate import simulate
 from milcourts.model.spec import ModelSpec
 from milcourts.model.tables import effects_table
+from milcourts.vocabulary import ARTICLES
 
 
 def test_rubin_pool_by_hand():
@@ -28,7 +29,9 @@ def test_rubin_pool_by_hand():
 
 def test_comparison_table_has_every_estimator_and_recovers_a_doubling():
     truth = default_truth()
-    ledger = publish(truth, simulate_counts(truth, np.random.default_rng(9)), aggregate_pattern(months_2024=True))
+    # every article's single months of 2024, the data this test was written for (with Art. 337's
+    # alone the step's 95% interval at this seed starts at 2.04: a miss a 95% interval makes at times)
+    ledger = publish(truth, simulate_counts(truth, np.random.default_rng(9)), aggregate_pattern(months_2024=ARTICLES))
     fitted = fit_filings_model(build_constraint_view(ledger), ModelSpec(penalty_grid=(0.3,), n_draws=400))
     draws = simulate(fitted)
     table = comparison_table(fitted, draws, effects_table(fitted, draws))

@@ -20,6 +20,7 @@ from milcourts.model.observations import design_matrix, month_index, prepare_obs
 from milcourts.model.simulate import simulate
 from milcourts.model.spec import PRIOR_LOG_PHI, ModelSpec, ParameterLayout
 from milcourts.model.tables import effects_table, fit_to_ledger_table, monthly_filings_table
+from milcourts.vocabulary import ARTICLES
 
 REFERENCE = Path(__file__).parent / "reference" / "fit_before_exact_derivatives"
 PENALTY = 0.1
@@ -104,7 +105,7 @@ def test_figures_beyond_the_minimum_blocks_change_nothing():
     (64 and 16 rows, against 48 and 8) gives the numpy likelihood's value and gradient: the sorting into
     blocks, the partners of revisions and the padding lose and misplace nothing."""
     truth = default_truth()
-    ledger = publish(truth, simulate_counts(truth, np.random.default_rng(5)), aggregate_pattern(months_2024=True))
+    ledger = publish(truth, simulate_counts(truth, np.random.default_rng(5)), aggregate_pattern(months_2024=ARTICLES))
     monthly = ledger.index[
         ledger["period_start"].dt.year.eq(2024) & ledger["period_end"].dt.month.eq(ledger["period_start"].dt.month)
     ]

@@ -31,7 +31,7 @@ def effect(effects: pd.DataFrame, article: str, starts: str) -> pd.Series:
 def synthetic_fit():
     truth = default_truth()
     counts = simulate_counts(truth, np.random.default_rng(7))
-    ledger = publish(truth, counts, aggregate_pattern(months_2024=True))
+    ledger = publish(truth, counts, aggregate_pattern(months_2024=("337",)))
     fitted = fit_filings_model(build_constraint_view(ledger), FAST)
     return truth, counts, fitted, simulate(fitted)
 
@@ -58,7 +58,7 @@ def test_monthly_intervals_cover_the_true_counts(synthetic_fit):
 def test_aggregate_only_pattern_still_recovers_the_slope():
     truth = default_truth()
     counts = simulate_counts(truth, np.random.default_rng(11))
-    ledger = publish(truth, counts, aggregate_pattern(months_2024=False))
+    ledger = publish(truth, counts, aggregate_pattern())
     fitted = fit_filings_model(build_constraint_view(ledger), FAST)
     effects = effects_table(fitted, simulate(fitted))
     last = effects[(effects["article"] == "337") & effects["effect"].str.startswith("monthly growth 2024-04")].iloc[0]
@@ -166,7 +166,9 @@ def test_predict_cli_prints_json_with_intervals(capsys):
 def test_reconstruction_is_integer_nonnegative_and_pinned_by_a_published_month():
     truth = default_truth()
     counts = simulate_counts(truth, np.random.default_rng(5))
-    ledger = publish(truth, counts, aggregate_pattern(articles=("337",), include_all_articles=False, months_2024=True))
+    ledger = publish(
+        truth, counts, aggregate_pattern(articles=("337",), include_all_articles=False, months_2024=("337",))
+    )
     fitted = fit_filings_model(build_constraint_view(ledger), FAST)
     conditioned = simulate(fitted, seed=1)
     free = simulate(fitted, seed=1, condition=False)
@@ -188,7 +190,7 @@ def test_break_profile_finds_the_true_break_month(synthetic_fit):
     from milcourts.checks.breakdate import profile_break_month, ruptures_break_month
 
     truth, counts, fitted, draws = synthetic_fit
-    ledger = publish(truth, counts, aggregate_pattern(months_2024=True))
+    ledger = publish(truth, counts, aggregate_pattern(months_2024=("337",)))
     profile = profile_break_month(build_constraint_view(ledger), FAST, penalty=1.0, first="2022-08", last="2022-12")
     assert profile["break_month"].tolist() == ["2022-08", "2022-09", "2022-10", "2022-11", "2022-12"]
     assert truth.break_month in set(profile.loc[profile["is_in_95_interval"], "break_month"])
@@ -210,7 +212,9 @@ def test_mobilisation_base_share_is_recovered_and_does_not_bias_the_break():
     Mediazona's new-parts base does, beside annual totals and 2024 months in the full base."""
     truth = replace(default_truth(), mobilisation_base_share=(0.8, 0.2))
     counts = simulate_counts(truth, np.random.default_rng(21))
-    ledger = publish(truth, counts, aggregate_pattern(articles=("337",), include_all_articles=False, months_2024=True))
+    ledger = publish(
+        truth, counts, aggregate_pattern(articles=("337",), include_all_articles=False, months_2024=("337",))
+    )
     fitted = fit_filings_model(build_constraint_view(ledger), FAST)
     draws = simulate(fitted)
     effects = effects_table(fitted, draws)
@@ -231,7 +235,7 @@ def test_bounds_count_as_misfit_only_when_the_fit_breaks_them(synthetic_fit):
     annual = table[
         (table["period_start"] == "2023-01-01") & (table["period_end"] == "2023-12-31") & (table["article"] == "337")
     ].iloc[0]
-    ledger = publish(truth, simulate_counts(truth, np.random.default_rng(7)), aggregate_pattern(months_2024=True))
+    ledger = publish(truth, simulate_counts(truth, np.random.default_rng(7)), aggregate_pattern(months_2024=("337",)))
     bound = ledger[ledger["figure_id"] == annual.name].copy()
     rows = []
     for fid, qualifier, factor in (
@@ -261,7 +265,7 @@ def test_bounds_count_as_misfit_only_when_the_fit_breaks_them(synthetic_fit):
 def test_a_fit_without_pre_break_figures_admits_it_knows_nothing_of_the_pre_trend():
     truth = default_truth()
     counts = simulate_counts(truth, np.random.default_rng(9))
-    pattern = aggregate_pattern(articles=("337",), include_all_articles=False, months_2024=True)
+    pattern = aggregate_pattern(articles=("337",), include_all_articles=False, months_2024=("337",))
     pattern = pattern[pd.to_datetime(pattern["period_start"]) >= pd.Timestamp("2023-01-01")]
     fitted = fit_filings_model(build_constraint_view(publish(truth, counts, pattern)), FAST)
     sd = dict(zip(fitted.names, np.sqrt(np.diag(fitted.cov))))
@@ -275,7 +279,7 @@ def test_a_fit_without_pre_break_figures_admits_it_knows_nothing_of_the_pre_tren
 
 def test_poisson_likelihood_pins_month_dispersion_and_narrows_monthly_bands(synthetic_fit):
     truth, counts, fitted, draws = synthetic_fit
-    ledger = publish(truth, counts, aggregate_pattern(months_2024=True))
+    ledger = publish(truth, counts, aggregate_pattern(months_2024=("337",)))
     poisson = fit_filings_model(build_constraint_view(ledger), replace(FAST, likelihood="poisson"))
     phi = np.exp(dict(zip(poisson.names, poisson.params))["log_phi"])
     assert phi < 1e-4

@@ -46,7 +46,7 @@ def _help_rows() -> pd.DataFrame:
 @pytest.mark.slow
 def test_summary_report_on_a_synthetic_ledger(tmp_path):
     truth = default_truth()
-    filings = publish(truth, simulate_counts(truth, np.random.default_rng(7)), aggregate_pattern(months_2024=True))
+    filings = publish(truth, simulate_counts(truth, np.random.default_rng(7)), aggregate_pattern(months_2024=("337",)))
     ledger = pd.concat([filings, _help_rows()], ignore_index=True)
     html = build_report_on_ledger(tmp_path, ledger, "03-summary.ipynb", "summary", {"max_lag_months": 3})
     for section in (

@@ -17,7 +17,7 @@ INJECTED = '<script>alert("x")</script> & <b>bold</b>'
 @pytest.mark.slow
 def test_trend_report_on_a_synthetic_ledger(tmp_path):
     truth = default_truth()
-    ledger = publish(truth, simulate_counts(truth, np.random.default_rng(4)), aggregate_pattern(months_2024=True))
+    ledger = publish(truth, simulate_counts(truth, np.random.default_rng(4)), aggregate_pattern(months_2024=("337",)))
     ledger.loc[0, "source_title"] = INJECTED
     html = build_report_on_ledger(
         tmp_path, ledger, "02-filings-trend.ipynb", "trend-337", {"article": "337", "forecast_months": 3}
