@@ -22,7 +22,7 @@ reports: setup ## build every report in reports.yaml into reports/ (validates th
 check-reports: setup ## check the reports in reports/ as readers get them: current, no code or jargon, page one's numbers
 	$(PY) -m pytest -m published tests/test_published_reports.py
 
-test: setup ## run the test suite on every core (all but check-reports) (`.venv/bin/python -m pytest tests/x.py` runs one file alone)
+test: setup ## run the test suite on every core, all but check-reports (`.venv/bin/python -m pytest tests/x.py` runs one file alone)
 	$(PY) -m pytest -n auto --dist worksteal
 
 model: setup ## fit the monthly filings model; write data/processed/*.csv
