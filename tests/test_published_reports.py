@@ -26,6 +26,7 @@ from milcourts.build.incremental import BuildSettings, plan
 from milcourts.build.pipeline import collect_fit_requests, run_ledgers
 from milcourts.build.runfile import load_runs
 from milcourts.checks.posterior import CHAINS, DRAWS_PER_CHAIN
+from milcourts.checks.validation import VALIDATION_FILES
 from milcourts.products.public import MAIN_TABLES
 from milcourts.products.stage import is_stored
 from milcourts.vocabulary import METHODS_REPORT
@@ -60,8 +61,9 @@ def test_every_run_is_published_with_its_fits_from_the_fit_stage(published):
     assert main is not None and is_stored(main, published.processed_dir, with_checks=True), main.folder
     missing = [request.folder for request in requests if not is_stored(request, published.processed_dir)]
     assert missing == []
-    for table in MAIN_TABLES:
-        assert (published.processed_dir / f"{table.name}.csv").is_file(), table.name
+    # the main fit's public tables and the validation's results, nothing else
+    expected = {f"{table.name}.csv" for table in MAIN_TABLES} | set(VALIDATION_FILES.values())
+    assert sorted(p.name for p in published.processed_dir.glob("*.csv")) == sorted(expected)
 
 
 @pytest.mark.parametrize("run", RUNS, ids=[run.name for run in RUNS])
