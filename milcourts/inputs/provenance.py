@@ -13,6 +13,8 @@ from pathlib import Path
 
 import yaml
 
+from milcourts.paths import PACKAGE_DIR
+
 REQUIRED_FIELDS = ("file", "sha256", "bytes", "copied_from", "copied_on", "description")
 
 
@@ -26,9 +28,6 @@ def sha256_of(path: Path) -> str:
         for block in iter(lambda: handle.read(1 << 16), b""):
             digest.update(block)
     return digest.hexdigest()
-
-
-PACKAGE_DIR = Path(__file__).resolve().parent.parent
 
 
 def code_fingerprint(parts: tuple[str, ...] = ()) -> str:
