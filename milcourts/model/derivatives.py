@@ -16,9 +16,14 @@ import os
 import re
 from typing import NamedTuple
 
-# One XLA thread per process: fits run in parallel (--jobs) on two cores, and threaded reductions
-# would round differently from run to run. Must be set before JAX starts.
-os.environ.setdefault("XLA_FLAGS", "--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1")
+# Asks XLA for single-threaded Eigen matrix products (no measurable difference here: the products
+# are small). Must be set before JAX starts. XLA's runtime still runs independent parts of a
+# computation on a pool of one thread per core (a Hessian keeps about 1.6 of two cores busy), which
+# was measured rather than assumed harmless: the real ledger's fit (parameters and covariance) came
+# out bit-identical with that pool at 1, 2 and 4 threads (PJRT_NPROC), and one thread made neither
+# the test suite nor `make validate` (two processes fitting side by side) any faster (1.01 and 1.00
+# of the wall time, two pairs each), while a lone Hessian took 28 to 31 ms instead of 22 to 25.
+os.environ.setdefault("XLA_FLAGS", "--xla_cpu_multi_thread_eigen=false")
 
 import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
